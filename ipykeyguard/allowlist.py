@@ -1,0 +1,62 @@
+"""What is never a finding: placeholders, documentation examples and lines marked as allowed."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["is_placeholder", "allowed_lines", "INLINE_ALLOW_MARKERS"]
+
+#: Comments that allow every finding on their line (``pragma: allowlist nextline secret``
+#: allows the line below it, as in detect-secrets).
+INLINE_ALLOW_MARKERS = ("ipykeyguard: allow", "ipykeyguard:allow", "gitleaks:allow", "pragma: allowlist secret")
+_NEXTLINE_MARKERS = ("pragma: allowlist nextline secret", "ipykeyguard: allow-next-line")
+
+# Vendor documentation examples, published as examples by the vendors themselves.
+_DOC_EXAMPLES = frozenset(
+    {
+        "AKIAIOSFODNN7EXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "ASIAIOSFODNN7EXAMPLE",
+        "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY",
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
+    }
+)
+
+_PLACEHOLDER_RE = re.compile(
+    r"""
+      \.\.\. | …                                  # elided: sk-...abcd
+    | x{4,} | X{4,} | \*{3,} | \#{4,}             # masked or filler runs
+    | ^<[^<>]{0,200}>$ | ^\[[^\[\]]{0,200}\]$     # <token>, [secret:NAME]
+    | \$\{[^}]{0,100}\} | \{\{[^}]{0,100}\}\}     # ${TOKEN}, {{ token }}
+    | ^\$[A-Za-z_][A-Za-z0-9_]{0,100}$            # $API_KEY
+    | %\([a-z_]{1,60}\)s                          # %(password)s
+    | your[-_ ]?(?:own[-_ ]?)?(?:api[-_ ]?)?(?:key|token|secret|password|pass|pwd|access)
+    | (?:api[-_]?key|token|secret|password)[-_ ]?here
+    | (?:insert|replace|enter|put|paste|add)[-_ ]?(?:your|the|a|api|key|token)
+    | placeholder | changeme | change[-_]me | redacted | example | dummy | notreal | not[-_]a[-_]real
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+def is_placeholder(secret: str) -> bool:
+    """True when ``secret`` is a placeholder or a documented example rather than a key."""
+    if secret in _DOC_EXAMPLES:
+        return True
+    if len(set(secret)) <= 2:
+        return True
+    return _PLACEHOLDER_RE.search(secret) is not None
+
+
+def allowed_lines(text: str) -> set[int]:
+    """0-based numbers of the lines of ``text`` on which findings are allowed by a comment."""
+    lowered = text.lower()
+    if "allow" not in lowered:
+        return set()
+    allowed: set[int] = set()
+    for number, line in enumerate(lowered.split("\n")):
+        if any(marker in line for marker in INLINE_ALLOW_MARKERS):
+            allowed.add(number)
+        if any(marker in line for marker in _NEXTLINE_MARKERS):
+            allowed.add(number + 1)
+    return allowed

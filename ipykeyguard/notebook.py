@@ -1,0 +1,253 @@
+"""Reading notebooks and walking every text they hold.
+
+A notebook is read as a notebook, not as JSON text: :func:`iter_leaves` yields each piece of
+text with its place (cell index, a field path such as ``outputs[2].data.text/html``) and its
+kind (code, markdown, raw, output, metadata, attachment). Binary mimetypes (PNG, JPEG, PDF,
+...) are skipped by type. :func:`set_leaf` writes a changed text back in the same shape (a
+string stays a string, a list of lines stays a list of lines), so an unchanged notebook can be
+re-serialised byte for byte.
+
+Nothing here imports nbformat: notebooks are plain dicts (``NotebookNode`` is a dict too).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+__all__ = [
+    "NotebookError",
+    "Leaf",
+    "parse_notebook",
+    "read_notebook",
+    "iter_leaves",
+    "set_leaf",
+    "is_text_mimetype",
+    "detect_indent",
+    "dump_notebook",
+]
+
+#: Field kinds. Only ``code`` leaves are rewritten to environment lookups; the rest are masked.
+CODE, MARKDOWN, RAW, OUTPUT, METADATA, ATTACHMENT = "code", "markdown", "raw", "output", "metadata", "attachment"
+
+_TEXTUAL_APPLICATION = {
+    "application/javascript",
+    "application/x-javascript",
+    "application/ecmascript",
+    "application/x-latex",
+    "application/x-tex",
+    "application/xml",
+    "application/x-sh",
+    "application/x-python",
+    "application/sql",
+    "application/x-sql",
+    "application/vnd.code.notebook.stdout",
+    "application/vnd.code.notebook.stderr",
+    "application/vnd.code.notebook.error",
+}
+
+
+class NotebookError(ValueError):
+    """A file is not a notebook we can read. The message says why and where; no content."""
+
+
+def is_text_mimetype(mime: str) -> bool:
+    """True for mimetypes that hold text or JSON; False for binary ones (images, PDF, ...)."""
+    mime = mime.lower().split(";", 1)[0].strip()
+    if mime.startswith("text/"):
+        return True
+    if mime.endswith("+json") or mime == "application/json" or mime.endswith("+xml"):
+        return True
+    return mime in _TEXTUAL_APPLICATION
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One text inside a notebook.
+
+    Attributes:
+        cell: Cell index, or ``None`` for notebook-level metadata.
+        field: Human-readable path inside the cell (or notebook), e.g. ``"source"``.
+        kind: ``code``, ``markdown``, ``raw``, ``output``, ``metadata`` or ``attachment``.
+        text: The text (lists of lines joined).
+        path: Keys and indices from the notebook root to the value, for :func:`set_leaf`.
+        is_lines: The value was stored as a list of lines.
+    """
+
+    cell: int | None
+    field: str
+    kind: str
+    text: str
+    path: tuple[Any, ...]
+    is_lines: bool = False
+
+
+def _decode(data: bytes, name: str) -> str:
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NotebookError(
+            f"{name}: not UTF-8 text (invalid byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+
+
+def parse_notebook(data: str | bytes, name: str = "<notebook>") -> dict:
+    """Parse notebook JSON and check that it is a notebook we support (nbformat 4).
+
+    Raises:
+        NotebookError: not UTF-8, not JSON, not a notebook, or an nbformat older than 4.
+    """
+    text = _decode(data, name) if isinstance(data, bytes) else data.lstrip("\ufeff")
+    try:
+        nb = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise NotebookError(f"{name}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise NotebookError(f"{name}: JSON nested too deeply") from None
+    if not isinstance(nb, dict):
+        raise NotebookError(f"{name}: not a notebook (the top level is not a JSON object)")
+    version = nb.get("nbformat")
+    if not isinstance(version, int):
+        raise NotebookError(f"{name}: not a notebook (no integer 'nbformat' field)")
+    if version < 4:
+        raise NotebookError(
+            f"{name}: nbformat {version} is not supported; upgrade it with "
+            "'jupyter nbconvert --to notebook --nbformat 4 --inplace'"
+        )
+    if version > 4:
+        raise NotebookError(f"{name}: nbformat {version} is newer than this ipykeyguard supports (4)")
+    cells = nb.get("cells")
+    if not isinstance(cells, list) or not all(isinstance(c, dict) for c in cells):
+        raise NotebookError(f"{name}: not a notebook ('cells' is not a list of objects)")
+    return nb
+
+
+def read_notebook(path: str | Path) -> tuple[dict, bytes]:
+    """Read and parse a notebook file; returns the notebook and the bytes read.
+
+    Raises:
+        NotebookError: see :func:`parse_notebook`; also when the file cannot be read.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise NotebookError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return parse_notebook(data, str(path)), data
+
+
+def detect_indent(raw: str | bytes) -> int | None:
+    """The JSON indent a notebook file was written with (Jupyter writes 1), ``None`` if compact."""
+    if isinstance(raw, bytes):
+        raw = raw[:4096].decode("utf-8", "replace")
+    raw = raw.lstrip("\ufeff")
+    nl = raw.find("\n")
+    if nl < 0:
+        return None
+    rest = raw[nl + 1 :]
+    return len(rest) - len(rest.lstrip(" ")) or None
+
+
+def dump_notebook(nb: dict, indent: int | None = 1) -> str:
+    """Serialise a notebook the way Jupyter does (indent 1, sorted keys, non-ASCII kept, final newline)."""
+    return json.dumps(nb, indent=indent, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _text(value: Any) -> tuple[str, bool] | None:
+    if isinstance(value, str):
+        return value, False
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "".join(value), True
+    return None
+
+
+def _json_leaves(value: Any, field: str, path: tuple, cell: int | None, kind: str) -> Iterator[Leaf]:
+    stack: list[tuple[Any, str, tuple]] = [(value, field, path)]
+    while stack:
+        node, fld, pth = stack.pop()
+        if isinstance(node, str):
+            if node:
+                yield Leaf(cell, fld, kind, node, pth)
+        elif isinstance(node, dict):
+            for key in reversed(list(node)):
+                stack.append((node[key], f"{fld}.{key}" if fld else str(key), pth + (key,)))
+        elif isinstance(node, list):
+            for i in range(len(node) - 1, -1, -1):
+                stack.append((node[i], f"{fld}[{i}]", pth + (i,)))
+
+
+def _bundle_leaves(bundle: Any, field: str, path: tuple, cell: int | None, kind: str) -> Iterator[Leaf]:
+    """Leaves of a mime bundle ``{mimetype: data}``: text types only, JSON walked."""
+    if not isinstance(bundle, dict):
+        return
+    for mime, data in bundle.items():
+        if not isinstance(mime, str) or not is_text_mimetype(mime):
+            continue
+        fld, pth = f"{field}.{mime}", path + (mime,)
+        as_text = _text(data)
+        if as_text is not None:
+            if as_text[0]:
+                yield Leaf(cell, fld, kind, as_text[0], pth, as_text[1])
+        else:
+            yield from _json_leaves(data, fld, pth, cell, kind)
+
+
+def iter_leaves(nb: dict) -> Iterator[Leaf]:
+    """Every text in the notebook: notebook metadata, then each cell's source, attachments,
+    outputs and metadata. Binary mimetypes, cell ids and dict keys are not yielded."""
+    yield from _json_leaves(nb.get("metadata", {}), "metadata", ("metadata",), None, METADATA)
+    for index, cell in enumerate(nb.get("cells", [])):
+        base = ("cells", index)
+        cell_type = cell.get("cell_type")
+        kind = {"code": CODE, "markdown": MARKDOWN}.get(cell_type, RAW)
+        src = _text(cell.get("source", ""))
+        if src is not None and src[0]:
+            yield Leaf(index, "source", kind, src[0], base + ("source",), src[1])
+        attachments = cell.get("attachments")
+        if isinstance(attachments, dict):
+            for name, bundle in attachments.items():
+                yield from _bundle_leaves(bundle, f"attachments.{name}", base + ("attachments", name), index, ATTACHMENT)
+        outputs = cell.get("outputs")
+        if isinstance(outputs, list):
+            for j, out in enumerate(outputs):
+                if not isinstance(out, dict):
+                    continue
+                obase, ofield = base + ("outputs", j), f"outputs[{j}]"
+                otype = out.get("output_type")
+                if otype == "stream":
+                    txt = _text(out.get("text", ""))
+                    if txt is not None and txt[0]:
+                        yield Leaf(index, f"{ofield}.text", OUTPUT, txt[0], obase + ("text",), txt[1])
+                elif otype == "error":
+                    for key in ("ename", "evalue"):
+                        val = out.get(key)
+                        if isinstance(val, str) and val:
+                            yield Leaf(index, f"{ofield}.{key}", OUTPUT, val, obase + (key,))
+                    tb = out.get("traceback")
+                    if isinstance(tb, list):
+                        for k, frame in enumerate(tb):
+                            if isinstance(frame, str) and frame:
+                                yield Leaf(index, f"{ofield}.traceback[{k}]", OUTPUT, frame, obase + ("traceback", k))
+                else:
+                    yield from _bundle_leaves(out.get("data"), f"{ofield}.data", obase + ("data",), index, OUTPUT)
+                if "metadata" in out:
+                    yield from _json_leaves(out["metadata"], f"{ofield}.metadata", obase + ("metadata",), index, OUTPUT)
+        if "metadata" in cell:
+            yield from _json_leaves(cell["metadata"], "metadata", base + ("metadata",), index, METADATA)
+
+
+def split_lines(text: str) -> list[str]:
+    """Split like nbformat stores multi-line strings: each line keeps its ``\\n``."""
+    return text.splitlines(keepends=True)
+
+
+def set_leaf(nb: dict, leaf: Leaf, text: str) -> None:
+    """Write ``text`` where ``leaf`` was, in the same shape (string or list of lines)."""
+    node: Any = nb
+    for key in leaf.path[:-1]:
+        node = node[key]
+    node[leaf.path[-1]] = split_lines(text) if leaf.is_lines else text

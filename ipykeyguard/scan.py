@@ -1,0 +1,246 @@
+"""The scanner: keyword prefilter -> bounded regex -> entropy -> validator -> allowlist.
+
+:class:`Scanner` is built once from a :class:`~ipykeyguard.config.Config` and is then a pure
+function of its input: ``scan_text`` takes text and returns findings; nothing else is read or
+written. Every rule's regex is bounded (see :mod:`ipykeyguard.rules`), so scanning is linear in
+the size of the text.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Iterable
+
+from .allowlist import allowed_lines, is_placeholder
+from .config import Config
+from .findings import Confidence, Finding, Location, Secret
+from .rules import Rule
+from .validators import VALIDATORS, shannon_entropy
+
+__all__ = ["Scanner", "scan_text", "default_scanner", "scanner_for", "env_name_from"]
+
+_NAME_SPLIT_RE = re.compile(r"[^A-Za-z0-9]+")
+_CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def env_name_from(name: str, fallback: str = "SECRET") -> str:
+    """An UPPER_SNAKE_CASE variable name derived from an identifier-ish ``name``.
+
+    ``openai.api_key`` -> ``OPENAI_API_KEY``, ``hfToken`` -> ``HF_TOKEN``; ``fallback`` when
+    nothing usable is left.
+    """
+    words = [w for w in _NAME_SPLIT_RE.split(_CAMEL_RE.sub("_", name)) if w]
+    env = "_".join(words).upper()
+    if not env:
+        return fallback
+    if env[0].isdigit():
+        env = "_" + env
+    return env[:64]
+
+
+class Scanner:
+    """Finds secrets in text with one rule set and one configuration.
+
+    Thread-safe and reusable; construct it once (rules are compiled when loaded).
+    """
+
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or Config()
+        self.rules: tuple[Rule, ...] = tuple(self.config.ruleset)
+        keywords: dict[str, list[Rule]] = {}
+        self._always: list[Rule] = []
+        for rule in self.rules:
+            if rule.keywords:
+                for kw in rule.keywords:
+                    keywords.setdefault(kw, []).append(rule)
+            else:
+                self._always.append(rule)
+        self._keywords = keywords
+        self._order = {rule.id: i for i, rule in enumerate(self.rules)}
+
+    # -- the engine ---------------------------------------------------------------------------
+    def _candidate_rules(self, text: str) -> list[Rule]:
+        lowered = text.lower()
+        chosen: dict[str, Rule] = {r.id: r for r in self._always}
+        for kw, rules in self._keywords.items():
+            if kw in lowered:
+                for rule in rules:
+                    chosen[rule.id] = rule
+        return sorted(chosen.values(), key=lambda r: self._order[r.id])
+
+    def _judge(self, rule: Rule, secret: str) -> Confidence | None:
+        """Confidence of one regex match, or ``None`` when it is not a finding."""
+        if rule.entropy is not None and shannon_entropy(secret) < rule.entropy:
+            return None
+        if is_placeholder(secret):
+            return None
+        confidence = rule.confidence
+        if rule.validator is not None:
+            if VALIDATORS[rule.validator](secret):
+                confidence = Confidence.CERTAIN
+            else:
+                if rule.invalid is None:
+                    return None
+                confidence = min(confidence, rule.invalid)
+        return confidence
+
+    def raw_matches(self, text: str, rules: Iterable[Rule] | None = None) -> list[Finding]:
+        """Every accepted match of every rule, before overlap resolution and allow comments."""
+        out: list[Finding] = []
+        for rule in self._candidate_rules(text) if rules is None else rules:
+            for m in rule.pattern.finditer(text):
+                secret = m.group("secret")
+                if not secret:
+                    continue
+                confidence = self._judge(rule, secret)
+                if confidence is None:
+                    continue
+                env = rule.env
+                if rule.generic and "name" in rule.pattern.groupindex and m.group("name"):
+                    env = env_name_from(m.group("name"), rule.env)
+                start, end = m.span("secret")
+                out.append(Finding(rule.id, confidence, start, end, Secret(secret), env))
+        return out
+
+    def scan_text(
+        self,
+        text: str,
+        *,
+        cell: int | None = None,
+        field: str | None = None,
+        min_confidence: Confidence | None = None,
+    ) -> list[Finding]:
+        """Find the secrets in ``text``, ordered by position.
+
+        Overlapping matches are resolved to the most specific one (higher confidence, a
+        provider rule over a generic one, then the longer match). Matches on lines with an
+        allow comment, placeholders and allowed fingerprints are dropped.
+
+        Args:
+            text: The text to scan.
+            cell: Notebook cell index recorded in each finding's location.
+            field: Notebook field path recorded in each finding's location.
+            min_confidence: Drop findings below this (default: the config's threshold).
+
+        Returns:
+            The findings, each located by offset, line and column.
+        """
+        if not text:
+            return []
+        threshold = self.config.min_confidence if min_confidence is None else min_confidence
+        matches = [
+            f for f in self.raw_matches(text)
+            if f.confidence >= threshold and f.fingerprint not in self.config.allow
+        ]
+        if not matches:
+            return []
+        rules = {r.id: r for r in self.rules}
+        matches.sort(
+            key=lambda f: (
+                -int(f.confidence),
+                rules[f.rule].generic,
+                -(f.end - f.start),
+                f.start,
+            )
+        )
+        kept: list[Finding] = []
+        for f in matches:
+            if all(f.end <= k.start or f.start >= k.end for k in kept):
+                kept.append(f)
+        kept.sort(key=lambda f: f.start)
+        allowed = allowed_lines(text)
+        out: list[Finding] = []
+        line_starts = _LineIndex(text)
+        for f in kept:
+            line, column = line_starts.locate(f.start)
+            if line - 1 in allowed:
+                continue
+            out.append(f.with_location(Location(cell, field, line, column)))
+        return out
+
+
+class _LineIndex:
+    """Maps offsets to 1-based (line, column), computing line starts lazily."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._starts: list[int] | None = None
+
+    def locate(self, offset: int) -> tuple[int, int]:
+        if self._starts is None:
+            self._starts = [0] + [m.end() for m in re.finditer("\n", self._text)]
+        import bisect
+
+        index = bisect.bisect_right(self._starts, offset) - 1
+        return index + 1, offset - self._starts[index] + 1
+
+
+_default_lock = threading.Lock()
+_default_scanner: Scanner | None = None
+
+
+def default_scanner() -> Scanner:
+    """The process-wide scanner with the default configuration."""
+    global _default_scanner
+    with _default_lock:
+        if _default_scanner is None:
+            _default_scanner = Scanner(Config())
+        return _default_scanner
+
+
+def scan_text(text: str, config: Config | None = None, **kwargs) -> list[Finding]:
+    """Find the secrets in ``text`` (see :meth:`Scanner.scan_text`).
+
+    Args:
+        text: Any text: a cell's source, a file, an output.
+        config: Settings; the defaults when omitted.
+
+    Returns:
+        The findings, ordered by position. Their reprs hold no plaintext.
+    """
+    return scanner_for(config).scan_text(text, **kwargs)
+
+
+_scanners: dict[Config, Scanner] = {}
+
+
+def scanner_for(config: Config | None) -> Scanner:
+    """A cached scanner for ``config`` (the default scanner for ``None``)."""
+    if config is None:
+        return default_scanner()
+    with _default_lock:
+        scanner = _scanners.get(config)
+        if scanner is None:
+            scanner = _scanners[config] = Scanner(config)
+        return scanner
+
+
+
+def notebook_findings(nb: dict, scanner: Scanner, *, min_confidence: Confidence | None = None):
+    """The one notebook walk: each text leaf with the findings in it (leaves without any are skipped).
+
+    Yields:
+        ``(leaf, findings)`` pairs in notebook order.
+    """
+    from .notebook import iter_leaves
+
+    for leaf in iter_leaves(nb):
+        found = scanner.scan_text(leaf.text, cell=leaf.cell, field=leaf.field, min_confidence=min_confidence)
+        if found:
+            yield leaf, found
+
+
+def scan_notebook(nb: dict, config: Config | None = None, **kwargs) -> list[Finding]:
+    """Find the secrets in a notebook: sources, outputs, tracebacks, metadata, attachments.
+
+    Args:
+        nb: The notebook as a dict (a parsed ``.ipynb`` or an nbformat ``NotebookNode``).
+        config: Settings; the defaults when omitted.
+
+    Returns:
+        The findings, in notebook order; each located by cell, field, line and column (offsets
+        are within that field's text).
+    """
+    scanner = scanner_for(config)
+    return [f for _leaf, found in notebook_findings(nb, scanner, **kwargs) for f in found]
