@@ -1,0 +1,626 @@
+"""Secret stores: where moved keys live so that ``os.environ["NAME"]`` works now and later.
+
+Four kinds, one small protocol (:class:`SecretStore`):
+
+``dotenv``
+    A ``.env`` file (by default beside the notebook), in python-dotenv's syntax. Written
+    atomically (temporary file in the same directory, ``fsync``, ``os.replace``), mode 0600,
+    existing lines and comments kept as they are (only the lines of the names being set are
+    replaced, new names are appended). Inside a git work tree the file is added to the nearest
+    ``.gitignore`` once (unless git already ignores it), and a ``.env`` that git *tracks* is
+    refused, because a key written there would be committed with the next ``git commit -a``.
+    Values are quoted so that ``dotenv_values(path, interpolate=False)`` returns them exactly,
+    newlines (PEM blocks), quotes and backslashes included; this store reads without
+    interpolation too. (python-dotenv expands ``${VAR}`` in every value when interpolating,
+    whatever the quoting, and offers no escape for it: a value holding ``${`` round-trips
+    only with ``interpolate=False``.) A symlinked ``.env`` is followed: its target is written.
+    Writes from threads of one process are serialised; separate processes writing the same
+    file at the same instant are not (the pre-commit hook runs serially for this reason).
+``keyring``
+    The OS keyring through the ``keyring`` package, one entry per name under ``service``, plus
+    an index entry listing the names (keyring cannot enumerate).
+``memory``
+    A dict in this process: nothing on disk.
+``none``
+    Keeps nothing: ``put`` accepts and discards, ``get`` finds nothing. Callers that report what
+    they stored check ``kind == "none"`` and say the keys were *not* kept.
+
+No exception or ``repr`` of a store holds a stored value.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import stat
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Mapping, Protocol, runtime_checkable
+
+from .findings import fingerprint
+
+__all__ = [
+    "StoreError",
+    "SecretStore",
+    "DotenvStore",
+    "KeyringStore",
+    "MemoryStore",
+    "NullStore",
+    "STORE_KINDS",
+    "open_store",
+    "taken_names",
+    "is_valid_name",
+]
+
+#: The kinds :func:`open_store` knows.
+STORE_KINDS = ("dotenv", "keyring", "memory", "none")
+
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class StoreError(Exception):
+    """A store could not be read or written. The message names the store and the variable,
+    never a value."""
+
+
+def is_valid_name(name: str) -> bool:
+    """True when ``name`` can be an environment variable and a ``.env`` key."""
+    return isinstance(name, str) and bool(_NAME_RE.match(name)) and len(name) <= 256
+
+
+def _check_values(values: Mapping[str, str]) -> None:
+    for name, value in values.items():
+        if not is_valid_name(name):
+            raise StoreError(f"{name!r} is not a valid environment variable name")
+        if not isinstance(value, str):
+            raise StoreError(f"the value for {name} is not a string")
+        if "\x00" in value:
+            # os.environ cannot hold NUL, so such a value could never be looked up again.
+            raise StoreError(f"the value for {name} contains a NUL character")
+
+
+@runtime_checkable
+class SecretStore(Protocol):
+    """Where moved keys are kept."""
+
+    kind: str
+    description: str
+
+    def get(self, name: str) -> str | None:
+        """The value stored under ``name``, or ``None``."""
+
+    def items(self) -> dict[str, str]:
+        """Every name and value in the store."""
+
+    def put(self, values: Mapping[str, str]) -> None:
+        """Store every value, or none of them.
+
+        Raises:
+            StoreError: nothing was stored.
+        """
+
+    def delete(self, name: str) -> None:
+        """Remove ``name`` if present."""
+
+
+# -- memory and none ---------------------------------------------------------------------------
+class MemoryStore:
+    """Keys kept in this process only."""
+
+    kind = "memory"
+    description = "memory (nothing on disk)"
+
+    def __init__(self, values: Mapping[str, str] | None = None) -> None:
+        self._values: dict[str, str] = {}
+        self._lock = threading.Lock()
+        if values:
+            self.put(values)
+
+    def get(self, name: str) -> str | None:
+        return self._values.get(name)
+
+    def items(self) -> dict[str, str]:
+        return dict(self._values)
+
+    def put(self, values: Mapping[str, str]) -> None:
+        _check_values(values)
+        with self._lock:
+            self._values.update(values)
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            self._values.pop(name, None)
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(names={sorted(self._values)})"
+
+
+class NullStore:
+    """Keeps nothing (``--store none``): ``put`` validates and discards."""
+
+    kind = "none"
+    description = "none (keys are not kept)"
+
+    def get(self, name: str) -> str | None:
+        return None
+
+    def items(self) -> dict[str, str]:
+        return {}
+
+    def put(self, values: Mapping[str, str]) -> None:
+        _check_values(values)
+
+    def delete(self, name: str) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return "NullStore()"
+
+
+# -- .env --------------------------------------------------------------------------------------
+_UNQUOTED_SAFE = re.compile(r"[^\s'\"#][^\r\n]*(?<=\S)\Z")
+_UNQUOTED_COMMENT = re.compile(r"\s#")
+
+
+def quote_dotenv_value(value: str) -> str:
+    """``value`` quoted for a ``.env`` line so that python-dotenv parses it back exactly.
+
+    Single quotes when the value holds no quote, backslash or carriage return (PEM blocks stay
+    readable, one line per line); double quotes with escapes otherwise (python-dotenv reads files
+    with universal newlines, so a raw ``\\r`` could not survive; ``\\r`` and ``\\n`` are escaped);
+    unquoted for a value ending in a backslash.
+
+    Raises:
+        StoreError: the value ends in a backslash and also holds whitespace or a newline: no
+            python-dotenv syntax can hold it.
+    """
+    if value.endswith("\\"):
+        # python-dotenv's quoted-value regex reads a backslash before the closing quote as an
+        # escaped quote, so such a value is only representable unquoted.
+        if _UNQUOTED_SAFE.match(value) and not _UNQUOTED_COMMENT.search(value):
+            return value
+        raise StoreError("a value ending in a backslash with spaces or newlines cannot be written to a .env file")
+    if not any(c in value for c in "'\\\r"):
+        return f"'{value}'"
+    escaped = (
+        value.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "\\r").replace("\n", "\\n")
+    )
+    return f'"{escaped}"'
+
+
+_locks_guard = threading.Lock()
+_path_locks: dict[str, threading.Lock] = {}
+
+
+def _lock_for(path: Path) -> threading.Lock:
+    with _locks_guard:
+        return _path_locks.setdefault(str(path), threading.Lock())
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int | None = None) -> None:
+    """Replace ``path`` with ``data`` atomically: a temporary file in the same directory is
+    written, flushed to disk and renamed over ``path``, so a crash leaves the old or the new file.
+
+    Args:
+        path: The file to (re)write.
+        data: Its new content.
+        mode: Permission bits for the new file; by default those of the existing file, or 0600
+            for a new one (``mkstemp``'s mode).
+
+    Raises:
+        OSError: the file could not be written; ``path`` is unchanged and no temporary is left.
+    """
+    path = Path(path)
+    if mode is None:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            mode = None
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".ipykeyguard-tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable (POSIX); silently unsupported elsewhere."""
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass  # some filesystems (and Windows) cannot fsync a directory; the rename still happened
+    finally:
+        os.close(dir_fd)
+
+
+class DotenvStore:
+    """Keys in a ``.env`` file (see the module docstring for the guarantees)."""
+
+    kind = "dotenv"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(os.path.abspath(path))
+        self.description = f".env ({self.path})"
+
+    # reading
+    def _read_text(self) -> str:
+        try:
+            # Universal newlines, as python-dotenv itself reads the file.
+            with open(os.path.realpath(self.path), encoding="utf-8") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return ""
+        except UnicodeDecodeError:
+            raise StoreError(f"{self.path}: not UTF-8 text") from None
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot read: {exc.strerror or type(exc).__name__}") from None
+
+    def items(self) -> dict[str, str]:
+        """Every binding of the file, read with python-dotenv without interpolation."""
+        from dotenv import dotenv_values
+
+        text = self._read_text()
+        if not text:
+            return {}
+        values = dotenv_values(stream=io.StringIO(text), interpolate=False)
+        return {k: v for k, v in values.items() if v is not None}
+
+    def get(self, name: str) -> str | None:
+        return self.items().get(name)
+
+    # writing
+    def put(self, values: Mapping[str, str]) -> None:
+        """Set ``values`` in the file (one atomic rewrite), creating it with mode 0600.
+
+        Raises:
+            StoreError: a name is invalid, git tracks the file, the ``.gitignore`` or the file
+                could not be written; the file is then unchanged.
+        """
+        _check_values(values)
+        if not values:
+            return
+        target = Path(os.path.realpath(self.path))
+        with _lock_for(target):
+            if not target.parent.is_dir():
+                raise StoreError(f"{self.path}: the directory does not exist")
+            _ensure_git_ignored(target)
+            self._rewrite(target, lambda lines: _set_lines(lines, values))
+
+    def delete(self, name: str) -> None:
+        """Remove every binding of ``name`` from the file (comments and other lines kept).
+
+        Raises:
+            StoreError: the file could not be rewritten.
+        """
+        target = Path(os.path.realpath(self.path))
+        with _lock_for(target):
+            if not target.exists():
+                return
+            self._rewrite(target, lambda lines: _drop_lines(lines, name))
+
+    def _rewrite(self, target: Path, edit) -> None:
+        from dotenv.parser import parse_stream
+
+        old = self._read_text()
+        bindings = list(parse_stream(io.StringIO(old)))
+        new = edit(bindings)
+        if new == old and target.exists():
+            _tighten_mode(target)
+            return
+        try:
+            atomic_write_bytes(target, new.encode("utf-8"), mode=0o600)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot write: {exc.strerror or type(exc).__name__}") from None
+
+    def __repr__(self) -> str:
+        return f"DotenvStore({str(self.path)!r})"
+
+
+def _tighten_mode(path: Path) -> None:
+    try:
+        if stat.S_IMODE(path.stat().st_mode) != 0o600:
+            os.chmod(path, 0o600)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot set mode 0600: {exc.strerror or type(exc).__name__}") from None
+
+
+def _binding_line(name: str, value: str) -> str:
+    try:
+        return f"{name}={quote_dotenv_value(value)}\n"
+    except StoreError as exc:
+        raise StoreError(f"{name}: {exc}") from None
+
+
+def _set_lines(bindings, values: Mapping[str, str]) -> str:
+    """The file text with each name in ``values`` set: its (first) binding replaced in place,
+    later duplicates dropped (python-dotenv would let them win), new names appended."""
+    out: list[str] = []
+    done: set[str] = set()
+    for binding in bindings:
+        original = binding.original.string
+        key = binding.key
+        if key is not None and key in values:
+            if key in done:
+                continue
+            done.add(key)
+            prefix = "export " if original.lstrip().startswith("export") else ""
+            out.append(f"{prefix}{_binding_line(key, values[key])}")
+            continue
+        out.append(original)
+    text = "".join(out)
+    missing = [k for k in values if k not in done]
+    if missing:
+        if text and not text.endswith("\n"):
+            text += "\n"
+        text += "".join(_binding_line(k, values[k]) for k in missing)
+    return text
+
+
+def _drop_lines(bindings, name: str) -> str:
+    return "".join(b.original.string for b in bindings if b.key != name)
+
+
+# -- .gitignore --------------------------------------------------------------------------------
+def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess | None:
+    """Run git, or return ``None`` when git is not installed."""
+    exe = shutil.which("git")
+    if exe is None:
+        return None
+    return subprocess.run(
+        [exe, *args], cwd=cwd, capture_output=True, text=True, timeout=30,
+        env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+    )
+
+
+def _work_tree(directory: Path) -> Path | None:
+    """The root of the git work tree holding ``directory``, or ``None``."""
+    result = _git(["rev-parse", "--show-toplevel"], directory)
+    if result is not None:
+        if result.returncode != 0:
+            return None
+        return Path(result.stdout.strip())
+    for folder in (directory, *directory.parents):  # no git binary: look for the marker
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+_ENV_PATTERNS = {".env", "/.env", "**/.env", "*.env", "/*.env", "**/*.env", ".env*", "*.env*"}
+
+
+def _ensure_git_ignored(env_path: Path) -> None:
+    """Add ``env_path`` to the nearest ``.gitignore`` when it is inside a git work tree and not
+    ignored yet; refuse a file that git tracks.
+
+    Raises:
+        StoreError: git tracks the file, or the ``.gitignore`` could not be written.
+    """
+    directory = env_path.parent
+    root = _work_tree(directory)
+    if root is None:
+        return
+    rel_name = env_path.name
+    tracked = _git(["ls-files", "--error-unmatch", "--", rel_name], directory)
+    if tracked is not None and tracked.returncode == 0:
+        raise StoreError(
+            f"{env_path}: git tracks this file, so a key written there would be committed; "
+            f"untrack it first ('git rm --cached {rel_name}')"
+        )
+    ignored = _git(["check-ignore", "-q", "--", rel_name], directory)
+    if ignored is not None and ignored.returncode == 0:
+        return
+    # The nearest existing .gitignore between the file and the work tree root, else a new one
+    # beside the file.
+    gitignore = directory / ".gitignore"
+    resolved_root = root.resolve()
+    for folder in (directory, *directory.parents):
+        if (folder / ".gitignore").is_file():
+            gitignore = folder / ".gitignore"
+            break
+        if folder.resolve() == resolved_root:
+            break
+    try:
+        existing = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{gitignore}: cannot read: {exc}") from None
+    if gitignore.parent.resolve() == directory.resolve():
+        entry = rel_name
+    else:
+        entry = "/" + directory.resolve().relative_to(gitignore.parent.resolve()).as_posix() + "/" + rel_name
+    lines = {line.strip() for line in existing.splitlines()}
+    if entry in lines or (rel_name == ".env" and lines & _ENV_PATTERNS) or (
+        rel_name.endswith(".env") and lines & {"*.env", "/*.env", "**/*.env"}
+    ):
+        return  # already there (git unavailable, or a pattern git would honour anyway)
+    if existing and not existing.endswith("\n"):
+        existing += "\n"
+    new = existing + "# secrets moved out of notebooks by ipykeyguard\n" + entry + "\n"
+    try:
+        atomic_write_bytes(gitignore, new.encode("utf-8"), mode=None if gitignore.exists() else 0o644)
+    except OSError as exc:
+        raise StoreError(f"{gitignore}: cannot write: {exc.strerror or type(exc).__name__}") from None
+
+
+# -- keyring -----------------------------------------------------------------------------------
+_INDEX_ENTRY = "__ipykeyguard_index__"
+
+
+class KeyringStore:
+    """Keys in the OS keyring, one entry per name under ``service`` plus an index of names."""
+
+    kind = "keyring"
+
+    def __init__(self, service: str = "ipykeyguard") -> None:
+        try:
+            import keyring  # noqa: F401
+        except ImportError:
+            raise StoreError(
+                "the keyring store needs the 'keyring' package (pip install 'ipykeyguard[keyring]')"
+            ) from None
+        self.service = service
+        self.description = f"keyring (service {service!r})"
+        self._lock = threading.Lock()
+
+    def _error(self, action: str, name: str, exc: BaseException, secret: str | None = None) -> StoreError:
+        detail = str(exc)
+        if secret and secret in detail:
+            detail = ""  # a backend echoed the value: say nothing of it
+        return StoreError(f"keyring: cannot {action} {name}: {type(exc).__name__}{': ' + detail if detail else ''}")
+
+    def _index(self) -> list[str]:
+        import keyring
+        from keyring.errors import KeyringError
+
+        try:
+            raw = keyring.get_password(self.service, _INDEX_ENTRY)
+        except KeyringError as exc:
+            raise self._error("read", "the index", exc) from None
+        if not raw:
+            return []
+        return [n for n in raw.split("\n") if is_valid_name(n)]
+
+    def _set_index(self, names: list[str]) -> None:
+        import keyring
+
+        keyring.set_password(self.service, _INDEX_ENTRY, "\n".join(sorted(set(names))))
+
+    def get(self, name: str) -> str | None:
+        import keyring
+        from keyring.errors import KeyringError
+
+        try:
+            return keyring.get_password(self.service, name)
+        except KeyringError as exc:
+            raise self._error("read", name, exc) from None
+
+    def items(self) -> dict[str, str]:
+        out = {}
+        for name in self._index():
+            value = self.get(name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    def put(self, values: Mapping[str, str]) -> None:
+        """Set every value, then the index; on any failure restore the earlier values.
+
+        Raises:
+            StoreError: nothing was kept.
+        """
+        import keyring
+        from keyring.errors import KeyringError, PasswordDeleteError
+
+        _check_values(values)
+        if not values:
+            return
+        with self._lock:
+            index = self._index()
+            previous = {name: self.get(name) for name in values}
+            written: list[str] = []
+            try:
+                for name, value in values.items():
+                    try:
+                        keyring.set_password(self.service, name, value)
+                    except KeyringError as exc:
+                        raise self._error("store", name, exc, value) from None
+                    written.append(name)
+                try:
+                    self._set_index(index + list(values))
+                except KeyringError as exc:
+                    raise self._error("store", "the index", exc) from None
+            except StoreError:
+                for name in written:  # roll back what was set
+                    try:
+                        if previous[name] is None:
+                            keyring.delete_password(self.service, name)
+                        else:
+                            keyring.set_password(self.service, name, previous[name])
+                    except (KeyringError, PasswordDeleteError):
+                        pass  # best effort; the caller is told the put failed either way
+                raise
+
+    def delete(self, name: str) -> None:
+        import keyring
+        from keyring.errors import KeyringError, PasswordDeleteError
+
+        with self._lock:
+            try:
+                keyring.delete_password(self.service, name)
+            except PasswordDeleteError:
+                pass  # not there
+            except KeyringError as exc:
+                raise self._error("delete", name, exc) from None
+            index = self._index()
+            if name in index:
+                try:
+                    self._set_index([n for n in index if n != name])
+                except KeyringError as exc:
+                    raise self._error("store", "the index", exc) from None
+
+    def __repr__(self) -> str:
+        return f"KeyringStore(service={self.service!r})"
+
+
+# -- factory -----------------------------------------------------------------------------------
+def open_store(
+    kind: str,
+    *,
+    directory: str | Path | None = None,
+    path: str | Path | None = None,
+    service: str = "ipykeyguard",
+) -> SecretStore:
+    """Open a store by kind.
+
+    Args:
+        kind: ``dotenv``, ``keyring``, ``memory`` or ``none``.
+        directory: For ``dotenv``: the folder whose ``.env`` is used (default: the current one).
+        path: For ``dotenv``: the exact file (overrides ``directory``).
+        service: For ``keyring``: the service name entries are kept under.
+
+    Returns:
+        The store. Opening reads and writes nothing.
+
+    Raises:
+        StoreError: unknown kind, or the keyring package is missing.
+    """
+    if kind == "dotenv":
+        if path is None:
+            path = Path(directory if directory is not None else ".") / ".env"
+        return DotenvStore(path)
+    if kind == "keyring":
+        return KeyringStore(service)
+    if kind == "memory":
+        return MemoryStore()
+    if kind == "none":
+        return NullStore()
+    raise StoreError(f"unknown store {kind!r} (expected one of: {', '.join(STORE_KINDS)})")
+
+
+def taken_names(store: SecretStore) -> dict[str, str]:
+    """Names already used in ``store`` and the fingerprints of their values, for
+    ``rewrite_source(taken=...)``: a key already stored reuses its name, another value under the
+    same name gets a suffix.
+
+    Raises:
+        StoreError: the store could not be read.
+    """
+    return {name: fingerprint(value) for name, value in store.items().items()}
