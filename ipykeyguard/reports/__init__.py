@@ -1,0 +1,182 @@
+"""Scan reports: one plaintext-free data model, one module per output format.
+
+A :class:`ScanReport` holds what a scan found in a set of files: :class:`ReportFinding` rows
+(path, cell, field, line, column, rule, confidence, SHA-256 of the secret, environment
+variable name - never the secret or any part of it), :class:`ReportError` rows for files that
+could not be read, and counts. :func:`render` turns it into ``text``, ``json`` or ``sarif``.
+
+Exit codes (:attr:`ScanReport.exit_code`): 2 when any file could not be read, else 1 when
+anything was found, else 0. An unreadable file wins over findings because the scan is then
+incomplete: fixing the findings alone must not turn the run green.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
+
+from ..findings import Confidence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..findings import Finding
+
+__all__ = ["FORMATS", "ReportFinding", "ReportError", "RuleInfo", "ScanReport", "render"]
+
+#: Output formats, each implemented by the module of the same name in this package.
+FORMATS = ("text", "json", "sarif")
+
+
+@dataclass(frozen=True)
+class ReportFinding:
+    """One finding in one file, safe to print: it holds the secret's hash, not the secret.
+
+    Attributes:
+        path: The file, as given on the command line (``"-"`` for standard input).
+        cell: Notebook cell index (0-based), or ``None`` for text files and notebook metadata.
+        field: Where in the notebook (``"source"``, ``"outputs[0].text"``, ...); ``None`` for text files.
+        line: 1-based line within the file (text) or within the field (notebooks).
+        column: 1-based column of the secret's first character.
+        rule: Rule id.
+        confidence: How sure the match is.
+        hash: SHA-256 hex of the secret.
+        env: The environment variable the secret belongs in.
+    """
+
+    path: str
+    cell: int | None
+    field: str | None
+    line: int
+    column: int
+    rule: str
+    confidence: Confidence
+    hash: str
+    env: str
+
+    @classmethod
+    def from_finding(cls, path: str, finding: "Finding") -> "ReportFinding":
+        """The report row for ``finding`` found in ``path`` (the secret itself is dropped)."""
+        loc = finding.location
+        return cls(
+            path, loc.cell, loc.field, loc.line, loc.column, finding.rule, finding.confidence,
+            finding.fingerprint, finding.env,
+        )
+
+    @property
+    def in_notebook(self) -> bool:
+        """True when the finding was located inside a notebook (it has a field path)."""
+        return self.field is not None
+
+    def to_dict(self) -> dict:
+        """The JSON object for this finding."""
+        return {
+            "path": self.path,
+            "cell": self.cell,
+            "field": self.field,
+            "line": self.line,
+            "column": self.column,
+            "rule": self.rule,
+            "confidence": str(self.confidence),
+            "hash": self.hash,
+            "env": self.env,
+        }
+
+
+@dataclass(frozen=True)
+class ReportError:
+    """A file that could not be scanned, and why (the reason never quotes its content)."""
+
+    path: str
+    message: str
+
+    def to_dict(self) -> dict:
+        """The JSON object for this error."""
+        return {"path": self.path, "message": self.message}
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    """What a report says about a rule in force (SARIF lists every rule it checked)."""
+
+    id: str
+    description: str
+    confidence: Confidence
+    env: str
+
+
+@dataclass
+class ScanReport:
+    """Everything one ``ipykeyguard scan`` run found.
+
+    Attributes:
+        findings: Findings at or above the threshold, in file order.
+        errors: Files that could not be read or listed, missing paths, oversized files.
+        files_scanned: Files read and scanned (notebooks and text).
+        skipped_binary: Files not scanned because they are binary (a NUL byte early on).
+        skipped_links: Symbolic links met while recursing, not followed.
+        excluded: Paths skipped by the config's ``exclude`` patterns (named or found).
+        min_confidence: The threshold the findings passed.
+        rules: The rules in force.
+    """
+
+    findings: list[ReportFinding] = field(default_factory=list)
+    errors: list[ReportError] = field(default_factory=list)
+    files_scanned: int = 0
+    skipped_binary: list[str] = field(default_factory=list)
+    skipped_links: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+    min_confidence: Confidence = Confidence.POSSIBLE
+    rules: Sequence[RuleInfo] = ()
+
+    @property
+    def exit_code(self) -> int:
+        """2 if any file could not be scanned, else 1 if anything was found, else 0."""
+        if self.errors:
+            return 2
+        return 1 if self.findings else 0
+
+    @property
+    def files_with_findings(self) -> int:
+        """How many distinct files hold at least one finding."""
+        return len({f.path for f in self.findings})
+
+    def summary(self) -> dict:
+        """Counts for the JSON report and the text summary line."""
+        return {
+            "files_scanned": self.files_scanned,
+            "files_with_findings": self.files_with_findings,
+            "findings": len(self.findings),
+            "errors": len(self.errors),
+            "skipped_binary": len(self.skipped_binary),
+            "skipped_links": len(self.skipped_links),
+            "excluded": len(self.excluded),
+            "min_confidence": str(self.min_confidence),
+            "exit_code": self.exit_code,
+        }
+
+
+def render(report: ScanReport, fmt: str) -> tuple[str, str]:
+    """Format ``report``.
+
+    Args:
+        report: What the scan found.
+        fmt: One of :data:`FORMATS`.
+
+    Returns:
+        ``(stdout, stderr)`` texts; either may be empty.
+
+    Raises:
+        ValueError: ``fmt`` is not a known format.
+    """
+    if fmt == "text":
+        from . import text
+
+        return text.render(report)
+    if fmt == "json":
+        from . import json
+
+        return json.render(report), ""
+    if fmt == "sarif":
+        from . import sarif
+
+        return sarif.render(report), ""
+    raise ValueError(f"unknown report format {fmt!r} (expected one of: {', '.join(FORMATS)})")

@@ -1,0 +1,152 @@
+"""The SARIF 2.1.0 report, for GitHub code scanning and other SARIF consumers.
+
+One run; ``tool.driver.rules`` lists every rule in force (id, description, default level,
+precision). Each result has its ``ruleId``/``ruleIndex``, a ``level`` (``error`` for certain
+and likely findings, ``warning`` for possible ones), a message naming the rule, place and
+environment variable (never the secret), and ``partialFingerprints["secretSha256/v1"]``, the
+SHA-256 of the secret, so that consumers can track a finding across commits.
+
+Locations: the artifact URI is the path relative to ``%SRCROOT%`` (the working directory) when
+the path given was relative, else an absolute ``file:`` URI. For text files the region is the
+line and column in the file. For notebooks the region's line and column count within the cell's
+field (SARIF has no notion of a cell), and a logical location plus the result's ``properties``
+(``cell``, ``field``) say which cell and field that is. Files that could not be read are tool
+execution notifications of level ``error``, and ``executionSuccessful`` is false.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+from ..findings import Confidence
+from . import ReportFinding, ScanReport
+
+__all__ = ["render", "to_dict", "SARIF_SCHEMA_URI"]
+
+SARIF_SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
+SRCROOT = "%SRCROOT%"
+FINGERPRINT_KEY = "secretSha256/v1"
+
+_LEVEL = {Confidence.CERTAIN: "error", Confidence.LIKELY: "error", Confidence.POSSIBLE: "warning"}
+# GitHub code scanning reads `precision` to rank alerts.
+_PRECISION = {Confidence.CERTAIN: "very-high", Confidence.LIKELY: "high", Confidence.POSSIBLE: "medium"}
+
+
+def _artifact(path: str) -> dict:
+    if path == "-":
+        return {"uri": quote("<stdin>")}
+    p = Path(path)
+    if p.is_absolute():
+        return {"uri": p.as_uri()}
+    return {"uri": quote(Path(os.path.normpath(path)).as_posix()), "uriBaseId": SRCROOT}
+
+
+def _directory_uri(folder: Path) -> str:
+    uri = folder.as_uri()
+    return uri if uri.endswith("/") else uri + "/"  # a base URI must end with a slash
+
+
+def _where(finding: ReportFinding) -> str:
+    if not finding.in_notebook:
+        return f"line {finding.line}"
+    cell = "the notebook metadata" if finding.cell is None else f"cell {finding.cell}"
+    return f"{cell} ({finding.field}, line {finding.line})"
+
+
+def _result(finding: ReportFinding, rule_index: dict[str, int], descriptions: dict[str, str]) -> dict:
+    description = descriptions.get(finding.rule, finding.rule)
+    location: dict = {
+        "physicalLocation": {
+            "artifactLocation": _artifact(finding.path),
+            "region": {"startLine": finding.line, "startColumn": finding.column},
+        }
+    }
+    properties: dict = {"confidence": str(finding.confidence), "env": finding.env}
+    if finding.in_notebook:
+        cell = "metadata" if finding.cell is None else f"cells[{finding.cell}]"
+        location["logicalLocations"] = [
+            {
+                "name": finding.field,
+                "fullyQualifiedName": f"{cell}.{finding.field}",
+                "kind": "element",
+            }
+        ]
+        properties.update(cell=finding.cell, field=finding.field)
+    result = {
+        "ruleId": finding.rule,
+        "level": _LEVEL[finding.confidence],
+        "message": {
+            "text": f"{description} in {_where(finding)}; move it to the environment variable "
+            f"{finding.env} and read it from there."
+        },
+        "locations": [location],
+        "partialFingerprints": {FINGERPRINT_KEY: finding.hash},
+        "properties": properties,
+    }
+    if finding.rule in rule_index:
+        result["ruleIndex"] = rule_index[finding.rule]
+    return result
+
+
+def to_dict(report: ScanReport) -> dict:
+    """The report as a SARIF 2.1.0 log (a JSON-ready dict)."""
+    from .. import __version__
+
+    rules = []
+    rule_index: dict[str, int] = {}
+    descriptions: dict[str, str] = {}
+    for info in report.rules:
+        rule_index[info.id] = len(rules)
+        descriptions[info.id] = info.description
+        rules.append(
+            {
+                "id": info.id,
+                "shortDescription": {"text": info.description},
+                "fullDescription": {
+                    "text": f"{info.description}. Keep it in the environment variable {info.env}, not in the notebook."
+                },
+                "defaultConfiguration": {"level": _LEVEL[info.confidence]},
+                "properties": {
+                    "confidence": str(info.confidence),
+                    "precision": _PRECISION[info.confidence],
+                    "tags": ["security", "secret"],
+                },
+            }
+        )
+    notifications = [
+        {
+            "level": "error",
+            "message": {"text": error.message},
+            "locations": [{"physicalLocation": {"artifactLocation": _artifact(error.path)}}],
+        }
+        for error in report.errors
+    ]
+    run = {
+        "tool": {
+            "driver": {
+                "name": "ipykeyguard",
+                "version": __version__,
+                "semanticVersion": __version__,
+                "rules": rules,
+            }
+        },
+        "originalUriBaseIds": {SRCROOT: {"uri": _directory_uri(Path.cwd())}},
+        "invocations": [
+            {
+                "executionSuccessful": not report.errors,
+                "toolExecutionNotifications": notifications,
+            }
+        ],
+        "columnKind": "unicodeCodePoints",
+        "results": [_result(f, rule_index, descriptions) for f in report.findings],
+        "properties": {"summary": report.summary()},
+    }
+    return {"$schema": SARIF_SCHEMA_URI, "version": "2.1.0", "runs": [run]}
+
+
+def render(report: ScanReport) -> str:
+    """The report as SARIF JSON text with a final newline."""
+    return json.dumps(to_dict(report), indent=2) + "\n"
