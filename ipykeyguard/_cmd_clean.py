@@ -1,7 +1,465 @@
-"""Placeholder: replaced by the module that implements this subcommand."""
+"""``ipykeyguard clean PATH...``: move code keys into a store and mask keys everywhere else.
+
+Notebooks: keys in code cells become ``os.environ["NAME"]`` lookups and the keys go to the store
+(``--store dotenv``: the ``.env`` beside each notebook; ``keyring``; ``none``: not kept anywhere,
+the code is rewritten all the same); keys in markdown, raw cells, outputs, tracebacks, widget
+state, metadata and attachments are masked. Other text files are masked. What was done is printed
+by name, never by value.
+
+Guarantees:
+
+- The key is stored *before* the file is rewritten; if storing fails the file is untouched.
+- Files are replaced atomically (temporary file in the same directory, fsync, rename) with their
+  permission bits kept: a crash leaves the old or the new file, never a mix.
+- A file with nothing to clean is not written at all (byte for byte the same, mtime too). A
+  changed notebook keeps its nbformat, its indentation, its key order (Jupyter's sorted keys, or
+  whatever order the file had), its non-ASCII text and line endings.
+- Bad input (broken JSON, nbformat 3, not UTF-8, over ``max-file-size``, read-only, missing): a
+  message on stderr, exit 2, that file untouched, the other files still processed.
+- A symbolic link named on the command line is refused (exit 2): cleaning writes both the file
+  and a ``.env`` beside it, and for a link "beside" is ambiguous; clean the target instead.
+  Links met inside a directory are not followed (as in ``scan``).
+- Files named ``.env`` / ``*.env`` / ``.env.*`` are secret stores and are never cleaned.
+
+Exit status: 0 nothing changed; 1 something changed (or would, with ``--dry-run`` / ``--check``);
+2 an error in any file (it wins). With ``--stdin`` (a git clean filter) the cleaned text goes to
+stdout and the status is 0 on success, changed or not (git treats any other status as a filter
+failure), unless ``--check`` is also given.
+
+The threshold defaults to ``likely`` (or the config's ``min-confidence`` when higher): a false
+rewrite breaks the user's program, so ``possible`` findings are reported, not changed.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import stat
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .clean import CleanReport
+    from .config import Config
+    from .scan import Scanner
+    from .store import SecretStore
+
+__all__ = ["add_parser", "run", "serialize_like", "is_store_file"]
+
+_CONFIDENCES = ("possible", "likely", "certain")
+_STORES = ("dotenv", "keyring", "none")
+_BOM = b"\xef\xbb\xbf"
+
 
 def add_parser(subparsers) -> None:
-    return None
+    """Register ``clean`` with the top-level parser."""
+    parser = subparsers.add_parser(
+        "clean",
+        help="move keys out of notebooks into .env and mask them everywhere else",
+        description=(
+            "Rewrite keys in notebook code cells into os.environ lookups (the keys go to the store), "
+            "mask keys in outputs, markdown, metadata and text files. Exit 0 when nothing changed, "
+            "1 when something changed (or would), 2 on any error."
+        ),
+    )
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="notebooks, text files or directories")
+    parser.add_argument("--dry-run", action="store_true", help="show what would change (names only); write nothing")
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if anything would change")
+    parser.add_argument(
+        "--store", choices=_STORES, default="dotenv",
+        help="where moved keys go: dotenv (.env beside each notebook, default), keyring, none (not kept)",
+    )
+    parser.add_argument("--stdin", action="store_true", help="read one file from stdin, write the cleaned file to stdout")
+    parser.add_argument("--stdin-filename", metavar="NAME", help="the name of the stdin file (decides notebook or text, and where .env is)")
+    parser.add_argument(
+        "--textconv", action="store_true",
+        help="print the cleaned version of the one PATH given (for git diff textconv); write nothing, store nothing",
+    )
+    parser.add_argument(
+        "--min-confidence", choices=_CONFIDENCES, default=None,
+        help="act on findings at least this sure (default: likely, or the config's min-confidence if higher)",
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--config", metavar="PYPROJECT", help="read [tool.ipykeyguard] from this pyproject.toml")
+    source.add_argument("--isolated", action="store_true", help="ignore every configuration file")
+    parser.add_argument("--max-file-size", type=int, default=None, metavar="BYTES", help="refuse larger files (exit 2)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="print errors only")
+    parser.set_defaults(func=run)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def is_store_file(path: str) -> bool:
+    """True for files that are secret stores themselves (``.env``, ``prod.env``, ``.env.local``)."""
+    name = os.path.basename(path)
+    return name == ".env" or name.startswith(".env.") or name.endswith(".env")
+
+
+def serialize_like(nb: dict, raw: bytes, original: dict) -> bytes:
+    """Serialise ``nb`` in the format ``raw`` (the bytes ``original`` was parsed from) was written in.
+
+    Indentation comes from :func:`notebook.detect_indent`; key order, ASCII escaping and compact
+    separators are chosen as the combination that reproduces ``raw`` from ``original`` exactly
+    (Jupyter's is sorted keys, non-ASCII kept); when none does, the file's own key order is kept.
+    A BOM, CRLF line endings and the final newline are kept too.
+
+    Returns:
+        The new file's bytes.
+    """
+    from .notebook import detect_indent
+
+    bom = raw.startswith(_BOM)
+    body = raw[3:] if bom else raw
+    text = body.decode("utf-8")
+    crlf = "\r\n" in text
+    if crlf:
+        text = text.replace("\r\n", "\n")
+    stripped = text.rstrip("\n")
+    trailing = text[len(stripped):]
+    indent = detect_indent(text)
+    separators_options = [None] if indent is not None else [None, (",", ":")]
+    chosen = None
+    for separators in separators_options:
+        for sort_keys in (True, False):
+            for ensure_ascii in (False, True):
+                options = dict(indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii, separators=separators)
+                if json.dumps(original, **options) == stripped:
+                    chosen = options
+                    break
+            if chosen:
+                break
+        if chosen:
+            break
+    if chosen is None:
+        chosen = dict(indent=indent, sort_keys=False, ensure_ascii=False, separators=None)
+    out = json.dumps(nb, **chosen) + trailing
+    if crlf:
+        out = out.replace("\n", "\r\n")
+    data = out.encode("utf-8")
+    return _BOM + data if bom else data
+
+
+class _LazyTaken(Mapping):
+    """The store's ``taken_names``, read only if the cleaner asks (a notebook with no key never
+    touches its ``.env``)."""
+
+    def __init__(self, store: "SecretStore") -> None:
+        self._store = store
+        self._data: dict[str, str] | None = None
+
+    def _load(self) -> dict[str, str]:
+        if self._data is None:
+            from .store import taken_names
+
+            self._data = taken_names(self._store)
+        return self._data
+
+    def __getitem__(self, key: str) -> str:
+        return self._load()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
+class _FileError(Exception):
+    """One file could not be cleaned; the message names the path and the reason, no content."""
+
+
+@dataclass
+class _Outcome:
+    path: str
+    changed: bool = False
+    error: str | None = None
+    lines: tuple[str, ...] = ()
+
+
+def _build_config(args: argparse.Namespace) -> "Config":
+    from ._cmd_scan import build_config
+
+    scan_args = argparse.Namespace(
+        paths=list(args.paths) or ([args.stdin_filename] if args.stdin_filename else []),
+        isolated=args.isolated,
+        config=args.config,
+        min_confidence=None,
+        max_file_size=args.max_file_size,
+        baseline=None,
+    )
+    return build_config(scan_args)
+
+
+def _threshold(args: argparse.Namespace, config: "Config"):
+    from .findings import Confidence
+
+    if args.min_confidence is not None:
+        return Confidence.parse(args.min_confidence)
+    return max(Confidence.LIKELY, config.min_confidence)
+
+
+def _details(report: "CleanReport") -> list[str]:
+    """Diff-like lines for ``--dry-run``: where each key is and what happens to it; names only."""
+    moved_fingerprints = {fp: name for name, fp in report.moved.items()}
+    lines = []
+    for f in report.findings:
+        loc = f.location
+        where = f"line {loc.line} col {loc.column}"
+        if loc.field is not None:
+            where = (f"cell {loc.cell} " if loc.cell is not None else "") + f"{loc.field} {where}"
+        name = moved_fingerprints.get(f.fingerprint)
+        action = f'-> os.environ["{name}"]' if name and loc.field == "source" else f"-> {f.mask}"
+        lines.append(f"  {where}: {f.rule} ({f.confidence}) {action}")
+    for f in report.below_threshold:
+        loc = f.location
+        where = (f"cell {loc.cell} " if loc.cell is not None else "") + (f"{loc.field} " if loc.field else "")
+        lines.append(f"  {where}line {loc.line} col {loc.column}: {f.rule} ({f.confidence}) left unchanged")
+    return lines
+
+
+def _check_writable(path: str) -> os.stat_result:
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise _FileError(f"{path}: is a symbolic link; clean the file it points to instead")
+    # Root passes os.access for every file, so the write bits are checked too: a file its owner
+    # made read-only is left alone (os.replace would otherwise happily swap it).
+    if not os.access(path, os.W_OK) or not st.st_mode & 0o222:
+        raise _FileError(f"{path}: is read-only; not changed")
+    if not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK | os.X_OK):
+        raise _FileError(f"{path}: its directory is not writable; not changed")
+    return st
+
+
+# -- one file -----------------------------------------------------------------------------------
+
+
+class _Cleaner:
+    def __init__(self, args: argparse.Namespace, config: "Config") -> None:
+        from .scan import scanner_for
+
+        self.args = args
+        self.config = config
+        self.scanner: "Scanner" = scanner_for(config)
+        self.threshold = _threshold(args, config)
+        self.write = not (args.dry_run or args.check)
+        self._keyring: "SecretStore | None" = None
+
+    def store_for(self, directory: str) -> "SecretStore":
+        from .store import open_store
+
+        kind = self.args.store
+        if kind == "keyring":
+            if self._keyring is None:
+                self._keyring = open_store("keyring")
+            return self._keyring
+        return open_store(kind, directory=directory)
+
+    def clean_loaded(self, path: str, raw: bytes, notebook: dict | None, text: str | None, store_dir: str):
+        """Clean one file's content. Returns ``(new bytes or None when unchanged, report, store)``."""
+        from .clean import clean_notebook, clean_text
+
+        if notebook is not None:
+            store = self.store_for(store_dir)
+            taken = _LazyTaken(store) if store.kind != "none" else {}
+            new_nb, report = clean_notebook(
+                notebook, scanner=self.scanner, taken=taken, move_code_keys=True, min_confidence=self.threshold
+            )
+            if not report.changed:
+                return None, report, store
+            return serialize_like(new_nb, raw, notebook), report, store
+        new_text, report = clean_text(text or "", scanner=self.scanner, min_confidence=self.threshold)
+        if not report.changed:
+            return None, report, None
+        data = new_text.encode("utf-8")
+        return (_BOM + data if raw.startswith(_BOM) else data), report, None
+
+    def clean_path(self, target) -> _Outcome:
+        from .files import FileReadError, read_target
+        from .store import StoreError, atomic_write_bytes
+
+        path = target.path
+        try:
+            loaded = read_target(target, max_file_size=self.config.max_file_size)
+        except FileReadError as exc:
+            return _Outcome(path, error=str(exc))
+        if loaded.kind == "binary":
+            return _Outcome(path)
+        directory = os.path.dirname(os.path.abspath(path))
+        try:
+            new, report, store = self.clean_loaded(path, loaded.raw, loaded.notebook, loaded.text, directory)
+        except StoreError as exc:
+            return _Outcome(path, error=f"{path}: {exc}; not changed")
+        except RecursionError:
+            return _Outcome(path, error=f"{path}: nested too deeply to clean; not changed")
+        lines = _details(report) if self.args.dry_run else []
+        if new is None:
+            return _Outcome(path, lines=tuple(lines) if report.below_threshold else ())
+        stored_in = self._stored_in(store, path)
+        if not self.write:
+            return _Outcome(path, changed=True, lines=(f"{path}: {report.summary(stored_in=stored_in, dry_run=True)}", *lines))
+        try:
+            st = _check_writable(path)
+            if report.secrets and store is not None and store.kind != "none":
+                # The key goes to the store first: if that fails the notebook still holds it.
+                store.put({name: secret.reveal() for name, secret in report.secrets.items()})
+            atomic_write_bytes(path, new, mode=stat.S_IMODE(st.st_mode))
+        except _FileError as exc:
+            return _Outcome(path, error=str(exc))
+        except StoreError as exc:
+            return _Outcome(path, error=f"{path}: cannot store keys: {exc}; not changed")
+        except OSError as exc:
+            return _Outcome(path, error=f"{path}: cannot write: {exc.strerror or type(exc).__name__}; not changed")
+        return _Outcome(path, changed=True, lines=(f"{path}: {report.summary(stored_in=stored_in)}",))
+
+    def _stored_in(self, store: "SecretStore | None", path: str) -> str | None:
+        if store is None or store.kind == "none":
+            return None
+        if store.kind == "dotenv":
+            env = Path(store.path)  # type: ignore[attr-defined]
+            try:
+                return os.path.relpath(env)
+            except ValueError:
+                return str(env)
+        return store.description
+
+
+# -- modes --------------------------------------------------------------------------------------
+
+
+def _run_paths(args: argparse.Namespace, cleaner: _Cleaner) -> int:
+    from .files import Target, discover
+
+    errors: list[str] = []
+    paths = []
+    for given in args.paths:
+        if os.path.islink(given):
+            errors.append(f"{given}: is a symbolic link; clean the file it points to instead")
+        else:
+            paths.append(given)
+    found = discover(paths, cleaner.config)
+    errors.extend(str(e) for e in found.errors)
+    changed = False
+    for target in found.targets:
+        if is_store_file(target.path):
+            if target.explicit and not args.quiet:
+                print(f"{target.path}: a secret store; not cleaned", file=sys.stderr)
+            continue
+        outcome = cleaner.clean_path(target)
+        if outcome.error:
+            errors.append(outcome.error)
+        changed |= outcome.changed
+        if outcome.lines and not args.quiet:
+            print("\n".join(outcome.lines), flush=True)
+    for message in errors:
+        print(f"ipykeyguard: error: {message}", file=sys.stderr)
+    if errors:
+        return 2
+    return 1 if changed else 0
+
+
+def _decode_for_filter(raw: bytes, name: str, as_notebook: bool):
+    """``(notebook, text)`` for stdin/textconv content; a broken notebook falls back to text.
+
+    Raises:
+        _FileError: the content is not UTF-8.
+    """
+    from .notebook import NotebookError, parse_notebook
+
+    if as_notebook:
+        try:
+            return parse_notebook(raw, name), None
+        except NotebookError as exc:
+            if "not UTF-8" in str(exc):
+                raise _FileError(str(exc)) from None
+            # Still never pass a key through: mask it as plain text.
+            print(f"ipykeyguard: warning: {exc}; cleaned as plain text", file=sys.stderr)
+    body = raw[3:] if raw.startswith(_BOM) else raw
+    try:
+        return None, body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _FileError(f"{name}: not UTF-8 text (invalid byte at offset {exc.start})") from None
+
+
+def _run_stdin(args: argparse.Namespace, cleaner: _Cleaner) -> int:
+    from .store import StoreError
+
+    name = args.stdin_filename or "<stdin>"
+    limit = cleaner.config.max_file_size
+    raw = sys.stdin.buffer.read(limit + 1)
+    if len(raw) > limit:
+        raise _CLIError(f"{name}: input is larger than max-file-size ({limit} bytes)")
+    if args.stdin_filename:
+        as_notebook = args.stdin_filename.lower().endswith(".ipynb")
+    else:
+        head = raw[:4096].lstrip(_BOM + b" \t\r\n")
+        as_notebook = head.startswith(b"{") and b'"nbformat' in raw
+    try:
+        notebook, text = _decode_for_filter(raw, name, as_notebook)
+        directory = os.path.dirname(os.path.abspath(args.stdin_filename)) if args.stdin_filename else os.getcwd()
+        new, report, store = cleaner.clean_loaded(name, raw, notebook, text, directory)
+        if new is not None and report.secrets and store is not None and store.kind != "none" and cleaner.write:
+            store.put({n: s.reveal() for n, s in report.secrets.items()})
+    except _FileError as exc:
+        raise _CLIError(str(exc)) from None
+    except StoreError as exc:
+        raise _CLIError(f"{name}: cannot store keys: {exc}") from None
+    if not args.check:
+        sys.stdout.buffer.write(raw if new is None else new)
+        sys.stdout.buffer.flush()
+    if new is not None and not args.quiet:
+        print(f"ipykeyguard: {name}: {report.summary(stored_in=cleaner._stored_in(store, name))}", file=sys.stderr)
+    if args.check:
+        return 1 if new is not None else 0
+    return 0
+
+
+def _run_textconv(args: argparse.Namespace, cleaner: _Cleaner) -> int:
+    if len(args.paths) != 1:
+        raise _CLIError("--textconv takes exactly one file")
+    path = args.paths[0]
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise _CLIError(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from None
+    # git hands textconv a temporary file: decide by content, not by name.
+    head = raw[:4096].lstrip(_BOM + b" \t\r\n")
+    as_notebook = path.lower().endswith(".ipynb") or (head.startswith(b"{") and b'"nbformat' in raw)
+    try:
+        notebook, text = _decode_for_filter(raw, path, as_notebook)
+        new, _report, _store = cleaner.clean_loaded(path, raw, notebook, text, os.getcwd())
+    except _FileError:
+        # Fail closed: content we cannot scan is not shown.
+        sys.stdout.write("ipykeyguard: not UTF-8 text; content not shown\n")
+        return 0
+    sys.stdout.buffer.write(raw if new is None else new)
+    return 0
+
+
+def _CLIError(message: str):
+    from .cli import CLIError
+
+    return CLIError(message)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``ipykeyguard clean``; returns 0 (nothing changed), 1 (changed) or 2 (an error)."""
+    if args.stdin and args.paths:
+        raise _CLIError("give either --stdin or paths, not both")
+    if args.textconv:
+        args.store = "none"
+        args.check = True  # never writes, never stores
+    if not args.stdin and not args.paths:
+        raise _CLIError("no paths given (use --stdin to read standard input)")
+    config = _build_config(args)
+    cleaner = _Cleaner(args, config)
+    if args.textconv:
+        return _run_textconv(args, cleaner)
+    if args.stdin:
+        return _run_stdin(args, cleaner)
+    return _run_paths(args, cleaner)

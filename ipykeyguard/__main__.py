@@ -1,0 +1,8 @@
+"""``python -m ipykeyguard``: the CLI, runnable by absolute interpreter path (git filters use it)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

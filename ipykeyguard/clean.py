@@ -1,0 +1,283 @@
+"""The cleaning walk: one pass over a notebook that moves code keys and masks the rest.
+
+:func:`clean_notebook` is pure: it takes a notebook dict and returns a cleaned copy plus a
+:class:`CleanReport`; it reads and writes nothing. The CLI, the Jupyter Server pre-save hook and
+the nbconvert preprocessor all call it, and ``scan`` walks the same leaves with the same scanner
+(:func:`ipykeyguard.scan.notebook_findings`), so what ``scan`` reports is what ``clean`` changes.
+
+Policy:
+
+- Findings at or above ``min_confidence`` (default ``likely``) are acted on. Below it they are
+  reported in :attr:`CleanReport.below_threshold` and left as they are: a false rewrite breaks a
+  user's program, and ``possible`` means entropy alone.
+- Code cells: :func:`ipykeyguard.rewrite.rewrite_source` turns each key into an environment
+  lookup (``move_code_keys=True``; the caller stores :attr:`CleanReport.secrets`), or each key is
+  replaced by its mask (``move_code_keys=False``). Whatever the rewriter leaves behind is masked:
+  cleaning fails closed.
+- Markdown, raw cells, outputs, tracebacks, widget state, metadata and attachments: each key is
+  replaced by :attr:`Finding.mask` (``[secret:NAME]``).
+- Known values: every secret acted on anywhere is then masked wherever else its exact text occurs
+  in the notebook (an output echoing a key the rules would not match there, a second cell).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from .config import Config
+from .findings import Confidence, Finding, Secret, mask_for
+from .notebook import CODE, iter_leaves, set_leaf
+from .scan import Scanner, notebook_findings, scanner_for
+
+__all__ = ["CleanReport", "clean_notebook", "clean_text", "KIND_LABELS"]
+
+#: How each leaf kind is named in summaries ("masked 3 outputs").
+KIND_LABELS = {
+    "code": "code",
+    "markdown": "markdown",
+    "raw": "raw",
+    "output": "outputs",
+    "metadata": "metadata",
+    "attachment": "attachments",
+    "text": "text",
+}
+
+
+@dataclass(frozen=True, eq=False)
+class CleanReport:
+    """What one clean did (or would do). Holds no plaintext: secrets are boxed.
+
+    Attributes:
+        findings: The findings acted on (at or above the threshold), located.
+        below_threshold: Findings reported but left unchanged.
+        moved: Keys moved out of code: variable name -> fingerprint.
+        secrets: The same keys, boxed (:class:`Secret`, masked repr), for the caller to store.
+        masked: How many spans were replaced by a mask.
+        masked_by_kind: The same count per leaf kind (``output``, ``markdown``, ...).
+        unrewritten: Code keys the rewriter could not turn into a lookup (they were masked).
+        changed: Whether the returned document differs from the input.
+    """
+
+    findings: tuple[Finding, ...] = ()
+    below_threshold: tuple[Finding, ...] = ()
+    moved: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, Secret] = field(default_factory=dict)
+    masked: int = 0
+    masked_by_kind: Mapping[str, int] = field(default_factory=dict)
+    unrewritten: int = 0
+    changed: bool = False
+
+    def summary(self, *, stored_in: str | None = None, dry_run: bool = False) -> str:
+        """One line of what was done, names only: ``moved OPENAI_API_KEY to .env; masked 3 outputs``.
+
+        Args:
+            stored_in: Where moved keys went (e.g. ``.env``); ``None`` says they were not kept.
+            dry_run: Phrase it as what *would* be done.
+        """
+        parts = []
+        if self.moved:
+            names = ", ".join(sorted(self.moved))
+            verb = "would move" if dry_run else "moved"
+            if stored_in is None:
+                verb = "would remove" if dry_run else "removed"
+                parts.append(f"{verb} {names} from code (not stored)")
+            else:
+                parts.append(f"{verb} {names} to {stored_in}")
+        if self.masked_by_kind:
+            verb = "would mask" if dry_run else "masked"
+            counts = ", ".join(
+                f"{n} in {KIND_LABELS.get(kind, kind)}" for kind, n in sorted(self.masked_by_kind.items())
+            )
+            parts.append(f"{verb} {counts}")
+        if self.below_threshold:
+            parts.append(f"left {len(self.below_threshold)} low-confidence finding(s) unchanged")
+        return "; ".join(parts) if parts else "nothing to clean"
+
+
+def _mask_spans(text: str, findings: list[Finding]) -> str:
+    """``text`` with each finding's span replaced by its mask (spans do not overlap)."""
+    pieces, last = [], 0
+    for f in sorted(findings, key=lambda f: f.start):
+        if f.start < last:
+            continue
+        pieces.append(text[last:f.start])
+        pieces.append(f.mask)
+        last = f.end
+    pieces.append(text[last:])
+    return "".join(pieces)
+
+
+def _replace_known(text: str, known: list[tuple[str, str]]) -> tuple[str, int]:
+    """Replace every occurrence of each known value (longest first) by its mask."""
+    count = 0
+    for value, mask in known:
+        if value in text:
+            count += text.count(value)
+            text = text.replace(value, mask)
+    return text, count
+
+
+def _count(value) -> int:
+    if isinstance(value, int):
+        return value
+    try:
+        return len(value)
+    except TypeError:
+        return 0
+
+
+def clean_notebook(
+    nb: dict,
+    *,
+    config: Config | None = None,
+    scanner: Scanner | None = None,
+    taken: Mapping[str, str] | None = None,
+    move_code_keys: bool = True,
+    min_confidence: Confidence | str = Confidence.LIKELY,
+) -> tuple[dict, CleanReport]:
+    """Clean a notebook: move code keys into environment lookups and mask keys everywhere else.
+
+    Args:
+        nb: The notebook (a parsed ``.ipynb`` dict or an nbformat ``NotebookNode``). Never mutated.
+        config: Settings (rules, allowlist); the defaults when omitted.
+        scanner: A scanner to reuse (built from ``config`` when omitted).
+        taken: Names already in the secret store -> fingerprints of their values, so that a key
+            already stored keeps its name and a different value gets a suffixed one.
+        move_code_keys: Rewrite code keys into ``os.environ`` lookups (the caller must then store
+            :attr:`CleanReport.secrets` *before* saving the notebook); ``False`` masks them.
+        min_confidence: Act on findings at or above this; report the others.
+
+    Returns:
+        ``(notebook, report)``. When ``report.changed`` is false the notebook returned is ``nb``
+        itself (nothing was copied); otherwise it is a new, deep-copied notebook.
+    """
+    threshold = Confidence.parse(min_confidence)
+    scanner = scanner or scanner_for(config)
+    floor = min(scanner.config.min_confidence, threshold)
+    pairs = list(notebook_findings(nb, scanner, min_confidence=floor))
+    below = [f for _leaf, found in pairs for f in found if f.confidence < threshold]
+    if not any(f.confidence >= threshold for _leaf, found in pairs for f in found):
+        return nb, CleanReport(below_threshold=tuple(below))
+
+    out = copy.deepcopy(nb)
+    taken_now: dict[str, str] = dict(taken or {})
+    secrets: dict[str, Secret] = {}
+    known: dict[str, str] = {}
+    acted: list[Finding] = []
+    masked_by_kind: Counter[str] = Counter()
+    unrewritten = 0
+
+    for leaf, found in pairs:
+        act = [f for f in found if f.confidence >= threshold]
+        if not act:
+            continue
+        acted.extend(act)
+        if leaf.kind == CODE and leaf.field == "source" and move_code_keys:
+            new_text, moved, masked_here, leftover = _rewrite_code(leaf.text, config, scanner, taken_now, threshold)
+            for name, secret in moved.items():
+                secrets[name] = secret
+                taken_now[name] = secret.fingerprint
+                known[secret.reveal()] = mask_for(name)
+            unrewritten += leftover
+            if masked_here:
+                masked_by_kind[leaf.kind] += masked_here
+        else:
+            new_text = _mask_spans(leaf.text, act)
+            masked_by_kind[leaf.kind] += len(act)
+        for f in act:
+            known.setdefault(f.secret.reveal(), f.mask)
+        set_leaf(out, leaf, new_text)
+
+    # Known-value pass over the cleaned notebook: the same key wherever else it occurs.
+    ordered = sorted(known.items(), key=lambda kv: -len(kv[0]))
+    for leaf in iter_leaves(out):
+        new_text, n = _replace_known(leaf.text, ordered)
+        if n:
+            set_leaf(out, leaf, new_text)
+            masked_by_kind[leaf.kind] += n
+
+    report = CleanReport(
+        findings=tuple(acted),
+        below_threshold=tuple(below),
+        moved={name: s.fingerprint for name, s in secrets.items()},
+        secrets=secrets,
+        masked=sum(masked_by_kind.values()),
+        masked_by_kind=dict(masked_by_kind),
+        unrewritten=unrewritten,
+        changed=out != nb,
+    )
+    return (out if report.changed else nb), report
+
+
+def _rewrite_code(
+    source: str,
+    config: Config | None,
+    scanner: Scanner,
+    taken: Mapping[str, str],
+    threshold: Confidence,
+) -> tuple[str, dict[str, Secret], int, int]:
+    """Rewrite one code cell's source; mask whatever key the rewriter left in place.
+
+    Returns:
+        ``(new source, moved NAME -> Secret, spans masked, keys left by the rewriter)``.
+    """
+    from .rewrite import rewrite_source
+
+    result = rewrite_source(source, config=config, scanner=scanner, taken=taken, min_confidence=threshold)
+    new_text = result.source
+    masked = _count(getattr(result, "masked", 0))
+    # Fail closed: a key the rewriter could not place (a syntax error in the cell, a context it
+    # does not handle) is masked rather than kept.
+    leftover = scanner.scan_text(new_text, min_confidence=threshold)
+    if leftover:
+        new_text = _mask_spans(new_text, leftover)
+        masked += len(leftover)
+    return new_text, dict(result.moved), masked, len(leftover)
+
+
+def clean_text(
+    text: str,
+    *,
+    config: Config | None = None,
+    scanner: Scanner | None = None,
+    min_confidence: Confidence | str = Confidence.LIKELY,
+) -> tuple[str, CleanReport]:
+    """Clean a plain text file: every key at or above the threshold is replaced by its mask,
+    and each such key's other exact occurrences too.
+
+    Plain files (``.py`` included) are masked, never rewritten into lookups: a module, a YAML or
+    a shell file has no single right way to read an environment variable, and the rewrite
+    is left to the user, who sees ``[secret:NAME]`` in the diff.
+
+    Args:
+        text: The file's text.
+        config: Settings; the defaults when omitted.
+        scanner: A scanner to reuse.
+        min_confidence: Act on findings at or above this; report the others.
+
+    Returns:
+        ``(text, report)``; the text is ``text`` itself when nothing changed.
+    """
+    threshold = Confidence.parse(min_confidence)
+    scanner = scanner or scanner_for(config)
+    floor = min(scanner.config.min_confidence, threshold)
+    found = scanner.scan_text(text, min_confidence=floor)
+    act = [f for f in found if f.confidence >= threshold]
+    below = tuple(f for f in found if f.confidence < threshold)
+    if not act:
+        return text, CleanReport(below_threshold=below)
+    new_text = _mask_spans(text, act)
+    known = sorted({f.secret.reveal(): f.mask for f in act}.items(), key=lambda kv: -len(kv[0]))
+    new_text, extra = _replace_known(new_text, known)
+    count = len(act) + extra
+    report = CleanReport(
+        findings=tuple(act),
+        below_threshold=below,
+        masked=count,
+        masked_by_kind={"text": count},
+        changed=new_text != text,
+    )
+    return new_text, report
