@@ -209,6 +209,7 @@ def discover(paths: Iterable[str], config: Config | None = None) -> Discovery:
             seen.add(key)
             unique.append(target)
     found.targets = unique
+    found.excluded = list(dict.fromkeys(os.path.normpath(p) for p in found.excluded))
     return found
 
 
