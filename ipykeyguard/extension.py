@@ -1,0 +1,712 @@
+"""The IPython glue: ``%load_ext ipykeyguard`` moves pasted keys out of cells and history.
+
+What the user sees (kernel): they run ``client = OpenAI(api_key="sk-proj-...")``; the cell runs as
+``client = OpenAI(api_key=os.environ["OPENAI_API_KEY"])``, the key is put in the secret store and
+in ``os.environ``, one line says ``ipykeyguard: moved 1 key (OPENAI_API_KEY) to .env``, and the
+notebook cell's text is replaced by the rewritten one. ``In``/``_ih``/``_i*``, ``%history``,
+``history.sqlite`` (both input columns, and output history when ``db_log_output`` is on), the
+kernel's ``history_request`` reply and the ``execute_input`` broadcast hold only rewritten text.
+
+Design, and why (measured with IPython 9.18 / ipykernel 7.4; see JUPYTER-APIS.md §1, §2, §7):
+
+* **The input transformer is pure.** ipykernel transforms a synchronous cell twice (once in
+  ``do_execute``, again in ``run_cell``) and cleanup transformers also run on ``is_complete``.
+  Ours is the *first* cleanup transformer, so it sees exactly the text the user typed (magics,
+  ``!cmd`` and ``%%bash`` bodies included; ``rewrite_source`` handles IPython syntax), and it
+  only returns text: the rewritten cell (``rewrite``), the cell unchanged (``warn``), or a
+  one-line ``raise`` (``block``, or an internal error: fail closed). It carries
+  ``has_side_effects = True`` so ``is_complete`` skips it. The rewrite of one raw text is cached
+  (``rewrite_source`` is pure), so the two transforms, the ``execute_input`` publication, the
+  history wrapper and the ``pre_run_cell`` handler of one cell cost one rewrite; the cache is
+  emptied after every cell, so a later change of the store or of the environment is seen.
+* **The side effects happen once, in ``pre_run_cell``.** In IPython 9.18 ``run_cell_async``
+  fires ``pre_run_cell(info)`` after both transforms and before compiling, exactly once per
+  executed (non-silent) cell and never for ``is_complete``. The handler puts the moved keys in
+  the store (all or nothing), then in ``os.environ`` and the output redactor, and prints the
+  notice. So the values are in ``os.environ`` before the rewritten code runs.
+* **A store failure runs nothing.** ``EventManager.trigger`` swallows a handler's exception and
+  then runs the cell anyway (and prints the handler's arguments, i.e. the raw cell), so the
+  handler never raises: it records the rejection, and our AST transformer (which IPython calls
+  right after, on the compiled cell) raises :class:`KeyGuardRejected`, an ``InputRejected``:
+  IPython shows its one-line message and runs nothing. Nothing was half-moved: the store's
+  ``put`` is all or nothing and ``os.environ`` is only touched after it succeeded. A cell that
+  does not compile never reaches the AST transformer; its rejection is printed after it.
+* **History** is written from the local ``raw_cell`` (``pre_run_cell`` cannot change it), so
+  ``history_manager.store_inputs`` and ``store_output`` are wrapped on the instance; the
+  ``execute_input`` broadcast is published before any transformer runs, so
+  ``kernel._publish_execute_input`` is overridden on the instance. Both send the rewritten text
+  (or, in ``warn``/``block`` mode, the text with keys masked), then pass it through the redactor
+  so values already known (moved earlier, loaded from the store) are masked too.
+* **The frontend** gets ``set_next_input(rewritten, replace=True)`` from ``post_run_cell``, in a
+  kernel only (in the terminal it would pre-fill the next prompt), and only when the cell
+  changed. JupyterLab and Notebook 7 apply it only to a cell that *succeeded*: a cell that
+  raises keeps the key in the browser's editor (the key is still moved, history still clean,
+  and the server's pre-save hook cleans the saved file). The payload manager keeps one
+  ``set_next_input`` per reply, so when the cell already queued one (``%load``) ours is not
+  sent and a note says so. Silent executions fire no ``pre_run_cell``: they run the rewritten
+  code without moving anything, so a key in a silent request fails with ``KeyError`` rather
+  than being stored.
+* **Load/unload are symmetric.** Everything installed is recorded, with the original it
+  replaced, on the :class:`KeyGuard` kept at ``shell._ipykeyguard_state`` (``%reload_ext``
+  re-imports this module, so module globals cannot hold it); unload undoes each step in reverse
+  order. Loading twice is a no-op. Environment variables loaded from the store are left set on
+  unload: they are the user's state and the rewritten cells need them.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from IPython.core.error import InputRejected
+from IPython.core.magic import Magics, line_magic, magics_class
+from traitlets import Bool, Enum, List, Unicode
+from traitlets.config import Configurable
+
+try:  # TEMPORARY until the output guard (issue 4) lands; then imported unconditionally
+    from ._output_guard import install_output_guard
+except ModuleNotFoundError:
+    install_output_guard = None
+from .config import Config, ConfigError, load_config
+from .findings import Confidence, fingerprint
+from .redact import Redactor, secret_like_env
+from .rewrite import Rewrite, rewrite_source
+from .scan import scanner_for
+from .store import SecretStore, StoreError, open_store
+
+__all__ = [
+    "KeyGuard",
+    "KeyGuardRejected",
+    "KeyGuardMagics",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+STATE_ATTR = "_ipykeyguard_state"
+
+#: The raw-text rewrite cache holds one cell's worth of texts; this only bounds odd callers.
+_CACHE_LIMIT = 64
+#: ``%keyguard mask VALUE`` would put VALUE in history; this finds the argument to hide.
+_MASK_MAGIC_RE = re.compile(r"^(\s*%keyguard\s+mask\s+)(?!\$)(\S[^\n]*)$", re.MULTILINE)
+
+
+class KeyGuardRejected(InputRejected):
+    """The guard refused to run a cell (block mode, a failed store, an internal error).
+
+    IPython shows only the message (no traceback of the guard's own frames).
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
+@dataclass
+class _Outcome:
+    """What the guard does with one raw cell text (computed once, cached per cell)."""
+
+    run_source: str
+    """The text IPython runs in place of the cell."""
+    history_source: str
+    """The text history and the ``execute_input`` broadcast get."""
+    rewrite: Rewrite | None = None
+    """The rewrite (``None`` when the guard is off or failed)."""
+    moves: dict[str, str] = field(default_factory=dict, repr=False)
+    """NAME -> value to store, in rewrite mode."""
+    error: str | None = None
+    """Set when the rewrite itself failed: the cell is not run."""
+
+    @property
+    def changed(self) -> bool:
+        return self.rewrite is not None and self.rewrite.changed
+
+
+def _destination(store: SecretStore) -> str:
+    """Where moved keys went, as the notice says it: ``.env`` (relative when under cwd)."""
+    path = getattr(store, "path", None)
+    if path is not None:
+        try:
+            return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
+        except ValueError:  # another drive on Windows
+            return str(path)
+    return {"keyring": "the keyring", "memory": "memory (this session only)"}.get(store.kind, store.description)
+
+
+def _raise_line(message: str) -> str:
+    """A one-line cell that raises :class:`KeyGuardRejected` with ``message`` (no secret in it)."""
+    return (
+        f"raise __import__('ipykeyguard.extension', fromlist=['_']).KeyGuardRejected({message!r})\n"
+    )
+
+
+class KeyGuard(Configurable):
+    """The kernel input guard of one shell, configured with ``c.KeyGuard.*``.
+
+    It owns the secret store, the redactor shared with the output guard, and every hook the
+    extension installs; :meth:`install` and :meth:`uninstall` are exact inverses.
+    """
+
+    mode = Enum(
+        ["rewrite", "warn", "block"],
+        default_value="rewrite",
+        help="What to do with a cell holding a key: 'rewrite' moves the key to the store and runs "
+        "the cell with os.environ lookups; 'warn' runs it unchanged and warns; 'block' refuses "
+        "to run it.",
+    ).tag(config=True)
+    store = Enum(
+        ["dotenv", "keyring", "memory"],
+        default_value="dotenv",
+        help="Where moved keys are kept: a .env file, the OS keyring, or memory (this session only).",
+    ).tag(config=True)
+    dotenv_path = Unicode(
+        "",
+        help="The .env file of the 'dotenv' store; relative paths are resolved against the "
+        "kernel's working directory when the extension loads. Default: .env in that directory.",
+    ).tag(config=True)
+    min_confidence = Enum(
+        ["possible", "likely", "certain"],
+        default_value="likely",
+        help="Rewrite (or block) keys found with at least this confidence; weaker findings are "
+        "only warned about.",
+    ).tag(config=True)
+    allow = List(
+        Unicode(),
+        help="SHA-256 fingerprints of values that are not secrets (as shown by `ipykeyguard scan` "
+        "and `%keyguard`).",
+    ).tag(config=True)
+    enabled = Bool(True, help="Check cells at all (`%keyguard on` / `%keyguard off`).").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(parent=shell, **kwargs)
+        self.shell = shell
+        self._store: SecretStore | None = None
+        self._stored: dict[str, str] = {}  # NAME -> fingerprint of what the store holds
+        self._cache: dict[str, _Outcome] = {}
+        self._lock = threading.RLock()
+        self._undo: list[tuple[str, Callable[[], None]]] = []
+        self._rejection: str | None = None
+        self._current: _Outcome | None = None
+        self._configure()
+        # One redactor per shell, shared with the output guard: every key moved or loaded is
+        # registered with it. Outputs are masked from LIKELY up, whatever min_confidence says.
+        self.redactor = Redactor(scanner=self._scanner)
+
+    # -- configuration -------------------------------------------------------------------------
+    def _configure(self) -> None:
+        """Build the scanner config from ``[tool.ipykeyguard]`` (if any) plus the traits."""
+        try:
+            base = load_config(os.getcwd())
+        except ConfigError as exc:
+            print(f"ipykeyguard: warning: ignoring project settings: {exc}", file=sys.stderr)
+            base = Config()
+        allow = frozenset(a.lower() for a in self.allow) | base.allow
+        # Scan at every confidence: weaker findings are warned about (Rewrite.skipped).
+        self._config = base.replace(allow=allow, min_confidence=Confidence.POSSIBLE)
+        self._scanner = scanner_for(self._config)
+        self._cache.clear()
+
+    def _open_store(self) -> SecretStore:
+        if self.store == "dotenv":
+            path = Path(self.dotenv_path or ".env").expanduser()
+            return open_store("dotenv", path=path if path.is_absolute() else Path.cwd() / path)
+        return open_store(self.store)
+
+    @property
+    def secret_store(self) -> SecretStore:
+        """The store moved keys go to."""
+        assert self._store is not None
+        return self._store
+
+    # -- the pure part: what a raw cell becomes ------------------------------------------------
+    def outcome(self, raw: str) -> _Outcome:
+        """What the guard does with ``raw`` (cached; pure: no store, environment or output).
+
+        Never raises: an internal failure yields an outcome that runs nothing.
+        """
+        key = raw if raw.endswith("\n") else raw + "\n"
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                return cached
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            result = self._compute(key)
+            self._cache[key] = result
+            return result
+
+    def _taken(self) -> dict[str, str]:
+        """Names the rewrite must not reuse for another value: the store's and the environment's."""
+        taken = {name: fingerprint(value) for name, value in os.environ.items()}
+        taken.update(self._stored)
+        return taken
+
+    def _compute(self, text: str) -> _Outcome:
+        try:
+            if not self.enabled:
+                # Guard off: the cell runs as typed; history still gets the keys masked.
+                return _Outcome(text, self._masked(text))
+            rewrite = rewrite_source(
+                text,
+                config=self._config,
+                scanner=self._scanner,
+                taken=self._taken(),
+                min_confidence=Confidence.parse(self.min_confidence),
+            )
+            if self.mode == "rewrite":
+                moves = {name: secret.reveal() for name, secret in rewrite.moved.items()}
+                return _Outcome(rewrite.source, rewrite.source, rewrite, moves)
+            if self.mode == "warn" or not rewrite.findings:
+                return _Outcome(text, self._masked(text), rewrite)
+            return _Outcome(_raise_line(self._block_message(rewrite)), self._masked(text), rewrite)
+        except Exception as exc:  # fail closed: the cell must not run unchecked
+            message = (
+                f"ipykeyguard could not check this cell ({type(exc).__name__}), so it was not run. "
+                "Run `%keyguard off` to run cells without the guard."
+            )
+            return _Outcome(_raise_line(message), "# ipykeyguard: input not recorded (it could not be checked)\n",
+                            error=message)
+
+    def _masked(self, text: str) -> str:
+        """``text`` with every key at or above the threshold replaced by its mask."""
+        findings = self._scanner.scan_text(text, min_confidence=Confidence.parse(self.min_confidence))
+        pieces, last = [], 0
+        for finding in findings:  # ordered and non-overlapping
+            pieces += [text[last:finding.start], finding.mask]
+            last = finding.end
+        pieces.append(text[last:])
+        return "".join(pieces)
+
+    def _block_message(self, rewrite: Rewrite) -> str:
+        first = rewrite.findings[0]
+        env = first.env or "API_KEY"
+        where = ", ".join(f"{f.rule} on line {f.location.line}" for f in rewrite.findings)
+        return (
+            f"ipykeyguard blocked this cell: it holds a key ({where}), and block mode keeps keys "
+            f"out of notebooks. Put the key in an environment variable instead (for example in a "
+            f".env file or your shell: {env}=...), then read it with os.environ[\"{env}\"]."
+        )
+
+    def history_text(self, text: str) -> str:
+        """``text`` as history and the ``execute_input`` broadcast may hold it.
+
+        Never raises: on an internal failure a placeholder is recorded instead of the text.
+        """
+        if not text:
+            return text
+        clean = self.outcome(text).history_source
+        if text.endswith("\n") != clean.endswith("\n"):
+            clean = clean + "\n" if text.endswith("\n") else clean[:-1] if clean.endswith("\n") else clean
+        clean = _MASK_MAGIC_RE.sub(lambda m: m.group(1) + "[masked]", clean)
+        try:
+            return self.redactor.redact(clean)
+        except Exception as exc:  # fail closed: record a placeholder, never the text
+            return f"# ipykeyguard: input not recorded (redaction failed: {type(exc).__name__})"
+
+    # -- hooks -----------------------------------------------------------------------------------
+    def _transform(self, lines: list[str]) -> list[str]:
+        """The cleanup input transformer: pure, idempotent, never raises."""
+        outcome = self.outcome("".join(lines))
+        return outcome.run_source.splitlines(keepends=True)
+
+    def _pre_run_cell(self, info: Any) -> None:
+        """Do the cell's side effects once, before it runs; never raises (see module docstring)."""
+        self._rejection = None
+        self._current = None
+        raw = getattr(info, "raw_cell", None)
+        if not raw or raw.isspace():
+            return
+        try:
+            outcome = self.outcome(raw)
+            self._current = outcome
+            if outcome.error is not None or outcome.rewrite is None:
+                return
+            rewrite = outcome.rewrite
+            if outcome.moves:
+                self._move(outcome.moves)
+            elif self.enabled and self.mode == "warn" and rewrite.findings:
+                for finding in rewrite.findings:
+                    self.redactor.add_known(finding.env or finding.rule, finding.secret.reveal())
+                    print(
+                        f"ipykeyguard: warning: line {finding.location.line} holds a key "
+                        f"({finding.rule}); it ran unchanged (warn mode). Move it to an environment "
+                        f"variable ({finding.env or 'API_KEY'}).",
+                        file=sys.stderr,
+                    )
+            if self.enabled and rewrite.skipped:
+                for finding in rewrite.skipped:
+                    print(
+                        f"ipykeyguard: warning: line {finding.location.line} may hold a secret "
+                        f"({finding.rule}, {finding.confidence}); it was left in place. If it is one, "
+                        "move it to an environment variable.",
+                        file=sys.stderr,
+                    )
+        except StoreError as exc:
+            self._rejection = (
+                f"ipykeyguard could not store the key(s) in {self.secret_store.description}: {exc}. "
+                "Nothing was moved and the cell was not run."
+            )
+        except Exception as exc:  # fail closed: reject the cell rather than run it half-guarded
+            self._rejection = (
+                f"ipykeyguard failed before running this cell ({type(exc).__name__}), so it was not run. "
+                "Run `%keyguard off` to run cells without the guard."
+            )
+
+    def _move(self, moves: Mapping[str, str]) -> None:
+        """Store ``moves`` (all or nothing), then set ``os.environ`` and teach the redactor.
+
+        Raises:
+            StoreError: nothing was stored and nothing else changed.
+        """
+        self.secret_store.put(moves)
+        for name, value in moves.items():
+            os.environ[name] = value
+            self._stored[name] = fingerprint(value)
+            self.redactor.add_known(name, value)
+        names = ", ".join(moves)
+        count = len(moves)
+        print(f"ipykeyguard: moved {count} key{'s' if count != 1 else ''} ({names}) to {_destination(self.secret_store)}")
+
+    def take_rejection(self) -> str | None:
+        """The pending rejection of the cell about to run (consumed)."""
+        message, self._rejection = self._rejection, None
+        return message
+
+    def _post_run_cell(self, result: Any) -> None:
+        """Report an unconsumed rejection, then replace the frontend's cell (kernel only)."""
+        try:
+            pending = self.take_rejection()
+            if pending is not None:
+                print(pending, file=sys.stderr)
+                return
+            outcome, self._current = self._current, None
+            if outcome is None or not outcome.moves or not outcome.changed:
+                return
+            if getattr(self.shell, "kernel", None) is None:
+                return  # terminal: set_next_input would pre-fill the next prompt
+            raw = result.info.raw_cell
+            new_source = outcome.run_source if raw.endswith("\n") else outcome.run_source[:-1]
+            payloads = getattr(self.shell.payload_manager, "_payload", [])
+            if any(p.get("source") == "set_next_input" for p in payloads):
+                print(
+                    "ipykeyguard: the cell queued its own replacement (e.g. %load), so the editor "
+                    "still shows the key; replace it with the os.environ lookup by hand.",
+                    file=sys.stderr,
+                )
+                return
+            self.shell.set_next_input(new_source, replace=True)
+        finally:
+            with self._lock:
+                self._cache.clear()
+
+    # -- store and environment -----------------------------------------------------------------
+    def load_known(self) -> None:
+        """Load the store into ``os.environ`` (without overriding what is set) and register the
+        store's values and secret-looking environment variables with the redactor."""
+        try:
+            stored = self.secret_store.items()
+        except StoreError as exc:
+            print(f"ipykeyguard: warning: cannot read {self.secret_store.description}: {exc}", file=sys.stderr)
+            stored = {}
+        for name, value in stored.items():
+            os.environ.setdefault(name, value)
+            self._stored[name] = fingerprint(value)
+            # The redactor keeps one value per name: a stored value the environment overrides
+            # is still masked, under a name that says where it came from.
+            self.redactor.add_known(name if os.environ[name] == value else f"{name}_STORED", value)
+        for name, value in secret_like_env(os.environ).items():
+            self.redactor.add_known(name, value)  # ignores values too short to be credentials
+
+    def forget(self, name: str) -> bool:
+        """Remove ``name`` from the store, ``os.environ`` and the redactor.
+
+        Returns:
+            True when the name was known anywhere.
+
+        Raises:
+            StoreError: the store could not be rewritten.
+        """
+        known = name in self._stored or name in os.environ
+        self.secret_store.delete(name)
+        os.environ.pop(name, None)
+        self._stored.pop(name, None)
+        self.redactor.remove_known(name)
+        self._cache.clear()
+        return known
+
+    def allow_fingerprint(self, value: str) -> None:
+        """Add a fingerprint to the allow-list (for this session).
+
+        Raises:
+            ValueError: ``value`` is not a SHA-256 hex digest.
+        """
+        value = value.strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", value):
+            raise ValueError("a fingerprint is 64 hex digits (as shown by `ipykeyguard scan`)")
+        if value not in self.allow:
+            self.allow = [*self.allow, value]
+        self._configure()
+
+    # -- install / uninstall -------------------------------------------------------------------
+    def _record(self, what: str, undo: Callable[[], None]) -> None:
+        self._undo.append((what, undo))
+
+    def _patch_instance(self, obj: Any, name: str, replacement: Callable) -> None:
+        """Set ``obj.name = replacement``, recording how to put the original back exactly."""
+        had_own = name in vars(obj)
+        original = vars(obj).get(name)
+
+        def undo() -> None:
+            if vars(obj).get(name) is not replacement:
+                print(f"ipykeyguard: warning: {type(obj).__name__}.{name} was replaced by someone "
+                      "else after ipykeyguard; leaving it", file=sys.stderr)
+                return
+            if had_own:
+                setattr(obj, name, original)
+            else:
+                delattr(obj, name)
+
+        setattr(obj, name, replacement)
+        self._record(f"{type(obj).__name__}.{name}", undo)
+
+    def install(self) -> None:
+        """Install every hook (undone by :meth:`uninstall`)."""
+        shell = self.shell
+        self._store = self._open_store()
+        self.load_known()
+
+        transformer = _Transformer(self)
+        # First, so it sees the cell exactly as typed (before prompt and indent stripping).
+        shell.input_transformers_cleanup.insert(0, transformer)
+        self._record("input transformer", lambda: shell.input_transformers_cleanup.remove(transformer))
+
+        rejecter = _RejectPending(self)
+        shell.ast_transformers.append(rejecter)
+        self._record("AST transformer", lambda: shell.ast_transformers.remove(rejecter))
+
+        for event, handler in (("pre_run_cell", self._pre_run_cell), ("post_run_cell", self._post_run_cell)):
+            shell.events.register(event, handler)
+            self._record(f"{event} handler", lambda e=event, h=handler: shell.events.unregister(e, h))
+
+        history = getattr(shell, "history_manager", None)
+        if history is not None:
+            self._patch_instance(history, "store_inputs", self._wrap_store_inputs(history.store_inputs))
+            self._patch_instance(history, "store_output", self._wrap_store_output(history, history.store_output))
+
+        kernel = getattr(shell, "kernel", None)
+        if kernel is not None and hasattr(kernel, "_publish_execute_input"):
+            self._patch_instance(kernel, "_publish_execute_input",
+                                 self._wrap_publish_execute_input(kernel._publish_execute_input))
+
+        if install_output_guard is not None:
+            uninstall_output_guard = install_output_guard(shell, self.redactor)
+            self._record("output guard", uninstall_output_guard)
+
+        magics = KeyGuardMagics(shell, guard=self)
+        shell.register_magics(magics)
+
+        def unregister_magic() -> None:
+            shell.magics_manager.magics["line"].pop("keyguard", None)
+            shell.magics_manager.registry.pop(type(magics).__name__, None)
+
+        self._record("%keyguard magic", unregister_magic)
+
+    def uninstall(self) -> None:
+        """Undo every hook, newest first; one failing step does not stop the others."""
+        failures = []
+        while self._undo:
+            what, undo = self._undo.pop()
+            try:
+                undo()
+            except (ValueError, KeyError, AttributeError, TypeError) as exc:
+                failures.append(f"{what} ({type(exc).__name__})")
+        if failures:
+            print(f"ipykeyguard: warning: could not undo: {', '.join(failures)}", file=sys.stderr)
+
+    # -- wrappers ------------------------------------------------------------------------------
+    def _wrap_store_inputs(self, original: Callable) -> Callable:
+        def store_inputs(line_num: int, source: str, source_raw: str | None = None) -> None:
+            if source_raw is None:
+                source_raw = source
+            return original(line_num, self.history_text(source), self.history_text(source_raw))
+
+        store_inputs.__wrapped__ = original  # type: ignore[attr-defined]
+        return store_inputs
+
+    def _wrap_store_output(self, history: Any, original: Callable) -> Callable:
+        def store_output(line_num: int) -> None:
+            reprs = getattr(history, "output_hist_reprs", None)
+            if isinstance(reprs, dict) and isinstance(reprs.get(line_num), str):
+                reprs[line_num] = self._redact_or_placeholder(reprs[line_num])
+            outputs = getattr(history, "outputs", None)
+            if isinstance(outputs, dict) and line_num in outputs:
+                for item in outputs[line_num]:
+                    _redact_bundle(getattr(item, "bundle", None), self._redact_or_placeholder)
+            return original(line_num)
+
+        store_output.__wrapped__ = original  # type: ignore[attr-defined]
+        return store_output
+
+    def _redact_or_placeholder(self, text: str) -> str:
+        try:
+            return self.redactor.redact(text)
+        except Exception as exc:  # fail closed
+            return f"[ipykeyguard: output not recorded ({type(exc).__name__})]"
+
+    def _wrap_publish_execute_input(self, original: Callable) -> Callable:
+        def publish_execute_input(code: str, parent: Any, execution_count: int) -> None:
+            return original(self.history_text(code), parent, execution_count)
+
+        publish_execute_input.__wrapped__ = original  # type: ignore[attr-defined]
+        return publish_execute_input
+
+    # -- status ----------------------------------------------------------------------------------
+    def status(self) -> str:
+        """A human summary: mode, store, names and counts, never a value."""
+        try:
+            names = sorted(self.secret_store.items())
+        except StoreError as exc:
+            names = []
+            store_note = f" (unreadable: {exc})"
+        else:
+            store_note = ""
+        lines = [
+            f"ipykeyguard: {'on' if self.enabled else 'off'}, mode {self.mode}, "
+            f"min confidence {self.min_confidence}",
+            f"store: {self.secret_store.description}{store_note}",
+            f"stored keys ({len(names)}): {', '.join(names) if names else '-'}",
+            f"allowed fingerprints: {len(self.allow)}",
+        ]
+        return "\n".join(lines)
+
+
+def _redact_bundle(bundle: Any, redact: Callable[[str], str]) -> None:
+    """Redact the text of an in-memory ``HistoryOutput.bundle`` (mimetype -> str | list[str])."""
+    if not isinstance(bundle, dict):
+        return
+    for mimetype, value in bundle.items():
+        if isinstance(value, str):
+            bundle[mimetype] = redact(value)
+        elif isinstance(value, list):
+            bundle[mimetype] = [redact(v) if isinstance(v, str) else v for v in value]
+
+
+class _Transformer:
+    """The cleanup transformer object (a callable with ``has_side_effects`` for ``is_complete``)."""
+
+    has_side_effects = True
+
+    def __init__(self, guard: KeyGuard) -> None:
+        self._guard = guard
+
+    def __call__(self, lines: list[str]) -> list[str]:
+        return self._guard._transform(lines)
+
+    def __repr__(self) -> str:
+        return "<ipykeyguard input transformer>"
+
+
+class _RejectPending(ast.NodeTransformer):
+    """Raises the pending rejection, if any, so IPython runs nothing of the cell."""
+
+    def __init__(self, guard: KeyGuard) -> None:
+        self._guard = guard
+
+    def visit(self, node: ast.AST) -> ast.AST:
+        message = self._guard.take_rejection()
+        if message is not None:
+            raise KeyGuardRejected(message)
+        return node
+
+    def __repr__(self) -> str:
+        return "<ipykeyguard rejecter>"
+
+
+_HELP = """\
+%keyguard                 status: mode, store, stored names and counts (never values)
+%keyguard allow SHA256    treat the value with this fingerprint as not a secret (this session)
+%keyguard forget NAME     remove NAME from the store, os.environ and the output redactor
+%keyguard on | off        check cells, or stop checking them
+%keyguard mask $NAME      mask the value of environment variable NAME in every output
+%keyguard mask VALUE      mask VALUE in every output (it is hidden in history)
+%keyguard help            this text"""
+
+
+@magics_class
+class KeyGuardMagics(Magics):
+    """``%keyguard``: inspect and steer the guard."""
+
+    def __init__(self, shell: Any, guard: KeyGuard) -> None:
+        super().__init__(shell)
+        self._guard = guard
+
+    @line_magic
+    def keyguard(self, line: str) -> None:
+        """Inspect and steer ipykeyguard; ``%keyguard help`` lists the commands."""
+        from IPython.core.error import UsageError
+
+        guard = self._guard
+        command, _, argument = line.strip().partition(" ")
+        argument = argument.strip()
+        if command in ("", "status"):
+            print(guard.status())
+        elif command == "help":
+            print(_HELP)
+        elif command in ("on", "off"):
+            guard.enabled = command == "on"
+            guard._cache.clear()
+            print(f"ipykeyguard: {command}")
+        elif command == "allow":
+            try:
+                guard.allow_fingerprint(argument)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+            print("ipykeyguard: allowed 1 fingerprint for this session")
+        elif command == "forget":
+            if not argument:
+                raise UsageError("%keyguard forget NAME")
+            try:
+                known = guard.forget(argument)
+            except StoreError as exc:
+                raise UsageError(f"cannot forget {argument}: {exc}") from None
+            print(f"ipykeyguard: {'forgot' if known else 'did not know'} {argument}")
+        elif command == "mask":
+            if not argument:
+                raise UsageError("%keyguard mask VALUE or %keyguard mask $NAME")
+            if argument.startswith("$"):
+                name = argument[1:]
+                value = os.environ.get(name)
+                if value is None:
+                    raise UsageError(f"no environment variable {name}")
+            else:
+                name, value = "secret", argument
+            guard.redactor.add_known(name, value)
+            print(f"ipykeyguard: masking the value of {name} in outputs")
+        else:
+            raise UsageError(f"unknown %keyguard command {command!r}\n{_HELP}")
+
+
+def load_ipython_extension(shell: Any) -> None:
+    """Install the guard on ``shell``; a second call is a no-op."""
+    if getattr(shell, STATE_ATTR, None) is not None:
+        return
+    guard = KeyGuard(shell)
+    try:
+        guard.install()
+    except BaseException:
+        guard.uninstall()
+        raise
+    setattr(shell, STATE_ATTR, guard)
+
+
+def unload_ipython_extension(shell: Any) -> None:
+    """Undo everything :func:`load_ipython_extension` did on ``shell``."""
+    guard = getattr(shell, STATE_ATTR, None)
+    if guard is None:
+        return
+    guard.uninstall()
+    delattr(shell, STATE_ATTR)
