@@ -1,0 +1,439 @@
+"""Output redaction: known secret values and rule matches replaced by masks.
+
+This is the pure core behind the kernel output guard (:mod:`ipykeyguard._output_guard`) and the
+terminal stream wrapper. It imports no host framework.
+
+Two sources of secrets are masked:
+
+* **Known values** - exact strings the guard already knows (keys the input guard moved, values
+  in the secret store, environment variables with secret-like names, values registered with
+  ``%keyguard mask``). They are matched exactly with one compiled regex shaped as a trie, so the
+  cost of a pass does not grow with the number of values, and each is replaced by
+  ``mask_for(name)``.
+* **Rules** - whatever the :class:`~ipykeyguard.scan.Scanner` finds at or above
+  ``min_confidence`` is replaced by :attr:`Finding.mask`.
+
+A mask names the variable or rule and never holds a character of the key. Text with nothing to
+mask is returned as the very same object (callers rely on this to keep harmless output
+byte-identical and to skip copying messages).
+
+:class:`StreamRedactor` adds hold-back for streams: a known value printed in pieces across
+separate writes is still masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Any, Callable, Hashable, Iterator, Mapping
+
+from .config import Config
+from .findings import Confidence, mask_for
+from .scan import Scanner, default_scanner, scanner_for
+
+__all__ = [
+    "Redactor",
+    "StreamRedactor",
+    "secret_like_env",
+    "WITHHELD_NOTICE",
+    "MIN_KNOWN_LENGTH",
+]
+
+log = logging.getLogger("ipykeyguard.redact")
+
+#: What replaces an output when redaction itself failed: the guard fails closed.
+WITHHELD_NOTICE = "[ipykeyguard: output withheld: internal error]"
+
+#: Known values shorter than this are ignored: masking every ``"abc"`` in every output would
+#: mangle harmless text, and such a value is no credential worth the damage.
+MIN_KNOWN_LENGTH = 6
+
+# Hold-back looks up a tail's first few characters in a set before comparing whole values.
+_PREFIX_PROBE = 12
+
+
+class _KnownIndex:
+    """An immutable snapshot of the known values, built once per change and shared by threads.
+
+    Attributes:
+        pattern: One regex matching every value, longest first at a given position; ``None``
+            when there are no values.
+        masks: Value -> mask.
+        longest: Length of the longest value (0 when empty).
+        short_prefixes: Every proper prefix of every value, up to ``_PREFIX_PROBE`` characters.
+        by_probe: The first ``_PREFIX_PROBE`` characters of every value longer than that ->
+            those values (to check longer tails).
+    """
+
+    __slots__ = ("pattern", "masks", "longest", "short_prefixes", "by_probe")
+
+    def __init__(self, masks: dict[str, str]) -> None:
+        self.masks = masks
+        self.longest = max((len(v) for v in masks), default=0)
+        self.pattern = _compile_alternation(list(masks)) if masks else None
+        self.short_prefixes: frozenset[str] = frozenset(
+            value[:cut] for value in masks for cut in range(1, min(len(value), _PREFIX_PROBE + 1)) if cut < len(value)
+        )
+        by_probe: dict[str, list[str]] = {}
+        for value in masks:
+            if len(value) > _PREFIX_PROBE:
+                by_probe.setdefault(value[:_PREFIX_PROBE], []).append(value)
+        self.by_probe = by_probe
+
+    def holdback_length(self, text: str) -> int:
+        """Length of the longest suffix of ``text`` that is a proper prefix of a known value."""
+        if not self.masks or not text:
+            return 0
+        size = len(text)
+        start = max(0, size - (self.longest - 1))
+        short = self.short_prefixes
+        # Scan left to right: the first start that works gives the longest suffix.
+        for i in range(start, size):
+            tail_len = size - i
+            if tail_len <= _PREFIX_PROBE:
+                if text[i:] in short:
+                    return tail_len
+                continue
+            candidates = self.by_probe.get(text[i : i + _PREFIX_PROBE])
+            if candidates:
+                tail = text[i:]
+                if any(len(v) > tail_len and v.startswith(tail) for v in candidates):
+                    return tail_len
+        return 0
+
+
+def _trie_regex(values: list[str]) -> str:
+    """A regex source matching any of ``values``, built as a trie of literals.
+
+    At each position the engine follows one branch per character instead of trying every
+    value in turn, so the cost does not grow with the number of values. Where a value ends
+    inside a longer one, the longer continuation is an optional greedy group: longest wins.
+    """
+    end = ""  # characters are one long, so the empty string can mark the end of a value
+    trie: dict[str, Any] = {}
+    for value in values:
+        node = trie
+        for ch in value:
+            node = node.setdefault(ch, {})
+        node[end] = True
+
+    def emit(node: dict[str, Any]) -> str:
+        branches = []
+        for ch, child in node.items():
+            if ch == end:
+                continue
+            literal = [ch]
+            # Collapse single-child chains into one literal: keeps nesting shallow for long keys.
+            while len(child) == 1 and end not in child:
+                (next_ch, next_child), = child.items()
+                literal.append(next_ch)
+                child = next_child
+            branches.append(re.escape("".join(literal)) + emit(child))
+        if not branches:
+            return ""
+        if end in node:  # a value ends here: the longer continuations are optional (greedy)
+            return "(?:" + "|".join(branches) + ")?"
+        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+
+    return emit(trie)
+
+
+def _compile_alternation(values: list[str]) -> re.Pattern[str]:
+    """Compile ``values`` into one pattern (a trie; a flat longest-first alternation if the trie is too deep)."""
+    try:
+        return re.compile(_trie_regex(values))
+    except (RecursionError, re.error, OverflowError):
+        # Pathologically nested value sets (long chains of values that are prefixes of one
+        # another) can exceed the regex parser's recursion; the flat form is correct, just slower.
+        flat = sorted(values, key=len, reverse=True)
+        return re.compile("|".join(re.escape(v) for v in flat))
+
+
+class Redactor:
+    """Replaces known secret values and rule matches in output text by masks.
+
+    Thread-safe: the known values live in an immutable snapshot swapped under a lock, so
+    :meth:`redact` may run on the shell, IOPub and control threads at once while
+    :meth:`add_known` is called from another.
+
+    Args:
+        config: Settings for the scanner (rules, allowlist). Ignored when ``scanner`` is given.
+        scanner: The scanner whose findings are masked; the default scanner when omitted.
+        min_confidence: Rule findings below this level are left alone (a false mask in an
+            output is cheap, but ``possible`` findings are mostly harmless identifiers).
+    """
+
+    def __init__(
+        self,
+        *,
+        config: Config | None = None,
+        scanner: Scanner | None = None,
+        min_confidence: Confidence = Confidence.LIKELY,
+    ) -> None:
+        if scanner is None:
+            scanner = scanner_for(config) if config is not None else default_scanner()
+        self._scanner = scanner
+        self._min_confidence = Confidence.parse(min_confidence)
+        self._lock = threading.Lock()
+        self._values_by_name: dict[str, str] = {}
+        self._index: _KnownIndex | None = _KnownIndex({})
+        self._failure_logged = False
+
+    def __repr__(self) -> str:  # never the values themselves
+        return f"Redactor(known={len(self._values_by_name)}, min_confidence={self._min_confidence})"
+
+    # -- known values -------------------------------------------------------------------------
+    def add_known(self, name: str, value: str) -> None:
+        """Mask every exact occurrence of ``value`` as ``mask_for(name)`` from now on.
+
+        Adding a name again replaces its value. Values shorter than :data:`MIN_KNOWN_LENGTH`
+        are ignored.
+
+        Args:
+            name: The variable the value lives under, e.g. ``"OPENAI_API_KEY"``.
+            value: The secret itself.
+        """
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError("add_known(name, value) takes two strings")
+        with self._lock:
+            if len(value) < MIN_KNOWN_LENGTH:
+                # A shorter value could only be masked by mangling harmless text; drop any old one.
+                changed = self._values_by_name.pop(name, None) is not None
+            else:
+                changed = self._values_by_name.get(name) != value
+                self._values_by_name[name] = value
+            if changed:
+                self._index = None  # rebuilt on next use: 200 adds cost one compile, not 200
+
+    def remove_known(self, name: str) -> None:
+        """Stop masking the value registered under ``name`` (no error when there is none)."""
+        with self._lock:
+            if self._values_by_name.pop(name, None) is not None:
+                self._index = None
+
+    def known_names(self) -> list[str]:
+        """The names of the known values, sorted."""
+        with self._lock:
+            return sorted(self._values_by_name)
+
+    def _known(self) -> _KnownIndex:
+        index = self._index
+        if index is not None:
+            return index
+        with self._lock:
+            if self._index is None:
+                masks: dict[str, str] = {}
+                # Sorted by name so that a value held under two names always gets the same mask.
+                for name in sorted(self._values_by_name):
+                    masks.setdefault(self._values_by_name[name], mask_for(name))
+                self._index = _KnownIndex(masks)
+            return self._index
+
+    # -- redaction ----------------------------------------------------------------------------
+    def redact(self, text: str) -> str:
+        """Return ``text`` with known values and rule findings replaced by their masks.
+
+        Never raises: on an internal error the whole text is replaced by
+        :data:`WITHHELD_NOTICE` and the error is logged once.
+
+        Args:
+            text: Any output text. Non-strings are returned unchanged.
+
+        Returns:
+            The redacted text; the very same object when nothing was masked.
+        """
+        if not isinstance(text, str) or not text:
+            return text
+        try:
+            return self._redact(text)
+        except Exception:  # fail closed: a broken redactor must not let the text through
+            self._log_failure()
+            return WITHHELD_NOTICE
+
+    def _redact(self, text: str) -> str:
+        index = self._known()
+        out = text
+        if index.pattern is not None and index.pattern.search(text) is not None:
+            masks = index.masks
+            out = index.pattern.sub(lambda m: masks[m.group()], text)
+        findings = self._scanner.scan_text(out, min_confidence=self._min_confidence)
+        if not findings:
+            return out
+        pieces = []
+        last = 0
+        for finding in findings:  # ordered by position and non-overlapping
+            pieces.append(out[last : finding.start])
+            pieces.append(finding.mask)
+            last = finding.end
+        pieces.append(out[last:])
+        return "".join(pieces)
+
+    def redact_tree(self, obj: Any) -> Any:
+        """Redact every string leaf of a JSON-like tree (dicts, lists, tuples); keys are kept.
+
+        Never raises: on an internal error the result is :data:`WITHHELD_NOTICE` (a string in
+        place of the whole tree) and the error is logged once.
+
+        Args:
+            obj: A message content, a MIME bundle, a traceback list, a string, ...
+
+        Returns:
+            A new tree when a leaf changed, else ``obj`` itself.
+        """
+        try:
+            return self._tree(obj)
+        except Exception:  # fail closed, see redact()
+            self._log_failure()
+            return WITHHELD_NOTICE
+
+    def _tree(self, obj: Any) -> Any:
+        if isinstance(obj, str):
+            return self.redact(obj)
+        if isinstance(obj, dict):
+            changed = None
+            for key, value in obj.items():
+                new = self._tree(value)
+                if new is not value:
+                    if changed is None:
+                        changed = dict(obj)
+                    changed[key] = new
+            return obj if changed is None else changed
+        if isinstance(obj, (list, tuple)):
+            items = [self._tree(v) for v in obj]
+            if all(new is old for new, old in zip(items, obj)):
+                return obj
+            return items if isinstance(obj, list) else tuple(items)
+        return obj
+
+    def holdback_length(self, text: str) -> int:
+        """Length of the longest suffix of ``text`` that is a proper prefix of a known value.
+
+        That tail may be the first part of a key whose rest comes in a later write.
+        """
+        return self._known().holdback_length(text)
+
+    def _log_failure(self) -> None:
+        # Logged once: a redactor failing on every message would flood the console. The
+        # exception text is not logged, since it might quote the output being redacted.
+        with self._lock:
+            if self._failure_logged:
+                return
+            self._failure_logged = True
+        log.error("ipykeyguard: output redaction failed; outputs are withheld", exc_info=False)
+
+
+class StreamRedactor:
+    """Hold-back redaction for streams whose text arrives in pieces.
+
+    Per key (the kernel guard uses ``(parent msg_id, stream name)``) it withholds the longest
+    tail of what it was fed that is a proper prefix of a known value; the tail is prepended to
+    the next piece for the same key, or released by :meth:`flush` (the caller flushes before the
+    next non-stream message of the same parent, and at idle). So ``print(k[:10], end="")``, a
+    pause, ``print(k[10:])`` comes out as one mask.
+
+    Only **known values** can be held back. A secret that is found only by a rule's regex and
+    arrives split across pieces cannot be: nothing tells a harmless tail from the start of an
+    unknown key, and holding every tail would delay all output.
+
+    Thread-safe. Each piece released is redacted with the wrapped :class:`Redactor`.
+
+    Args:
+        redactor: The redactor holding the known values and rules.
+    """
+
+    def __init__(self, redactor: Redactor) -> None:
+        self._redactor = redactor
+        self._lock = threading.Lock()
+        self._pending: dict[Hashable, tuple[str, Any]] = {}
+
+    def feed(self, key: Hashable, text: str, context: Any = None) -> str:
+        """Take one piece of stream text; return the redacted text that may be shown now.
+
+        Args:
+            key: Identifies the stream (pieces with the same key are joined).
+            text: The new piece.
+            context: Anything the caller needs to emit the held tail later (for the kernel:
+                the socket, topic and parent header); returned by :meth:`flush`.
+
+        Returns:
+            The redacted text to emit now; may be empty when everything is held back.
+        """
+        with self._lock:
+            held = self._pending.pop(key, None)
+            combined = held[0] + text if held else text
+            try:
+                cut = len(combined) - self._redactor.holdback_length(combined)
+            except Exception:  # fail closed: nothing held, the whole text still gets redacted
+                cut = len(combined)
+            if cut < len(combined):
+                self._pending[key] = (combined[cut:], context)
+            ready = combined[:cut]
+        return self._redactor.redact(ready) if ready else ready
+
+    def has_pending(self, key: Hashable) -> bool:
+        """True when a tail is being held for ``key``."""
+        with self._lock:
+            return key in self._pending
+
+    def flush(self, key: Hashable) -> tuple[str, Any] | None:
+        """Release the tail held for ``key``: ``(redacted text, context)``, or ``None``."""
+        with self._lock:
+            held = self._pending.pop(key, None)
+        if held is None:
+            return None
+        return self._redactor.redact(held[0]), held[1]
+
+    def flush_where(self, predicate: Callable[[Hashable], bool]) -> list[tuple[Hashable, str, Any]]:
+        """Release every held tail whose key satisfies ``predicate``, oldest first.
+
+        Returns:
+            ``(key, redacted text, context)`` triples.
+        """
+        with self._lock:
+            keys = [k for k in self._pending if predicate(k)]
+            held = [(k, self._pending.pop(k)) for k in keys]
+        return [(k, self._redactor.redact(text), ctx) for k, (text, ctx) in held]
+
+    def pending_keys(self) -> Iterator[Hashable]:
+        """A snapshot of the keys with held tails."""
+        with self._lock:
+            return iter(list(self._pending))
+
+
+# Names whose values are credentials: *_KEY, *_TOKEN, *_SECRET, *PASSWORD*, ...
+_SECRET_ENV_NAME_RE = re.compile(
+    r"""(?:^|_)(?:API_?KEY|KEY|TOKEN|SECRET|PAT|PASSWORD|PASSWD|PWD|PASSPHRASE|CREDENTIALS?|AUTH)$
+      | PASSWORD | PASSWD | SECRET | TOKEN | API_?KEY | ACCESS_KEY | PRIVATE_KEY""",
+    re.VERBOSE,
+)
+# ... unless the name says the value is where the secret is, or something about it.
+_NOT_A_VALUE_NAME_RE = re.compile(r"_(?:PATH|FILE|DIR|URL|URI|HOST|PORT|USER|USERNAME|NAME|TYPE|ID_FILE|EXPIRY|TTL|TIMEOUT)$")
+_PATH_LIKE_RE = re.compile(r"^(?:[/~.]|[A-Za-z]:[\\/])")
+
+
+def secret_like_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment variables whose names look like they hold a credential.
+
+    Matches ``*_KEY``, ``*_TOKEN``, ``*_SECRET``, ``*PASSWORD*``, ``*API_KEY*`` and the like,
+    but not names that point at a secret (``*_PATH``, ``*_FILE``, ``*_URL``, ...). Values shorter
+    than :data:`MIN_KNOWN_LENGTH` and values that look like file paths are skipped: masking them
+    would mangle harmless output.
+
+    Args:
+        environ: e.g. ``os.environ``.
+
+    Returns:
+        ``{name: value}`` for each such variable.
+    """
+    out: dict[str, str] = {}
+    for name, value in environ.items():
+        upper = name.upper()
+        if not _SECRET_ENV_NAME_RE.search(upper) or _NOT_A_VALUE_NAME_RE.search(upper):
+            continue
+        if not isinstance(value, str) or len(value.strip()) < MIN_KNOWN_LENGTH:
+            continue
+        if _PATH_LIKE_RE.match(value):
+            continue
+        out[name] = value
+    return out
