@@ -362,8 +362,11 @@ def _set_lines(bindings, values: Mapping[str, str]) -> str:
             if key in done:
                 continue
             done.add(key)
-            prefix = "export " if original.lstrip().startswith("export") else ""
-            out.append(f"{prefix}{_binding_line(key, values[key])}")
+            # A binding's text starts with the blank lines before it: keep them.
+            rest = original.lstrip()
+            leading = original[: len(original) - len(rest)]
+            export = "export " if rest.startswith("export") else ""
+            out.append(f"{leading}{export}{_binding_line(key, values[key])}")
             continue
         out.append(original)
     text = "".join(out)

@@ -1,0 +1,295 @@
+"""Secret stores: .env (exact round trip, atomic, 0600, git-ignored once), keyring, memory, none."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import subprocess
+
+import pytest
+from dotenv import dotenv_values
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fakekeys
+from ipykeyguard.findings import fingerprint
+from ipykeyguard.store import (
+    DotenvStore,
+    MemoryStore,
+    NullStore,
+    StoreError,
+    open_store,
+    quote_dotenv_value,
+    taken_names,
+)
+
+
+def git(cwd, *args):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
+
+
+@pytest.fixture
+def repo(tmp_path):
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "config", "user.email", "t@example.invalid")
+    git(tmp_path, "config", "user.name", "t")
+    return tmp_path
+
+
+def pem_block() -> str:
+    body = fakekeys.chars(64 * 5)
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return "-----BEGIN PRIVATE KEY-----\n" + "\n".join(lines) + "\n-----END PRIVATE KEY-----\n"
+
+
+TRICKY = {
+    "OPENAI_API_KEY": fakekeys.openai_project_key(),
+    "PEM_KEY": pem_block(),
+    "QUOTES": "it's \"quoted\"",
+    "BACKSLASH_END": "abc\\",
+    "BACKSLASHES": "a\\nb\\\\c\\'d",
+    "CRLF": "line1\r\nline2\rline3",
+    "HASH": "#not a comment",
+    "SPACES": "  padded  ",
+    "UNICODE": "pässwörd✓",
+    "DOLLAR": "${HOME}and$USER",
+    "EMPTY": "",
+}
+
+
+def test_dotenv_round_trips_tricky_values_through_python_dotenv(tmp_path):
+    """Every value put into a .env reads back exactly with python-dotenv's own parser."""
+    store = open_store("dotenv", directory=tmp_path)
+    store.put(TRICKY)
+    parsed = dotenv_values(tmp_path / ".env", interpolate=False)
+    for name, value in TRICKY.items():
+        assert fingerprint(parsed[name]) == fingerprint(value), f"{name} did not round-trip"
+    assert {n: fingerprint(v) for n, v in store.items().items()} == {n: fingerprint(v) for n, v in TRICKY.items()}
+
+
+def test_dotenv_values_without_interpolation_characters_also_load_with_interpolation(tmp_path):
+    """A key without ``${`` also round-trips through python-dotenv's default (interpolating) read."""
+    values = {k: v for k, v in TRICKY.items() if "$" not in v}
+    open_store("dotenv", directory=tmp_path).put(values)
+    parsed = dotenv_values(tmp_path / ".env")
+    assert all(parsed[k] == v for k, v in values.items()), "a value changed on load"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=80))
+def test_quoting_round_trips_any_text(value):
+    """quote_dotenv_value gives a line python-dotenv parses back to the same value, or refuses it."""
+    try:
+        quoted = quote_dotenv_value(value)
+    except StoreError:
+        assert value.endswith("\\")  # the one shape python-dotenv cannot hold
+        return
+    parsed = dotenv_values(stream=io.StringIO(f"# before\nA={quoted}\nB='after'\n"), interpolate=False)
+    assert parsed["A"] == value
+    assert parsed["B"] == "after"
+
+
+def test_new_dotenv_is_mode_0600_and_a_loose_one_is_tightened(tmp_path):
+    """A .env created by the store is 0600, and an existing 0644 one becomes 0600 when written."""
+    store = open_store("dotenv", directory=tmp_path)
+    store.put({"A_TOKEN": fakekeys.generic_secret()})
+    assert stat.S_IMODE((tmp_path / ".env").stat().st_mode) == 0o600
+    os.chmod(tmp_path / ".env", 0o644)
+    store.put({"B_TOKEN": fakekeys.generic_secret()})
+    assert stat.S_IMODE((tmp_path / ".env").stat().st_mode) == 0o600
+
+
+def test_existing_lines_and_comments_are_kept(tmp_path):
+    """Putting a key keeps comments, blank lines and other entries; an existing name is updated in place."""
+    env = tmp_path / ".env"
+    env.write_text("# my settings\nDEBUG=1\n\nexport API_TOKEN=old # note\nLAST='x'\n")
+    new = fakekeys.generic_secret()
+    DotenvStore(env).put({"API_TOKEN": new, "NEW_KEY": "v"})
+    lines = env.read_text().splitlines()
+    assert lines[:3] == ["# my settings", "DEBUG=1", ""]
+    assert lines[3].startswith("export API_TOKEN=")
+    assert lines[4] == "LAST='x'"
+    assert lines[5] == "NEW_KEY='v'"
+    assert "old" not in env.read_text()
+    assert dotenv_values(env)["API_TOKEN"] == new
+
+
+def test_put_is_all_or_nothing_on_an_invalid_name(tmp_path):
+    """A batch with one invalid name stores nothing and the error holds no value."""
+    env = tmp_path / ".env"
+    env.write_text("KEEP=1\n")
+    secret = fakekeys.generic_secret()
+    with pytest.raises(StoreError) as info:
+        DotenvStore(env).put({"GOOD_KEY": secret, "bad name": secret})
+    assert secret not in str(info.value), "key leaked"
+    assert env.read_text() == "KEEP=1\n"
+
+
+def test_failed_rename_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    """If the atomic rename fails (injected), the .env is the old one and no temp file is left."""
+    env = tmp_path / ".env"
+    env.write_text("KEEP=1\n")
+    os.chmod(env, 0o600)
+
+    def failing_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    secret = fakekeys.generic_secret()
+    with pytest.raises(StoreError) as info:
+        DotenvStore(env).put({"NEW_TOKEN": secret})
+    assert secret not in str(info.value), "key leaked"
+    assert env.read_text() == "KEEP=1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env"]
+
+
+def test_gitignore_gets_dotenv_once(repo):
+    """In a git work tree the .env is added to .gitignore once, however often keys are put."""
+    store = open_store("dotenv", directory=repo)
+    store.put({"A_TOKEN": fakekeys.generic_secret()})
+    store.put({"B_TOKEN": fakekeys.generic_secret()})
+    lines = (repo / ".gitignore").read_text().splitlines()
+    assert lines.count(".env") == 1
+    assert subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=repo).returncode == 0
+    assert "?? .env" not in git(repo, "status", "--porcelain").stdout
+
+
+def test_existing_env_pattern_is_respected(repo):
+    """A .gitignore that already ignores ``*.env`` is left byte for byte alone."""
+    (repo / ".gitignore").write_text("*.env\n")
+    open_store("dotenv", directory=repo).put({"A_TOKEN": fakekeys.generic_secret()})
+    assert (repo / ".gitignore").read_text() == "*.env\n"
+
+
+def test_nearest_gitignore_is_used_for_a_nested_notebook_folder(repo):
+    """For a .env in a sub-folder the nearest existing .gitignore above it gets one anchored line."""
+    (repo / ".gitignore").write_text("build/\n")
+    sub = repo / "analysis" / "q1"
+    sub.mkdir(parents=True)
+    open_store("dotenv", directory=sub).put({"A_TOKEN": fakekeys.generic_secret()})
+    assert (repo / ".gitignore").read_text() == "build/\n# secrets moved out of notebooks by ipykeyguard\n/analysis/q1/.env\n"
+    assert not (sub / ".gitignore").exists()
+    assert subprocess.run(["git", "check-ignore", "-q", "analysis/q1/.env"], cwd=repo).returncode == 0
+
+
+def test_outside_git_no_gitignore_is_written(tmp_path):
+    """Outside a git work tree nothing but the .env is written."""
+    open_store("dotenv", directory=tmp_path).put({"A_TOKEN": fakekeys.generic_secret()})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env"]
+
+
+def test_a_tracked_dotenv_is_refused(repo):
+    """A .env that git tracks is not written to: the key would be committed with it."""
+    env = repo / ".env"
+    env.write_text("DEBUG=1\n")
+    git(repo, "add", ".env")
+    secret = fakekeys.generic_secret()
+    with pytest.raises(StoreError, match="git tracks") as info:
+        open_store("dotenv", directory=repo).put({"A_TOKEN": secret})
+    assert secret not in str(info.value), "key leaked"
+    assert env.read_text() == "DEBUG=1\n"
+
+
+def test_symlinked_dotenv_writes_the_target(tmp_path):
+    """A .env that is a symlink keeps being a link; the file it points to gets the key."""
+    shared = tmp_path / "shared.env"
+    shared.write_text("SHARED=1\n")
+    nbdir = tmp_path / "nb"
+    nbdir.mkdir()
+    (nbdir / ".env").symlink_to(shared)
+    secret = fakekeys.generic_secret()
+    open_store("dotenv", directory=nbdir).put({"A_TOKEN": secret})
+    assert (nbdir / ".env").is_symlink()
+    assert dotenv_values(shared)["A_TOKEN"] == secret
+
+
+def test_delete_removes_only_that_name(tmp_path):
+    """delete drops one binding and keeps the rest of the file."""
+    env = tmp_path / ".env"
+    env.write_text("# c\nA=1\nB=2\n")
+    DotenvStore(env).delete("A")
+    assert env.read_text() == "# c\nB=2\n"
+
+
+def test_memory_and_null_stores():
+    """The memory store keeps values in the process; the none store keeps nothing and says so."""
+    secret = fakekeys.generic_secret()
+    memory = open_store("memory")
+    memory.put({"A_TOKEN": secret})
+    assert memory.get("A_TOKEN") == secret
+    assert secret not in repr(memory), "key leaked"
+    none = open_store("none")
+    none.put({"A_TOKEN": secret})
+    assert none.kind == "none" and none.items() == {} and none.get("A_TOKEN") is None
+    assert isinstance(memory, MemoryStore) and isinstance(none, NullStore)
+
+
+def test_taken_names_are_fingerprints():
+    """taken_names maps each stored name to the SHA-256 of its value, never the value."""
+    secret = fakekeys.generic_secret()
+    store = MemoryStore({"A_TOKEN": secret})
+    assert taken_names(store) == {"A_TOKEN": fingerprint(secret)}
+
+
+def test_unknown_store_kind_is_an_error():
+    """open_store names the valid kinds when given an unknown one."""
+    with pytest.raises(StoreError, match="dotenv"):
+        open_store("vault")
+
+
+# -- keyring, with keyrings.alt's file backend (a real backend, writing under tmp_path) ----------
+
+
+@pytest.fixture
+def file_keyring(tmp_path):
+    keyring = pytest.importorskip("keyring")
+    alt = pytest.importorskip("keyrings.alt.file")
+
+    class TmpKeyring(alt.PlaintextKeyring):
+        file_path = str(tmp_path / "keyring.cfg")
+
+    previous = keyring.get_keyring()
+    backend = TmpKeyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
+
+
+def test_keyring_store_round_trip_with_index(file_keyring):
+    """The keyring store sets, enumerates (through its index) and deletes keys."""
+    store = open_store("keyring", service="ipykeyguard-test")
+    a, b = fakekeys.openai_project_key(), pem_block()
+    store.put({"OPENAI_API_KEY": a, "PEM_KEY": b})
+    assert store.get("OPENAI_API_KEY") == a
+    assert {k: fingerprint(v) for k, v in store.items().items()} == {"OPENAI_API_KEY": fingerprint(a), "PEM_KEY": fingerprint(b)}
+    store.delete("OPENAI_API_KEY")
+    assert sorted(store.items()) == ["PEM_KEY"]
+
+
+def test_keyring_put_rolls_back_when_one_value_fails(tmp_path):
+    """When the backend fails on the second key, the first is rolled back and the error holds no value."""
+    keyring = pytest.importorskip("keyring")
+    alt = pytest.importorskip("keyrings.alt.file")
+    from keyring.errors import PasswordSetError
+
+    class FailingKeyring(alt.PlaintextKeyring):
+        file_path = str(tmp_path / "keyring.cfg")
+
+        def set_password(self, service, username, password):
+            if username == "B_TOKEN":
+                raise PasswordSetError("backend refused")
+            super().set_password(service, username, password)
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(FailingKeyring())
+    try:
+        store = open_store("keyring", service="ipykeyguard-test")
+        secret = fakekeys.generic_secret()
+        with pytest.raises(StoreError) as info:
+            store.put({"A_TOKEN": secret, "B_TOKEN": secret})
+        assert secret not in str(info.value), "key leaked"
+        assert store.get("A_TOKEN") is None
+        assert store.items() == {}
+    finally:
+        keyring.set_keyring(previous)
