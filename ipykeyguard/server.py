@@ -1,0 +1,324 @@
+"""Jupyter Server extension: every notebook saved through Jupyter reaches disk without keys.
+
+Loaded by ``jpserver_extensions`` (the wheel ships
+``etc/jupyter/jupyter_server_config.d/ipykeyguard.json``, which enables it on install), it
+registers two hooks on the server's contents manager:
+
+* a **pre-save hook**, run before every save of a model: notebook models (``content`` is a
+  dict on ``PUT`` and a ``NotebookNode`` on ``POST copy_from``) and ``file`` models whose path
+  ends in ``.ipynb`` (``text`` or ``base64``, which is how JupyterLab uploads files) are
+  cleaned in place: keys in code cells move into the store (by default the ``.env`` beside the
+  notebook) and the code reads ``os.environ["NAME"]``; every other occurrence is masked. Save,
+  autosave, copy and non-chunked upload all go through it, and the first checkpoint is a copy
+  of the saved file, so it comes out clean too.
+* a **post-save hook**, which re-reads every ``.ipynb`` file just written and cleans it on
+  disk when it still holds a key. This catches chunked uploads (the server runs pre-save hooks
+  on the first chunk only, when the JSON is incomplete) and anything another pre-save hook put
+  back.
+
+Jupyter Server lets a save through when a hook raises anything but ``tornado.web.HTTPError``
+(fail-open), so every internal error is turned into an ``HTTPError`` that says why and how to
+disable the extension: a save is refused rather than written with a key in it.
+
+Options (``jupyter_server_config.py`` or ``--KeyGuardServer.<name>=...``)::
+
+    c.KeyGuardServer.enabled = True
+    c.KeyGuardServer.store = "dotenv"          # dotenv | keyring | none
+    c.KeyGuardServer.dotenv_path = ""          # one .env for all notebooks (default: beside each)
+    c.KeyGuardServer.code_keys = "move"        # move | mask
+    c.KeyGuardServer.min_confidence = "likely" # possible | likely | certain
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import threading
+from pathlib import Path
+from typing import Any, Mapping
+
+from tornado.web import HTTPError
+from traitlets import Bool, Enum, TraitError, Unicode, validate
+from traitlets.config import LoggingConfigurable
+
+from .config import Config, ConfigError, find_pyproject, load_config
+from .findings import Confidence
+from .notebook import NotebookError, detect_indent, dump_notebook, parse_notebook
+from .store import StoreError, atomic_write_bytes, open_store, taken_names
+
+__all__ = ["KeyGuardServer", "SaveRefused", "DISABLE_HINT"]
+
+#: Appended to every refusal, so a user who cannot save knows the way out.
+DISABLE_HINT = (
+    "The notebook was not saved; your work is still in the browser. To save without "
+    "ipykeyguard, run 'jupyter server extension disable ipykeyguard' and restart Jupyter, "
+    "or set c.KeyGuardServer.enabled = False."
+)
+
+#: Errors whose messages are ours and carry no plaintext (names, paths, reasons only).
+_EXPLAINED_ERRORS = (NotebookError, StoreError, ConfigError, OSError, ImportError)
+
+
+class SaveRefused(Exception):
+    """A save must not go through; the message says why (never a secret)."""
+
+
+class KeyGuardServer(LoggingConfigurable):
+    """The save guard of a running Jupyter Server: options plus the two contents hooks."""
+
+    enabled = Bool(True, help="Clean notebooks on save. False registers no hook.").tag(config=True)
+    store = Enum(
+        ("dotenv", "keyring", "none"),
+        default_value="dotenv",
+        help="Where keys moved out of code cells are kept: 'dotenv' (the .env beside the notebook, "
+        "mode 0600), 'keyring' (the OS keyring) or 'none' (not kept: the code still reads "
+        "os.environ, set the variable yourself).",
+    ).tag(config=True)
+    dotenv_path = Unicode(
+        "",
+        help="With store='dotenv': one .env file used for every notebook instead of the .env "
+        "beside each notebook. Relative paths are relative to the server's root_dir.",
+    ).tag(config=True)
+    keyring_service = Unicode("ipykeyguard", help="With store='keyring': the keyring service name.").tag(
+        config=True
+    )
+    code_keys = Enum(
+        ("move", "mask"),
+        default_value="move",
+        help="Keys in code cells: 'move' them into the store and read them back with "
+        "os.environ['NAME'] (the code keeps working), or 'mask' them like any other text.",
+    ).tag(config=True)
+    min_confidence = Unicode(
+        "likely",
+        help="Only findings at least this sure are cleaned: possible | likely | certain.",
+    ).tag(config=True)
+
+    @validate("min_confidence")
+    def _check_min_confidence(self, proposal: Any) -> str:
+        try:
+            Confidence.parse(proposal["value"])
+        except ValueError as exc:
+            raise TraitError(f"KeyGuardServer.min_confidence: {exc}") from None
+        return proposal["value"]
+
+    def __init__(self, root_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.root_dir = Path(root_dir).resolve() if root_dir is not None else Path.cwd().resolve()
+        # A save of one notebook and the store write that goes with it happen together; two
+        # concurrent saves into the same .env are serialised by the store itself.
+        self._config_lock = threading.Lock()
+        self._configs: dict[tuple[str, int], Config] = {}
+
+    # -- registration -----------------------------------------------------------------------
+    def register(self, contents_manager: Any) -> None:
+        """Register the pre-save and post-save hooks on ``contents_manager``."""
+        contents_manager.register_pre_save_hook(self.pre_save_hook)
+        contents_manager.register_post_save_hook(self.post_save_hook)
+
+    # -- hooks (Jupyter Server calls them with keyword arguments) ---------------------------
+    def pre_save_hook(self, model: dict, path: str, contents_manager: Any = None, **kwargs: Any) -> None:
+        """Clean ``model`` in place before it is written.
+
+        Raises:
+            HTTPError: cleaning failed; the save is refused (status 400 for content that cannot
+                be read as a notebook, 500 otherwise).
+        """
+        if not self.enabled:
+            return
+        try:
+            self._clean_model(model, path, contents_manager)
+        except HTTPError:
+            raise
+        except Exception as exc:  # a hook that raises anything else lets the save through
+            raise self._refusal(path, exc) from None
+
+    def post_save_hook(self, model: dict, os_path: str, contents_manager: Any = None, **kwargs: Any) -> None:
+        """Re-read a saved ``.ipynb`` file and clean it on disk if it still holds a key.
+
+        A file that cannot be cleaned is removed (it came from an upload whose original is
+        still on the user's machine, or from a save whose content the browser still holds).
+
+        Raises:
+            HTTPError: the file held keys and could not be cleaned.
+        """
+        if not self.enabled or not str(os_path).endswith(".ipynb"):
+            return
+        try:
+            self._clean_file_on_disk(Path(os_path), self._display_path(model, os_path))
+        except Exception as exc:
+            refusal = exc if isinstance(exc, HTTPError) else self._refusal(self._display_path(model, os_path), exc)
+            self._remove_unclean_file(Path(os_path))
+            raise refusal from None
+
+    # -- the work ---------------------------------------------------------------------------
+    def _clean_model(self, model: dict, path: str, contents_manager: Any) -> None:
+        kind = model.get("type")
+        if kind == "notebook":
+            content = model.get("content")
+            if content is None:
+                return
+            if not isinstance(content, Mapping):
+                raise SaveRefused("the notebook content is not a JSON object")
+            cleaned = self._clean_notebook(dict(content), path, contents_manager)
+            if cleaned is not None:
+                model["content"] = cleaned
+            return
+        if kind != "file" or not path.endswith(".ipynb") or model.get("content") is None:
+            return
+        if model.get("chunk") is not None:
+            # Chunk 1 of a chunked upload: the JSON is incomplete here. The post-save hook
+            # cleans the finished file after the last chunk.
+            return
+        fmt = model.get("format") or "text"
+        if fmt == "base64":
+            try:
+                raw = base64.b64decode(model["content"].encode("ascii"), validate=False)
+            except (binascii.Error, UnicodeEncodeError, AttributeError):
+                raise SaveRefused("the uploaded file is not valid base64") from None
+        elif fmt == "text":
+            if not isinstance(model["content"], str):
+                raise SaveRefused("the file content is not text")
+            raw = model["content"].encode("utf-8", "surrogatepass")
+        else:
+            raise SaveRefused(f"unknown file format {fmt!r}")
+        new_raw = self._clean_notebook_bytes(raw, path, contents_manager)
+        if new_raw is None:
+            return
+        model["content"] = base64.b64encode(new_raw).decode("ascii") if fmt == "base64" else new_raw.decode("utf-8")
+
+    def _clean_notebook_bytes(
+        self, raw: bytes, path: str, contents_manager: Any, *, notebook_dir: Path | None = None
+    ) -> bytes | None:
+        """The cleaned file bytes, or ``None`` when nothing had to change."""
+        nb = parse_notebook(raw, path)
+        cleaned = self._clean_notebook(nb, path, contents_manager, notebook_dir=notebook_dir)
+        if cleaned is None:
+            return None
+        return dump_notebook(cleaned, detect_indent(raw)).encode("utf-8")
+
+    def _clean_file_on_disk(self, os_path: Path, display: str) -> None:
+        try:
+            raw = os_path.read_bytes()
+        except FileNotFoundError:
+            return
+        new_raw = self._clean_notebook_bytes(raw, display, None, notebook_dir=os_path.parent)
+        if new_raw is not None:
+            atomic_write_bytes(os_path, new_raw)
+
+    def _clean_notebook(
+        self, nb: dict, path: str, contents_manager: Any, *, notebook_dir: Path | None = None
+    ) -> dict | None:
+        """Clean one notebook; store moved keys; return the new notebook or ``None`` if unchanged."""
+        from .clean import clean_notebook
+
+        if notebook_dir is None:
+            notebook_dir = self._notebook_dir(path, contents_manager)
+        config = self._config_for(notebook_dir)
+        if config.is_excluded(notebook_dir / Path(path).name):
+            return None
+        move = self.code_keys == "move"
+        store = self._open_store(notebook_dir) if move else open_store("none")
+        cleaned, report = clean_notebook(
+            nb,
+            config=config,
+            taken=taken_names(store) if move else None,
+            move_code_keys=move,
+            min_confidence=Confidence.parse(self.min_confidence),
+        )
+        if not report.changed:
+            return None
+        moved = _moved_values(report)
+        if moved:
+            store.put(moved)
+        stored_in = store.description if store.kind != "none" else None
+        self.log.info("ipykeyguard: cleaned %s: %s", path, report.summary(stored_in=stored_in))
+        return cleaned
+
+    def _open_store(self, notebook_dir: Path) -> Any:
+        if self.store == "dotenv":
+            if self.dotenv_path:
+                target = Path(self.dotenv_path)
+                return open_store("dotenv", path=target if target.is_absolute() else self.root_dir / target)
+            return open_store("dotenv", directory=notebook_dir)
+        if self.store == "keyring":
+            return open_store("keyring", service=self.keyring_service)
+        return open_store("none")
+
+    def _notebook_dir(self, path: str, contents_manager: Any) -> Path:
+        """The directory on disk that holds ``path`` (for the ``.env`` beside it)."""
+        get_os_path = getattr(contents_manager, "_get_os_path", None)
+        if get_os_path is not None:
+            return Path(get_os_path(path)).parent
+        if self.store == "dotenv" and not self.dotenv_path and self.code_keys == "move":
+            raise SaveRefused(
+                "this contents manager stores no files on disk, so there is no folder for a .env; "
+                "set c.KeyGuardServer.store = 'keyring' or c.KeyGuardServer.dotenv_path"
+            )
+        return (self.root_dir / path).parent
+
+    def _config_for(self, notebook_dir: Path) -> Config:
+        """``[tool.ipykeyguard]`` from the nearest pyproject.toml, re-read when it changes."""
+        pyproject = find_pyproject(notebook_dir) if notebook_dir.is_dir() else None
+        if pyproject is None:
+            return Config()
+        key = (str(pyproject), pyproject.stat().st_mtime_ns)
+        with self._config_lock:
+            config = self._configs.get(key)
+            if config is None:
+                config = self._configs[key] = load_config(pyproject=pyproject)
+            return config
+
+    # -- failure ----------------------------------------------------------------------------
+    def _refusal(self, path: str, exc: BaseException) -> HTTPError:
+        """An ``HTTPError`` that refuses the save, says why (no content) and how to disable us."""
+        if isinstance(exc, NotebookError):
+            status, why = 400, f"it is not a notebook ipykeyguard can read ({exc})"
+        elif isinstance(exc, SaveRefused):
+            status, why = 400, str(exc)
+        elif isinstance(exc, _EXPLAINED_ERRORS):
+            status, why = 500, f"{type(exc).__name__}: {exc}"
+        else:
+            # Messages of foreign exceptions may quote content; log the type only.
+            status, why = 500, f"internal error ({type(exc).__name__})"
+        message = f"ipykeyguard refused to save {path}: {why}. {DISABLE_HINT}"
+        self.log.error("%s", message)
+        # Jupyter Server's API handlers put log_message, unformatted, in the JSON reply's
+        # "message"; tornado formats it with %-args when logging, so a '%' in a path is doubled.
+        # The reason phrase is the HTTP status line, so it stays one short line.
+        return HTTPError(status, message.replace("%", "%%"), reason="ipykeyguard refused the save")
+
+    def _remove_unclean_file(self, os_path: Path) -> None:
+        try:
+            os_path.unlink()
+            self.log.error("ipykeyguard: removed %s, which still held a key after the save", os_path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            self.log.error("ipykeyguard: could not remove %s, which may hold a key: %s", os_path, exc)
+
+    @staticmethod
+    def _display_path(model: Mapping | None, os_path: Any) -> str:
+        if isinstance(model, Mapping) and isinstance(model.get("path"), str):
+            return model["path"]
+        return str(os_path)
+
+
+def _moved_values(report: Any) -> dict[str, str]:
+    """NAME -> plaintext of the keys the cleaning moved out of code, for ``store.put`` only."""
+    return {name: secret.reveal() for name, secret in report.secrets.items()}
+
+
+def _load_jupyter_server_extension(serverapp: Any) -> None:
+    """Called by Jupyter Server at start-up: read ``c.KeyGuardServer`` and register the hooks."""
+    guard = KeyGuardServer(root_dir=getattr(serverapp, "root_dir", None), parent=serverapp)
+    if not guard.enabled:
+        serverapp.log.info("ipykeyguard: disabled by c.KeyGuardServer.enabled; notebooks are saved as they are")
+        return
+    guard.register(serverapp.contents_manager)
+    serverapp.log.info(
+        "ipykeyguard: cleaning notebooks on save (code keys: %s, store: %s, min confidence: %s)",
+        guard.code_keys,
+        guard.store,
+        guard.min_confidence,
+    )
