@@ -1,0 +1,284 @@
+"""The pure output redactor: known values, rules, hold-back, failure handling, env selection."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fakekeys
+from ipykeyguard.findings import fingerprint, mask_for
+from ipykeyguard.redact import (
+    MIN_KNOWN_LENGTH,
+    WITHHELD_NOTICE,
+    Redactor,
+    StreamRedactor,
+    _trie_regex,
+    secret_like_env,
+)
+from ipykeyguard.scan import Scanner
+
+
+def assert_no_key(key: str, text: str, where: str = "output") -> None:
+    """Fail without echoing either string (pytest would print both on a plain assert)."""
+    if key in text:
+        pytest.fail(f"key leaked in {where}", pytrace=False)
+
+
+def same(a: str, b: str) -> bool:
+    """Equality compared by fingerprint, so a failure report shows hashes, not text."""
+    return fingerprint(a) == fingerprint(b)
+
+
+@pytest.fixture
+def key() -> str:
+    return fakekeys.generic_secret(n=40)
+
+
+def test_known_value_is_replaced_by_a_mask_naming_the_variable(key):
+    """An exact known value becomes ``[secret:NAME]`` and no character run of it survives."""
+    r = Redactor()
+    r.add_known("MY_SERVICE_TOKEN", key)
+    out = r.redact(f"token is {key}, again {key}.")
+    assert_no_key(key, out)
+    assert out == "token is [secret:MY_SERVICE_TOKEN], again [secret:MY_SERVICE_TOKEN]."
+
+
+def test_harmless_text_is_returned_as_the_same_object(key):
+    """Text with nothing to mask comes back as the very same object (byte-identical, no copy)."""
+    r = Redactor()
+    r.add_known("MY_SERVICE_TOKEN", key)
+    text = "plain output, ünïcode \x1b[31mred\x1b[0m\n" * 10
+    assert r.redact(text) is text
+    assert r.redact("") == ""
+
+
+def test_rule_match_is_masked_without_being_known():
+    """A key no one registered is masked by the rules, with the rule's variable name."""
+    k = fakekeys.openai_project_key()
+    out = Redactor().redact(f"AuthenticationError: Incorrect API key provided: {k}")
+    assert_no_key(k, out)
+    assert out == "AuthenticationError: Incorrect API key provided: [secret:OPENAI_API_KEY]"
+
+
+def test_min_confidence_leaves_lower_findings_alone():
+    """Rule findings below ``min_confidence`` are not masked (CERTAIN skips a LIKELY-only match)."""
+    k = fakekeys.aws_access_key_id()  # no validator: the rule stays at LIKELY
+    text = f"id={k}"
+    assert Redactor(min_confidence="certain").redact(text) is text
+    assert_no_key(k, Redactor().redact(text))
+
+
+def test_overlapping_known_values_mask_the_longest():
+    """When one known value is a prefix of another, the longer one wins where both match."""
+    short, long = "Zq8vN2rT5yW1", "Zq8vN2rT5yW1pL7kFAKE"
+    r = Redactor()
+    r.add_known("SHORT_TOKEN", short)
+    r.add_known("LONG_TOKEN", long)
+    assert r.redact(f"{long} {short}x") == "[secret:LONG_TOKEN] [secret:SHORT_TOKEN]x"
+
+
+def test_values_with_regex_metacharacters_and_newlines_match_literally():
+    """Known values are matched as literal text, whatever characters they hold."""
+    value = "p@ss.w*rd+(x)|[y]\n\\end$^"
+    r = Redactor()
+    r.add_known("DB_PASSWORD", value)
+    assert r.redact(f"<{value}>") == "<[secret:DB_PASSWORD]>"
+    assert r.redact("p@ssXw*rd") == "p@ssXw*rd"
+
+
+def test_trie_regex_collapses_chains_and_makes_longer_values_optional():
+    """The trie regex shares prefixes and matches each value exactly."""
+    import re
+
+    values = ["abcdef", "abcdefgh", "abxyz1", "q12345"]
+    pattern = re.compile(_trie_regex(values))
+    for v in values:
+        assert pattern.fullmatch(v)
+    assert not pattern.fullmatch("abcdefg")
+    assert pattern.pattern.count("ab") == 1
+
+
+def test_two_hundred_known_values_are_all_masked():
+    """With 200 known values of mixed formats, every one is masked and nothing else changes."""
+    rng = random.Random(7)
+    gens = [fakekeys.openai_project_key, fakekeys.github_classic_token, fakekeys.generic_secret,
+            fakekeys.anthropic_key, fakekeys.aws_secret_access_key]
+    values = [gens[i % len(gens)](rng) for i in range(200)]
+    r = Redactor()
+    for i, v in enumerate(values):
+        r.add_known(f"K{i}", v)
+    text = "\n".join(f"line {i}: {v} done" for i, v in enumerate(values))
+    out = r.redact(text)
+    for v in values:
+        assert_no_key(v, out)
+    assert out.count("[secret:") == 200
+    assert r.known_names() == sorted(f"K{i}" for i in range(200))
+
+
+def test_short_values_are_ignored_and_remove_known_stops_masking(key):
+    """Values shorter than MIN_KNOWN_LENGTH are not registered; removed values are shown again."""
+    r = Redactor()
+    r.add_known("PIN", "x" * (MIN_KNOWN_LENGTH - 1))
+    assert r.known_names() == []
+    r.add_known("MY_SERVICE_TOKEN", key)
+    r.remove_known("MY_SERVICE_TOKEN")
+    r.remove_known("NOT_THERE")
+    text = f"v={key}"
+    assert r.redact(text) is text
+
+
+def test_same_value_under_two_names_gets_one_stable_mask(key):
+    """A value known under two names is always masked with the first name in sort order."""
+    r = Redactor()
+    r.add_known("B_TOKEN", key)
+    r.add_known("A_TOKEN", key)
+    assert r.redact(key) == mask_for("A_TOKEN")
+    r.remove_known("A_TOKEN")
+    assert r.redact(key) == mask_for("B_TOKEN")
+
+
+def test_repr_holds_no_value(key):
+    """The redactor's repr counts values and never shows them."""
+    r = Redactor()
+    r.add_known("MY_SERVICE_TOKEN", key)
+    assert_no_key(key, repr(r))
+    assert "known=1" in repr(r)
+
+
+def test_redact_tree_changes_only_string_leaves_and_copies_only_when_needed(key):
+    """Str leaves of dicts/lists are redacted into a new tree; keys, numbers and an unchanged tree stay."""
+    r = Redactor()
+    r.add_known("MY_SERVICE_TOKEN", key)
+    tree = {"data": {"text/plain": f"'{key}'", "application/json": {"a": [1, key, None, 2.5]}},
+            "metadata": {}, "execution_count": 3, key: "dict keys are not output"}
+    out = r.redact_tree(tree)
+    assert out is not tree
+    assert tree["data"]["text/plain"] == f"'{key}'"  # the input is not mutated
+    assert out["data"]["text/plain"] == "'[secret:MY_SERVICE_TOKEN]'"
+    assert out["data"]["application/json"] == {"a": [1, "[secret:MY_SERVICE_TOKEN]", None, 2.5]}
+    assert out["metadata"] is tree["metadata"] and out["execution_count"] == 3
+    harmless = {"data": {"text/plain": "1"}, "list": ["a", ("b",)]}
+    assert r.redact_tree(harmless) is harmless
+
+
+class _BrokenScanner(Scanner):
+    """A scanner that fails, standing in for any bug inside the redactor."""
+
+    def scan_text(self, text, **kwargs):  # noqa: D102
+        raise RuntimeError("boom")
+
+
+def test_internal_error_withholds_the_output_and_logs_once(key, caplog):
+    """When redaction fails the text is replaced by the notice, nothing raises, and one error is logged."""
+    r = Redactor(scanner=_BrokenScanner())
+    r.add_known("MY_SERVICE_TOKEN", key)
+    with caplog.at_level(logging.ERROR, logger="ipykeyguard.redact"):
+        assert r.redact(f"a {key}") == WITHHELD_NOTICE
+        assert r.redact("harmless") == WITHHELD_NOTICE
+        assert r.redact_tree({"text": "x"}) == {"text": WITHHELD_NOTICE}
+    errors = [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert_no_key(key, caplog.text, "log")
+
+
+def test_concurrent_adds_and_redactions_never_leak_or_raise():
+    """Threads adding values while others redact see every already-added value masked."""
+    rng = random.Random(3)
+    values = [fakekeys.generic_secret(rng, n=32) for _ in range(100)]
+    r = Redactor()
+    failures: list[str] = []
+
+    def adder() -> None:
+        for i, v in enumerate(values):
+            r.add_known(f"T{i}", v)
+
+    def reader() -> None:
+        for _ in range(200):
+            known = set(r.known_names())
+            for i, v in enumerate(values):
+                if f"T{i}" in known and v in r.redact(f"x {v} y"):
+                    failures.append(f"T{i}")
+
+    threads = [threading.Thread(target=adder)] + [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+
+
+# -- hold-back ---------------------------------------------------------------------------------
+def test_split_known_value_is_masked_at_every_split_point(key):
+    """A known value fed in two pieces, split anywhere, comes out as one mask."""
+    r = Redactor()
+    r.add_known("MY_SERVICE_TOKEN", key)
+    whole = f"before {key} after\n"
+    for cut in range(1, len(whole)):
+        s = StreamRedactor(r)
+        out = s.feed("out", whole[:cut]) + s.feed("out", whole[cut:])
+        assert s.flush("out") is None
+        assert out == "before [secret:MY_SERVICE_TOKEN] after\n"
+
+
+def test_held_tail_is_released_by_flush_with_its_context(key):
+    """A prefix of a key that never completes is held until flushed, then released as it was."""
+    r = Redactor()
+    r.add_known("MY_SERVICE_TOKEN", key)
+    s = StreamRedactor(r)
+    assert s.feed(("p1", "stdout"), "progress " + key[:9], context="ctx") == "progress "
+    assert s.has_pending(("p1", "stdout"))
+    assert s.feed(("p2", "stdout"), "other\n") == "other\n"  # other keys are independent
+    released = s.flush_where(lambda k: k[0] == "p1")
+    assert [(k, same(text, key[:9]), ctx) for k, text, ctx in released] == [(("p1", "stdout"), True, "ctx")]
+    assert not s.has_pending(("p1", "stdout"))
+
+
+def test_text_that_cannot_start_a_key_is_never_held(key):
+    """Lines ending in a newline, or in characters no known value starts with, pass at once."""
+    r = Redactor()
+    r.add_known("MY_SERVICE_TOKEN", "Q" + key)
+    s = StreamRedactor(r)
+    for piece in ["line one\n", "no q here", "12345", "tail\n"]:
+        assert s.feed("out", piece) == piece
+    assert list(s.pending_keys()) == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    before=st.text(alphabet="abc xyz\n", max_size=20),
+    after=st.text(alphabet="abc xyz\n", max_size=20),
+    cuts=st.lists(st.integers(min_value=0, max_value=80), max_size=5),
+)
+def test_any_chunking_gives_the_same_text_as_redacting_the_whole(before, after, cuts):
+    """However a stream is chopped, the emitted pieces plus the final flush equal redacting it whole."""
+    value = "KEYab12cd34ef56"
+    r = Redactor()
+    r.add_known("SOME_TOKEN", value)
+    whole = before + value + after + value[:5]
+    bounds = sorted({min(c, len(whole)) for c in cuts} | {0, len(whole)})
+    s = StreamRedactor(r)
+    out = "".join(s.feed("k", whole[a:b]) for a, b in zip(bounds, bounds[1:]))
+    held = s.flush("k")
+    out += held[0] if held else ""
+    assert out == r.redact(whole)
+    assert value not in out
+
+
+# -- environment -------------------------------------------------------------------------------
+def test_secret_like_env_picks_credential_names_only():
+    """Names like *_KEY, *_TOKEN, *_SECRET, *PASSWORD* are picked; paths, ids of files and short values are not."""
+    value = "Zq8vN2rT5yW1pL7kFAKE"
+    env = {
+        "OPENAI_API_KEY": value, "GITHUB_TOKEN": value, "CLIENT_SECRET": value, "DB_PASSWORD_PROD": value,
+        "HF_TOKEN": value, "MYAPIKEY": value,
+        "HOME": value, "PATH": value, "KEYBOARD": value, "TOKEN_FILE": value, "SECRET_PATH": value,
+        "GOOGLE_APPLICATION_CREDENTIALS": "/home/me/creds.json", "SHORT_TOKEN": "abc",
+    }
+    assert sorted(secret_like_env(env)) == [
+        "CLIENT_SECRET", "DB_PASSWORD_PROD", "GITHUB_TOKEN", "HF_TOKEN", "MYAPIKEY", "OPENAI_API_KEY",
+    ]
