@@ -22,12 +22,26 @@ _DOC_EXAMPLES = frozenset(
     }
 )
 
+# Passwords that appear in tutorials, docker-compose files and local development URLs
+# (``postgres://postgres:postgres@localhost``): defaults, not secrets. Compared lower-cased.
+_DEFAULT_PASSWORDS = frozenset(
+    {
+        "password", "passwd", "pass", "pwd", "secret", "changeme", "changeit", "admin", "root",
+        "guest", "test", "testing", "user", "username", "postgres", "mysql", "redis", "mongo",
+        "mongodb", "rabbitmq", "oracle", "sa", "dbpass", "dbpassword", "db_password", "mypassword",
+        "mypass", "mysecret", "pass123", "password123", "password1", "123456", "12345678", "qwerty",
+        "letmein", "default", "demo", "sample", "foo", "bar", "foobar", "none", "null", "empty",
+    }
+)
+
 _PLACEHOLDER_RE = re.compile(
     r"""
       \.\.\. | …                                  # elided: sk-...abcd
     | x{4,} | X{4,} | \*{3,} | \#{4,}             # masked or filler runs
-    | ^<[^<>]{0,200}>$ | ^\[[^\[\]]{0,200}\]$     # <token>, [secret:NAME]
-    | \$\{[^}]{0,100}\} | \{\{[^}]{0,100}\}\}     # ${TOKEN}, {{ token }}
+    | ^<[^<>]{0,200}>$ | ^\[[^\[\]]{0,200}\]$     # <token>, [redacted]
+    | \[secret:[A-Za-z0-9_.-]{1,80}\]              # our own mask
+    | \$\{[^}]{0,100}\} | \{\{[^}]{0,100}\}\}     # ${TOKEN}, {{ secrets.TOKEN }}
+    | ^\{[A-Za-z_][A-Za-z0-9_.\[\]'"]{0,100}\}$    # {api_key}: an f-string or format field
     | ^\$[A-Za-z_][A-Za-z0-9_]{0,100}$            # $API_KEY
     | %\([a-z_]{1,60}\)s                          # %(password)s
     | your[-_ ]?(?:own[-_ ]?)?(?:api[-_ ]?)?(?:key|token|secret|password|pass|pwd|access)
@@ -41,7 +55,7 @@ _PLACEHOLDER_RE = re.compile(
 
 def is_placeholder(secret: str) -> bool:
     """True when ``secret`` is a placeholder or a documented example rather than a key."""
-    if secret in _DOC_EXAMPLES:
+    if secret in _DOC_EXAMPLES or secret.lower() in _DEFAULT_PASSWORDS:
         return True
     if len(set(secret)) <= 2:
         return True

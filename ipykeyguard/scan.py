@@ -21,6 +21,43 @@ from .validators import VALIDATORS, shannon_entropy
 __all__ = ["Scanner", "scan_text", "default_scanner", "scanner_for", "env_name_from"]
 
 _NAME_SPLIT_RE = re.compile(r"[^A-Za-z0-9]+")
+_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+#: ``data:<mime>;base64,<payload>``: an embedded image or file, never a key.
+_DATA_URI_RE = re.compile(r"data:[A-Za-z0-9.+/-]{1,100}(?:;[A-Za-z0-9=.-]{1,40}){0,3};base64,[A-Za-z0-9+/=\s]{16,50000000}")
+
+
+def _trie_regex(words) -> str:
+    """A regex matching any of ``words``, factored as a trie, preferring the longest match."""
+    trie: dict = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def emit(node: dict) -> str:
+        branches = [re.escape(ch) + emit(sub) for ch, sub in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        if "" in node:  # a word ends here: the longer continuations are optional (greedy)
+            body = "(?:" + body + ")?"
+        return body
+
+    return emit(trie)
+
+
+def _whole_name(text: str, start: int, end: int, limit: int = 40) -> str:
+    """The identifier around ``text[start:end]``, extended leftwards over name characters.
+
+    Generic rules match from the secret-like word (``key``, ``token``) so that the regex engine
+    can skip quickly to candidates; the variable's full name (``openai_api_key``) is recovered
+    here for the environment-variable name.
+    """
+    lo = start
+    while lo > 0 and start - lo < limit and text[lo - 1] in _NAME_CHARS:
+        lo -= 1
+    return text[lo:end].strip("._-")
 _CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
@@ -48,25 +85,45 @@ class Scanner:
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config()
         self.rules: tuple[Rule, ...] = tuple(self.config.ruleset)
-        keywords: dict[str, list[Rule]] = {}
+        self._order = {rule.id: i for i, rule in enumerate(self.rules)}
+        self._by_id = {rule.id: rule for rule in self.rules}
+        by_keyword: dict[str, list[Rule]] = {}
         self._always: list[Rule] = []
         for rule in self.rules:
             if rule.keywords:
                 for kw in rule.keywords:
-                    keywords.setdefault(kw, []).append(rule)
+                    by_keyword.setdefault(kw, []).append(rule)
             else:
                 self._always.append(rule)
-        self._keywords = keywords
-        self._order = {rule.id: i for i, rule in enumerate(self.rules)}
+        self._by_keyword = by_keyword
+        # The prefilter is one pass of one regex over the lower-cased text: a trie of every
+        # keyword inside a lookahead, so each position yields the longest keyword starting
+        # there (measured: about twice as fast as one ``in`` test per keyword on a typical
+        # cell). Every shorter keyword that occurs is a substring of some hit, so the
+        # substring closure below keeps the keyword set exact: a rule runs if and only if
+        # one of its keywords occurs.
+        self._keyword_re = re.compile("(?=(" + _trie_regex(by_keyword) + "))") if by_keyword else None
+        self._contained = {hit: tuple(kw for kw in by_keyword if kw in hit) for hit in by_keyword}
+        self._secret_groups = {
+            rule.id: tuple(g for g in rule.pattern.groupindex if g == "secret" or g.startswith("secret_"))
+            for rule in self.rules
+        }
 
     # -- the engine ---------------------------------------------------------------------------
     def _candidate_rules(self, text: str) -> list[Rule]:
-        lowered = text.lower()
+        """The rules whose keywords occur in ``text`` (case-insensitively), in rule order."""
+        if self._keyword_re is None:
+            return list(self._always)
+        hits = set(self._keyword_re.findall(text.lower()))
+        if not hits and not self._always:
+            return []
+        present: set[str] = set()
+        for hit in hits:
+            present.update(self._contained[hit])
         chosen: dict[str, Rule] = {r.id: r for r in self._always}
-        for kw, rules in self._keywords.items():
-            if kw in lowered:
-                for rule in rules:
-                    chosen[rule.id] = rule
+        for kw in present:
+            for rule in self._by_keyword[kw]:
+                chosen[rule.id] = rule
         return sorted(chosen.values(), key=lambda r: self._order[r.id])
 
     def _judge(self, rule: Rule, secret: str) -> Confidence | None:
@@ -88,18 +145,28 @@ class Scanner:
     def raw_matches(self, text: str, rules: Iterable[Rule] | None = None) -> list[Finding]:
         """Every accepted match of every rule, before overlap resolution and allow comments."""
         out: list[Finding] = []
+        data_uris: list[tuple[int, int]] | None = None
         for rule in self._candidate_rules(text) if rules is None else rules:
+            groups = self._secret_groups.get(rule.id) or tuple(
+                g for g in rule.pattern.groupindex if g == "secret" or g.startswith("secret_")
+            )
             for m in rule.pattern.finditer(text):
-                secret = m.group("secret")
-                if not secret:
+                group = next((g for g in groups if m.group(g)), None)
+                if group is None:
                     continue
+                secret = m.group(group)
+                start, end = m.span(group)
+                if "base64," in text:
+                    if data_uris is None:
+                        data_uris = [u.span() for u in _DATA_URI_RE.finditer(text)]
+                    if any(s <= start and end <= e for s, e in data_uris):
+                        continue  # inside an embedded image or other binary payload
                 confidence = self._judge(rule, secret)
                 if confidence is None:
                     continue
                 env = rule.env
                 if rule.generic and "name" in rule.pattern.groupindex and m.group("name"):
-                    env = env_name_from(m.group("name"), rule.env)
-                start, end = m.span("secret")
+                    env = env_name_from(_whole_name(text, m.start("name"), m.end("name")), rule.env)
                 out.append(Finding(rule.id, confidence, start, end, Secret(secret), env))
         return out
 
@@ -135,7 +202,7 @@ class Scanner:
         ]
         if not matches:
             return []
-        rules = {r.id: r for r in self.rules}
+        rules = self._by_id
         matches.sort(
             key=lambda f: (
                 -int(f.confidence),
