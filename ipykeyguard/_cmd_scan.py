@@ -40,6 +40,18 @@ _CONFIDENCES = ("possible", "likely", "certain")
 _FORMATS = ("text", "json", "sarif")
 
 
+_EPILOG = """\
+text output, one line per finding (cell N is the 0-based cell index, line counts within it):
+  NOTEBOOK: cell N line L: RULE (CONFIDENCE) [in FIELD, when not the cell's source]
+  NOTEBOOK: notebook metadata line L: RULE (CONFIDENCE) in FIELD
+  FILE:LINE:COLUMN: RULE (CONFIDENCE)
+errors go to stderr as 'PATH: error: MESSAGE', followed by a summary line.
+
+exit status: 0 nothing found, 1 findings, 2 usage/config error or any file not scanned
+(2 wins over 1: the scan was incomplete).
+"""
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -67,6 +79,8 @@ def add_parser(subparsers) -> None:
             "metadata) and text files. Exit 0 when clean, 1 on findings, 2 when any file could not "
             "be scanned or on a usage error. Reports hold a SHA-256 of each secret, never the secret."
         ),
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files or directories to scan; '-' reads standard input")
     parser.add_argument("--format", choices=_FORMATS, default="text", help="report format (default: text)")
@@ -218,12 +232,19 @@ def _scan_all(targets: list["Target"], scanner: "Scanner", jobs: int, stdin: Bin
         return [scan_target(t, scanner, stdin) for t in targets]
 
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from .cli import CLIError
 
     chunksize = max(1, len(on_disk) // (jobs * 4))
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(scanner.config,)) as pool:
-        pooled = iter(pool.map(_scan_in_worker, on_disk, chunksize=chunksize))
-        # Standard input is ours alone: read it here, keep every result in command-line order.
-        return [scan_target(t, scanner, stdin) if t.is_stdin else next(pooled) for t in targets]
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(scanner.config,)) as pool:
+            pooled = iter(pool.map(_scan_in_worker, on_disk, chunksize=chunksize))
+            # Standard input is ours alone: read it here, keep every result in command-line order.
+            return [scan_target(t, scanner, stdin) if t.is_stdin else next(pooled) for t in targets]
+    except BrokenProcessPool:
+        # A worker died (killed, out of memory): the scan is incomplete, never "clean".
+        raise CLIError("a worker process died; the scan is incomplete (try --jobs 1)") from None
 
 
 def scan_paths(

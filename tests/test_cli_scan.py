@@ -605,3 +605,17 @@ def test_a_scan_imports_no_heavy_framework():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.splitlines()[-1] == "HEAVY [] 1", proc.stderr
+
+
+def test_the_scan_hook_is_a_valid_pre_commit_manifest_entry():
+    """pre-commit accepts .pre-commit-hooks.yaml, and its ipykeyguard-scan hook runs 'ipykeyguard scan' on notebooks and text."""
+    pre_commit = shutil.which("pre-commit")
+    if pre_commit is None:
+        pytest.skip("pre-commit is not installed")
+    proc = subprocess.run([pre_commit, "validate-manifest", ".pre-commit-hooks.yaml"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    yaml = pytest.importorskip("yaml")
+    hooks = {h["id"]: h for h in yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())}
+    assert hooks["ipykeyguard-scan"]["entry"] == "ipykeyguard scan"
+    assert set(hooks["ipykeyguard-scan"]["types_or"]) == {"jupyter", "text"}
