@@ -69,10 +69,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from traitlets import Bool, Enum, List, Unicode
 from traitlets.config import Configurable
 
-try:  # TEMPORARY until the output guard (issue 4) lands; then imported unconditionally
-    from ._output_guard import install_output_guard
-except ModuleNotFoundError:
-    install_output_guard = None
+from ._output_guard import install_output_guard
 from .config import Config, ConfigError, load_config
 from .findings import Confidence, fingerprint
 from .redact import Redactor, secret_like_env
@@ -260,7 +257,7 @@ class KeyGuard(Configurable):
             if self.mode == "rewrite":
                 moves = {name: secret.reveal() for name, secret in rewrite.moved.items()}
                 return _Outcome(rewrite.source, rewrite.source, rewrite, moves)
-            if self.mode == "warn" or not rewrite.findings:
+            if self.mode == "warn" or not rewrite.moved:
                 return _Outcome(text, self._masked(text), rewrite)
             return _Outcome(_raise_line(self._block_message(rewrite)), self._masked(text), rewrite)
         except Exception as exc:  # fail closed: the cell must not run unchecked
@@ -281,10 +278,15 @@ class KeyGuard(Configurable):
         pieces.append(text[last:])
         return "".join(pieces)
 
+    def _keys(self, rewrite: Rewrite) -> list:
+        """The findings of ``rewrite`` at or above the threshold (the keys to act on)."""
+        threshold = Confidence.parse(self.min_confidence)
+        return [f for f in rewrite.findings if f.confidence >= threshold]
+
     def _block_message(self, rewrite: Rewrite) -> str:
-        first = rewrite.findings[0]
-        env = first.env or "API_KEY"
-        where = ", ".join(f"{f.rule} on line {f.location.line}" for f in rewrite.findings)
+        keys = self._keys(rewrite) or list(rewrite.findings)
+        env = next(iter(rewrite.moved), None) or keys[0].env or "API_KEY"
+        where = ", ".join(f"{f.rule} on line {f.location.line}" for f in keys)
         return (
             f"ipykeyguard blocked this cell: it holds a key ({where}), and block mode keeps keys "
             f"out of notebooks. Put the key in an environment variable instead (for example in a "
@@ -328,8 +330,8 @@ class KeyGuard(Configurable):
             rewrite = outcome.rewrite
             if outcome.moves:
                 self._move(outcome.moves)
-            elif self.enabled and self.mode == "warn" and rewrite.findings:
-                for finding in rewrite.findings:
+            elif self.enabled and self.mode == "warn" and rewrite.moved:
+                for finding in self._keys(rewrite):
                     self.redactor.add_known(finding.env or finding.rule, finding.secret.reveal())
                     print(
                         f"ipykeyguard: warning: line {finding.location.line} holds a key "
@@ -502,9 +504,7 @@ class KeyGuard(Configurable):
             self._patch_instance(kernel, "_publish_execute_input",
                                  self._wrap_publish_execute_input(kernel._publish_execute_input))
 
-        if install_output_guard is not None:
-            uninstall_output_guard = install_output_guard(shell, self.redactor)
-            self._record("output guard", uninstall_output_guard)
+        self._record("output guard", install_output_guard(shell, self.redactor))
 
         magics = KeyGuardMagics(shell, guard=self)
         shell.register_magics(magics)

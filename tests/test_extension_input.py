@@ -1,0 +1,324 @@
+"""The kernel input guard (`%load_ext ipykeyguard`) in a real kernel.
+
+Keys are generated at run time (tests/fakekeys.py). The tests never print a key: they compare
+SHA-256 fingerprints computed inside the kernel, and check texts with ``key not in text``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from conftest import write_ipython_config
+from fakekeys import generic_secret, github_classic_token, openai_project_key
+
+pytestmark = pytest.mark.kernel
+
+
+def fp(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def print_fp(expr: str) -> str:
+    """A line that prints the fingerprint of ``expr`` as the kernel sees it."""
+    return f"import hashlib as _kg_h; print(_kg_h.sha256(({expr}).encode()).hexdigest())"
+
+
+def history_db_bytes(k) -> bytes:
+    """The bytes of the kernel's history.sqlite, after flushing its write cache."""
+    k.ok("get_ipython().history_manager.writeout_cache()")
+    return (k.ipython_dir / "profile_default" / "history.sqlite").read_bytes()
+
+
+def assert_history_clean(k, key: str, n: int) -> None:
+    """`In`, `_ih`, `_i<n>`, `%history` (raw and translated), history_request, history.sqlite."""
+    texts = k.value(f"[In[{n}], _ih[{n}], _i{n}]")
+    assert all(key not in t for t in texts), "key leaked into In/_ih/_i"
+    for flags in ("-n", "-n -t", "-g"):
+        assert key not in k.ok(f"%history {flags}").stdout, f"key leaked into %history {flags}"
+    assert key not in json.dumps(k.history(raw=True)), "key leaked into history_request (raw)"
+    assert key not in json.dumps(k.history(raw=False)), "key leaked into history_request"
+    assert key.encode() not in history_db_bytes(k), "key leaked into history.sqlite"
+
+
+def assert_moved(k, ex, key: str, name: str = "OPENAI_API_KEY") -> None:
+    """The notice, the .env file (0600), os.environ, and no key on the wire or in execute_input."""
+    assert f"ipykeyguard: moved 1 key ({name}) to .env" in ex.stdout
+    env_file = k.cwd / ".env"
+    assert key in env_file.read_text(), "key not stored in .env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert fp(key) in k.ok(print_fp(f'__import__("os").environ["{name}"]')).stdout
+    assert key not in ex.wire_text(), "key leaked on the wire"
+    inputs = ex.of_type("execute_input")
+    assert inputs and all(key not in m["content"]["code"] for m in inputs), "key leaked in execute_input"
+
+
+# (id, cell template, expression whose value the code received, expected value from the key)
+CONTEXTS = [
+    ("literal", 'token = "{key}"\n{check}', "token", lambda key: key),
+    ("keyword", 'settings = dict(api_key="{key}", timeout=3)\n{check}', 'settings["api_key"]', lambda key: key),
+    ("dict-value", 'cfg = {{"openai": {{"api_key": \'{key}\'}}}}\n{check}', 'cfg["openai"]["api_key"]',
+     lambda key: key),
+    ("f-string", 'user = "ann"\nheader = f"Bearer {key} for {{user}}"\n{check}', "header",
+     lambda key: f"Bearer {key} for ann"),
+    ("env-magic", '%env OPENAI_API_KEY={key}\n{check}', '__import__("os").environ["OPENAI_API_KEY"]',
+     lambda key: key),
+    ("multi-line",
+     'def make_settings():\n    settings = {{\n        "timeout": 30,\n        "api_key": """{key}""",\n'
+     '    }}\n    return settings\n\nclient = make_settings()\n{check}',
+     'client["api_key"]', lambda key: key),
+]
+
+
+@pytest.mark.parametrize("template, expr, expected", [c[1:] for c in CONTEXTS], ids=[c[0] for c in CONTEXTS])
+def test_python_context_moves_key_and_code_gets_value(kernel, template, expr, expected):
+    """A key in each Python context is moved to .env, the code still receives the same value, and
+    the payload, wire, execute_input and every history surface hold only rewritten text."""
+    key = openai_project_key()
+    k = kernel(load_ext=True)
+    ex = k.run(template.format(key=key, check=print_fp(expr)))
+    assert ex.status == "ok", ex.content.get("ename")
+    assert fp(expected(key)) in ex.stdout, "the code did not receive the key's value"
+    assert_moved(k, ex, key)
+    n = ex.content["execution_count"]
+    new_source = ex.replaced_source
+    assert new_source is not None and key not in new_source, "payload missing or holds the key"
+    assert "OPENAI_API_KEY" in new_source
+    assert k.value(f"_i{n}") == new_source.rstrip("\n"), "history does not hold the cell's new text"
+    assert_history_clean(k, key, n)
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["!printf %s {key} | sha256sum", "%%bash\nprintf %s {key} | sha256sum\n"],
+    ids=["shell-escape", "bash-cell-magic"],
+)
+def test_shell_context_moves_key_and_command_gets_value(kernel, template):
+    """A key in a `!cmd` line or a `%%bash` body is moved, and the shell command still gets it."""
+    key = openai_project_key()
+    k = kernel(load_ext=True)
+    ex = k.run(template.format(key=key))
+    assert ex.status == "ok", ex.content.get("ename")
+    assert fp(key) in ex.stdout, "the shell command did not receive the key"
+    assert_moved(k, ex, key)
+    assert ex.replaced_source is not None and key not in ex.replaced_source
+    assert_history_clean(k, key, ex.content["execution_count"])
+
+
+def test_cell_that_does_not_parse_still_moves_key(kernel):
+    """A cell with a syntax error runs nothing, but its key is moved and no history holds it."""
+    key = openai_project_key()
+    k = kernel(load_ext=True)
+    ex = k.run(f'token = "{key}"\nprint(token\n')
+    assert ex.status == "error" and ex.content["ename"] == "SyntaxError"
+    assert_moved(k, ex, key)
+    assert_history_clean(k, key, ex.content["execution_count"])
+
+
+def test_cell_that_raises_still_moves_key(kernel):
+    """A cell that raises after using the key: key moved, value received, history clean."""
+    key = openai_project_key()
+    k = kernel(load_ext=True)
+    ex = k.run(f'token = "{key}"\n{print_fp("token")}\nraise ValueError("boom")\n')
+    assert ex.status == "error" and ex.content["ename"] == "ValueError"
+    assert fp(key) in ex.stdout
+    assert_moved(k, ex, key)
+    assert_history_clean(k, key, ex.content["execution_count"])
+
+
+def test_restart_and_rerun_the_rewritten_cell(kernel):
+    """After a restart, loading the extension restores the store, so the rewritten cell runs."""
+    key = openai_project_key()
+    k = kernel(load_ext=True)
+    first = k.ok(f'token = "{key}"\n{print_fp("token")}')
+    new_source = first.replaced_source
+    assert new_source is not None
+    k.restart()
+    k.ok("%load_ext ipykeyguard")
+    again = k.ok(new_source)
+    assert fp(key) in again.stdout
+    assert "moved" not in again.stdout and again.replaced_source is None
+
+
+def test_same_key_reuses_its_name_and_another_gets_a_suffix(kernel):
+    """Pasting the same key again reuses OPENAI_API_KEY; a different key gets another name."""
+    key, other = openai_project_key(), openai_project_key()
+    k = kernel(load_ext=True)
+    k.ok(f'a = "{key}"')
+    second = k.ok(f'b = "{key}"')
+    assert 'os.environ["OPENAI_API_KEY"]' in second.replaced_source
+    third = k.ok(f'c = "{other}"\n{print_fp("c")}')
+    assert fp(other) in third.stdout
+    assert 'os.environ["OPENAI_API_KEY"]' not in third.replaced_source
+    env_text = (k.cwd / ".env").read_text()
+    assert key in env_text and other in env_text, "a key is missing from .env"
+
+
+def _hook_counts(k) -> dict:
+    return k.value(
+        "(lambda ip: {"
+        "'cleanup': [repr(t) for t in ip.input_transformers_cleanup],"
+        "'ast': [repr(t) for t in ip.ast_transformers],"
+        "'events': {e: len(v) for e, v in ip.events.callbacks.items()},"
+        "'hm': sorted(n for n in vars(ip.history_manager) if n in ('store_inputs', 'store_output')),"
+        "'kernel': sorted(n for n in vars(ip.kernel) if n == '_publish_execute_input'),"
+        "'send': 'send' in vars(ip.kernel.session),"
+        "'magic': 'keyguard' in ip.magics_manager.magics['line'],"
+        "'state': hasattr(ip, '_ipykeyguard_state'),"
+        "})(get_ipython())"
+    )
+
+
+def test_reload_ext_twice_doubles_nothing(kernel):
+    """`%reload_ext` twice leaves exactly one of each hook, and a key cell prints one notice."""
+    key = openai_project_key()
+    k = kernel(load_ext=True)
+    once = _hook_counts(k)
+    k.ok("%reload_ext ipykeyguard")
+    k.ok("%reload_ext ipykeyguard")
+    k.ok("%load_ext ipykeyguard")
+    assert _hook_counts(k) == once
+    ex = k.ok(f'token = "{key}"')
+    assert ex.stdout.count("ipykeyguard: moved") == 1
+    assert len([p for p in ex.payload if p.get("source") == "set_next_input"]) == 1
+
+
+def test_unload_restores_everything(kernel):
+    """`%unload_ext` removes every hook and patch: the shell is as it was before loading."""
+    key = openai_project_key()
+    k = kernel()
+    before = _hook_counts(k)
+    k.ok("%load_ext ipykeyguard")
+    loaded = _hook_counts(k)
+    assert loaded != before and loaded["magic"] and loaded["state"]
+    k.ok("%unload_ext ipykeyguard")
+    assert _hook_counts(k) == before
+    ex = k.ok(f'token = "{key}"')
+    assert "ipykeyguard" not in ex.stdout and ex.replaced_source is None
+    assert not (k.cwd / ".env").exists()
+
+
+def test_block_mode_refuses_the_cell_and_keeps_the_key_nowhere(kernel):
+    """Block mode: the cell does not run, the error says how to use an environment variable, and
+    the key is in no store, no environment variable, no history and nothing on the wire."""
+    key = openai_project_key()
+    k = kernel(config={"KeyGuard": {"mode": "block"}}, load_ext=True)
+    ex = k.run(f'open("ran", "w").close()\ntoken = "{key}"\n')
+    assert ex.status == "error" and ex.content["ename"] == "KeyGuardRejected"
+    assert 'os.environ["OPENAI_API_KEY"]' in ex.content["evalue"]
+    assert not (k.cwd / "ran").exists(), "the blocked cell ran"
+    assert not (k.cwd / ".env").exists()
+    assert k.value('"OPENAI_API_KEY" in __import__("os").environ') is False
+    assert key not in ex.wire_text(), "key leaked on the wire"
+    assert ex.replaced_source is None
+    assert_history_clean(k, key, ex.content["execution_count"])
+
+
+def test_warn_mode_runs_unchanged_and_warns_without_the_value(kernel):
+    """Warn mode: the cell runs as typed, a warning names the rule and line, nothing is stored,
+    and history holds the cell with the key masked."""
+    key = openai_project_key()
+    k = kernel(config={"KeyGuard": {"mode": "warn"}}, load_ext=True)
+    ex = k.run(f'x = 1\ntoken = "{key}"\n{print_fp("token")}')
+    assert ex.status == "ok"
+    assert fp(key) in ex.stdout
+    assert "line 2" in ex.stderr and "openai" in ex.stderr
+    assert key not in ex.wire_text(), "key leaked on the wire"
+    assert ex.replaced_source is None
+    assert not (k.cwd / ".env").exists()
+    assert_history_clean(k, key, ex.content["execution_count"])
+
+
+def test_store_failure_runs_nothing_and_moves_nothing(kernel, workdir):
+    """When the store cannot be written the cell runs nothing, says why, and moves nothing."""
+    key = openai_project_key()
+    missing = workdir / "no-such-dir" / ".env"
+    k = kernel(config={"KeyGuard": {"dotenv_path": str(missing)}}, load_ext=True)
+    ex = k.run(f'open("ran", "w").close()\ntoken = "{key}"\n')
+    assert ex.status == "error" and ex.content["ename"] == "KeyGuardRejected"
+    assert "not run" in ex.content["evalue"]
+    assert not (k.cwd / "ran").exists(), "the cell ran although the key could not be stored"
+    assert k.value('"OPENAI_API_KEY" in __import__("os").environ') is False
+    assert key not in ex.wire_text(), "key leaked on the wire"
+    assert_history_clean(k, key, ex.content["execution_count"])
+
+
+def test_settings_are_read_from_ipython_config(kernel, ipython_dir):
+    """`c.KeyGuard.*` in ipython_config.py reaches the guard (memory store: no .env written)."""
+    write_ipython_config(ipython_dir, {"KeyGuard": {"store": "memory", "min_confidence": "certain"}},
+                         filename="ipython_config.py")
+    k = kernel(load_ext=True)
+    status = k.ok("%keyguard").stdout
+    assert "memory" in status and "min confidence certain" in status
+    token = github_classic_token()  # CERTAIN (checksum)
+    ex = k.ok(f'gh = "{token}"\n{print_fp("gh")}')
+    assert fp(token) in ex.stdout
+    assert "moved 1 key" in ex.stdout and "memory" in ex.stdout
+    assert not (k.cwd / ".env").exists()
+
+
+def test_load_restores_store_without_overriding_environment(kernel, workdir):
+    """Loading puts stored keys in os.environ, but a variable already set keeps its value."""
+    stored, preset, extra = openai_project_key(), openai_project_key(), generic_secret()
+    (workdir / ".env").write_text(f"OPENAI_API_KEY='{stored}'\nOTHER_SECRET='{extra}'\n")
+    k = kernel(env={"OPENAI_API_KEY": preset}, load_ext=True)
+    out = k.ok(print_fp('__import__("os").environ["OPENAI_API_KEY"]') + "\n"
+               + print_fp('__import__("os").environ["OTHER_SECRET"]')).stdout
+    assert fp(preset) in out and fp(extra) in out
+
+
+def test_output_history_holds_no_key(kernel, ipython_dir):
+    """With db_log_output on, the output_history table holds no moved key."""
+    write_ipython_config(ipython_dir, {"HistoryManager": {"db_log_output": True}})
+    key = openai_project_key()
+    k = kernel(load_ext=True)
+    k.ok(f'token = "{key}"\ntoken')
+    k.ok("token")
+    assert key.encode() not in history_db_bytes(k), "key leaked into history.sqlite output"
+
+
+def test_is_complete_has_no_side_effects(kernel):
+    """An is_complete request for a key cell stores nothing (the transformer has no side effects)."""
+    key = openai_project_key()
+    k = kernel(load_ext=True)
+    msg_id = k.kc.is_complete(f'token = "{key}"')
+    reply = k.kc.get_shell_msg(timeout=30)
+    assert reply["parent_header"]["msg_id"] == msg_id
+    assert reply["content"]["status"] == "complete"
+    assert not (k.cwd / ".env").exists()
+
+
+def test_keyguard_magic_status_forget_off_mask(kernel):
+    """`%keyguard` shows names (not values); forget removes a key; off stops rewriting; mask masks."""
+    key = openai_project_key()
+    k = kernel(load_ext=True)
+    k.ok(f'token = "{key}"')
+    status = k.ok("%keyguard").stdout
+    assert "OPENAI_API_KEY" in status and key not in status
+    assert "forgot OPENAI_API_KEY" in k.ok("%keyguard forget OPENAI_API_KEY").stdout
+    assert key not in (k.cwd / ".env").read_text()
+    assert k.value('"OPENAI_API_KEY" in __import__("os").environ') is False
+    k.ok("%keyguard off")
+    ex = k.ok(f'again = "{key}"\n{print_fp("again")}')
+    assert fp(key) in ex.stdout and ex.replaced_source is None and "moved" not in ex.stdout
+    assert_history_clean(k, key, ex.content["execution_count"])
+    k.ok("%keyguard on")
+    k.ok("import os; os.environ['MY_VALUE'] = 'plain-looking-value-123'")
+    k.ok("%keyguard mask $MY_VALUE")
+    shown = k.ok("print(os.environ['MY_VALUE'])").stdout
+    assert "plain-looking-value-123" not in shown
+
+
+def test_keyguard_allow_lets_a_value_through(kernel):
+    """`%keyguard allow <fingerprint>` stops the guard from moving that value."""
+    key = openai_project_key()
+    k = kernel(load_ext=True)
+    k.ok(f"%keyguard allow {fp(key)}")
+    ex = k.ok(f'token = "{key}"\n{print_fp("token")}')
+    assert fp(key) in ex.stdout
+    assert ex.replaced_source is None and not (k.cwd / ".env").exists()
