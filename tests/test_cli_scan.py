@@ -569,17 +569,24 @@ def test_stdin_text_and_notebook(keys):
 
 
 def test_the_shipped_leaky_example_is_found_everywhere_a_key_hides():
-    """The README command finds keys in source, markdown, stream, execute_result, HTML, traceback, cell metadata and widget state."""
+    """The README command finds keys in source, markdown, stream, execute_result, HTML, traceback, cell metadata and widget state, and nothing in the clean cells."""
     proc = run_exe("scan", "--isolated", "--format", "json", "example_notebooks/leaky.ipynb", cwd=REPO)
     assert proc.returncode == 1
-    places = {(f["cell"], f["field"].split(".")[0].split("[")[0] if f["cell"] is None else f["field"]) for f in json.loads(proc.stdout)["findings"]}
-    fields = {f for _cell, f in places}
-    assert {"source", "outputs[0].text", "outputs[0].data.text/plain", "outputs[0].data.text/html"} <= fields
-    assert any(f.startswith("outputs[0].traceback[") for f in fields)
-    assert "metadata.papermill.parameters.github_token" in fields
-    assert (None, "metadata") in places  # the widget state
-    cells = {c for c, _f in places}
-    assert {0, 1, 2, 3, 5, 6} <= cells
+    findings = json.loads(proc.stdout)["findings"]
+    fields = {(f["cell"], f["field"]) for f in findings}
+    assert {
+        (0, "source"),  # markdown
+        (1, "source"),  # code
+        (2, "outputs[0].text"),  # stream
+        (3, "outputs[0].data.text/plain"),  # execute_result
+        (3, "outputs[0].data.text/html"),
+        (4, "outputs[0].data.text/html"),  # display_data
+        (6, "metadata.papermill.parameters.github_token"),  # cell metadata
+    } <= fields
+    assert any(cell == 5 and field.startswith("outputs[0].traceback[") for cell, field in fields)
+    assert any(cell is None and field.startswith("metadata.widgets.") for cell, field in fields)
+    assert {cell for cell, _field in fields} == {None, 0, 1, 2, 3, 4, 5, 6}, "the clean cells 7 and 8 are clean"
+    assert {f["rule"] for f in findings} >= {"openai-api-key", "github-pat-classic", "npm-access-token", "aws-access-key-id"}
     # The repository's own config excludes the example, so without --isolated it is skipped, and said so.
     proc = run_exe("scan", "example_notebooks/leaky.ipynb", cwd=REPO)
     assert proc.returncode == 0 and "1 excluded by config" in proc.stderr
