@@ -29,24 +29,21 @@ __all__ = ["install_output_guard"]
 
 log = logging.getLogger("ipykeyguard.output")
 
-# iopub and reply messages whose content is redacted (every str leaf of the content).
-_REDACTED_TYPES = frozenset(
-    {
-        "stream",
-        "display_data",
-        "update_display_data",
-        "execute_result",
-        "error",
-        "execute_input",
-        "execute_reply",
-        "inspect_reply",
-    }
-)
+# The fields holding output text, per message type; protocol fields (status, execution_count,
+# transient display ids, comm ids) are never touched. The execute_reply ``payload`` is left alone:
+# it is the cell text the input guard already rewrote, and masking code would break the cell.
+_REDACTED_FIELDS: dict[str, tuple[str, ...]] = {
+    "stream": ("text",),
+    "display_data": ("data", "metadata"),
+    "update_display_data": ("data", "metadata"),
+    "execute_result": ("data", "metadata"),
+    "error": ("ename", "evalue", "traceback"),
+    "execute_input": ("code",),
+    "execute_reply": ("ename", "evalue", "traceback", "user_expressions"),
+    "inspect_reply": ("data", "metadata"),
+}
 # Messages that never release held stream text: widget traffic may interleave with prints.
 _NO_FLUSH_TYPES = frozenset({"stream", "comm_open", "comm_msg", "comm_close"})
-# execute_reply fields left alone: the set_next_input payload is code the input guard already
-# rewrote, and masking code in it would break the user's cell.
-_REPLY_KEYS_KEPT = frozenset({"payload"})
 
 
 def install_output_guard(shell: Any, redactor: Redactor) -> Callable[[], None]:
@@ -167,7 +164,7 @@ class _SessionSendGuard:
                                      ident, buffers, track, header, metadata)
 
         new_body = body
-        if msg_type in _REDACTED_TYPES:
+        if msg_type in _REDACTED_FIELDS:
             new_body = self._redact_body(msg_type, body)
         if msg_type in _NO_FLUSH_TYPES or not self._holds_text_for(parent_id):
             return self._forward(stream, msg_or_type, is_msg, body, new_body, content, parent,
@@ -202,7 +199,10 @@ class _SessionSendGuard:
                 return self._redact_body("stream", body)
             name = body.get("name", "stdout")
             text = body["text"]
+            failures = self._redactor.failures
             ready = self._streams.feed((parent_id, name), text, context)
+            if self._redactor.failures != failures:
+                return _withheld_content("stream", body)
             if not ready:
                 return None
             if ready is text:
@@ -213,32 +213,32 @@ class _SessionSendGuard:
             return _withheld_content("stream", body)
 
     def _redact_body(self, msg_type: str, body: Any) -> Any:
-        """Redacted content for ``msg_type``; a notice in place of the content on failure."""
+        """Redacted content for ``msg_type``; a notice in place of the output on failure."""
         try:
+            failures = self._redactor.failures
             if isinstance(body, (bytes, bytearray, memoryview)):
                 # Pre-serialized content (not used by ipykernel, allowed by Session.send).
                 text = bytes(body).decode("utf-8")
-                redacted = self._redactor.redact(text)
-                if redacted is text:
-                    return body
-                if redacted == WITHHELD_NOTICE:
+                redacted_text = self._redactor.redact(text)
+                if self._redactor.failures != failures:
                     return _withheld_content(msg_type, {})
-                return redacted.encode("utf-8")
+                return body if redacted_text is text else redacted_text.encode("utf-8")
             if not isinstance(body, dict):
                 return body
-            if msg_type == "execute_reply":
-                kept = {k: body[k] for k in _REPLY_KEYS_KEPT if k in body}
-                rest = {k: v for k, v in body.items() if k not in kept}
-                redacted = self._redactor.redact_tree(rest)
-                if redacted is rest:
-                    return body
-                if not isinstance(redacted, dict):
-                    return _withheld_content(msg_type, body)
-                return {**redacted, **kept}
-            redacted = self._redactor.redact_tree(body)
-            if not isinstance(redacted, dict):  # the redactor failed and returned its notice
+            new_body = body
+            for name in _REDACTED_FIELDS.get(msg_type, ()):
+                if name not in body:
+                    continue
+                value = self._redactor.redact_tree(body[name])
+                if value is not body[name]:
+                    if new_body is body:
+                        new_body = dict(body)
+                    new_body[name] = value
+            if self._redactor.failures != failures:
+                # The redactor failed on some leaf (and withheld it): withhold the whole output
+                # in a well-formed shape rather than send a half-masked bundle.
                 return _withheld_content(msg_type, body)
-            return redacted
+            return new_body
         except Exception as exc:  # fail closed
             self._errors.failure(f"{msg_type} redaction", exc)
             return _withheld_content(msg_type, body if isinstance(body, dict) else {})

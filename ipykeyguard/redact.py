@@ -179,6 +179,12 @@ class Redactor:
         self._values_by_name: dict[str, str] = {}
         self._index: _KnownIndex | None = _KnownIndex({})
         self._failure_logged = False
+        self._failures = 0
+
+    @property
+    def failures(self) -> int:
+        """How many redactions failed (and were replaced by :data:`WITHHELD_NOTICE`) so far."""
+        return self._failures
 
     def __repr__(self) -> str:  # never the values themselves
         return f"Redactor(known={len(self._values_by_name)}, min_confidence={self._min_confidence})"
@@ -317,6 +323,7 @@ class Redactor:
         # Logged once: a redactor failing on every message would flood the console. The
         # exception text is not logged, since it might quote the output being redacted.
         with self._lock:
+            self._failures += 1
             if self._failure_logged:
                 return
             self._failure_logged = True
