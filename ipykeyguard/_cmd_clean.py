@@ -100,13 +100,14 @@ def is_store_file(path: str) -> bool:
     return name == ".env" or name.startswith(".env.") or name.endswith(".env")
 
 
-def serialize_like(nb: dict, raw: bytes, original: dict) -> bytes:
-    """Serialise ``nb`` in the format ``raw`` (the bytes ``original`` was parsed from) was written in.
+def serialize_like(nb: dict, raw: bytes) -> bytes:
+    """Serialise ``nb`` in the format of ``raw``, the bytes the original notebook was parsed from.
 
-    Indentation comes from :func:`notebook.detect_indent`; key order, ASCII escaping and compact
-    separators are chosen as the combination that reproduces ``raw`` from ``original`` exactly
-    (Jupyter's is sorted keys, non-ASCII kept); when none does, the file's own key order is kept.
-    A BOM, CRLF line endings and the final newline are kept too.
+    Key order: the file's own. ``json.loads`` keeps it and cleaning only replaces values, so
+    dumping without sorting reproduces it exactly, whether it was Jupyter's sorted order or
+    another tool's. Indentation comes from :func:`notebook.detect_indent`; non-ASCII text stays
+    as it was (raw UTF-8, or ``\\uXXXX`` escapes when the file used them); compact separators,
+    a BOM, CRLF line endings and the final newline are kept.
 
     Returns:
         The new file's bytes.
@@ -115,29 +116,18 @@ def serialize_like(nb: dict, raw: bytes, original: dict) -> bytes:
 
     bom = raw.startswith(_BOM)
     body = raw[3:] if bom else raw
-    text = body.decode("utf-8")
-    crlf = "\r\n" in text
-    if crlf:
-        text = text.replace("\r\n", "\n")
-    stripped = text.rstrip("\n")
-    trailing = text[len(stripped):]
-    indent = detect_indent(text)
-    separators_options = [None] if indent is not None else [None, (",", ":")]
-    chosen = None
-    for separators in separators_options:
-        for sort_keys in (True, False):
-            for ensure_ascii in (False, True):
-                options = dict(indent=indent, sort_keys=sort_keys, ensure_ascii=ensure_ascii, separators=separators)
-                if json.dumps(original, **options) == stripped:
-                    chosen = options
-                    break
-            if chosen:
-                break
-        if chosen:
-            break
-    if chosen is None:
-        chosen = dict(indent=indent, sort_keys=False, ensure_ascii=False, separators=None)
-    out = json.dumps(nb, **chosen) + trailing
+    crlf = b"\r\n" in body[:65536]
+    stripped = body.rstrip(b"\r\n")
+    trailing = body[len(stripped):].decode("ascii").replace("\r\n", "\n")
+    indent = detect_indent(body)
+    # Files with no raw non-ASCII byte either escaped it or had none; escaping keeps both exact.
+    ensure_ascii = body.isascii()
+    separators = None
+    if indent is None:
+        colon = body.find(b'":')
+        if colon >= 0 and body[colon + 2 : colon + 3] != b" ":
+            separators = (",", ":")
+    out = json.dumps(nb, indent=indent, sort_keys=False, ensure_ascii=ensure_ascii, separators=separators) + trailing
     if crlf:
         out = out.replace("\n", "\r\n")
     data = out.encode("utf-8")
@@ -271,7 +261,7 @@ class _Cleaner:
             )
             if not report.changed:
                 return None, report, store
-            return serialize_like(new_nb, raw, notebook), report, store
+            return serialize_like(new_nb, raw), report, store
         new_text, report = clean_text(text or "", scanner=self.scanner, min_confidence=self.threshold)
         if not report.changed:
             return None, report, None
