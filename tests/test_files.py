@@ -169,8 +169,9 @@ def test_non_utf8_text_is_an_error_that_quotes_no_content(tmp_path):
         (_notebook(nbformat=3).encode(), "nbformat 3 is not supported"),
         (b'{"nbformat": 4, "cells": 7}', "not a notebook"),
         (b"\xff\xfe{}", "not UTF-8"),
+        (b'{"nbformat": 4, "cells": [], "metadata": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
     ],
-    ids=["broken-json", "empty", "json-list", "nbformat-3", "cells-not-list", "utf16-bytes"],
+    ids=["broken-json", "empty", "json-list", "nbformat-3", "cells-not-list", "utf16-bytes", "deeply-nested"],
 )
 def test_bad_notebooks_raise_file_read_error_without_the_path_twice(tmp_path, content, expected):
     """Each kind of unreadable notebook raises FileReadError with a reason and the path once."""
