@@ -1,0 +1,96 @@
+"""What is never a finding: placeholders, documentation examples, references, hashes, UUIDs and
+lines marked with an allow comment."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import pytest
+
+from ipykeyguard import scan_text
+from ipykeyguard.allowlist import allowed_lines, is_placeholder
+from ipykeyguard.findings import Confidence
+
+import fakekeys
+
+
+@pytest.mark.parametrize("value", [
+    "YOUR_API_KEY", "your-api-key-here", "<token>", "<OPENAI_API_KEY>", "sk-...", "sk-proj-...abcd", "xxxxxxxxxxxx",
+    "XXXX-XXXX", "${TOKEN}", "{{ secrets.OPENAI_API_KEY }}", "$API_KEY", "********", "[secret:OPENAI_API_KEY]",
+    "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "changeme", "password", "postgres",
+    "{api_key}", "%(password)s", "insert-your-token", "placeholder123", "aaaaaaaaaa",
+])
+def test_placeholders_are_recognised(value):
+    """Placeholders, masks, template references and vendor examples are placeholders."""
+    assert is_placeholder(value)
+
+
+@pytest.mark.parametrize("value", [fakekeys.generic_secret(), fakekeys.github_classic_token(), "Zq8vN2rT5yW1pL7k"])
+def test_random_values_are_not_placeholders(value):
+    """A random key-like value is not mistaken for a placeholder."""
+    assert not is_placeholder(value)
+
+
+NEVER = [
+    'api_key = "YOUR_API_KEY"',
+    'openai.api_key = "sk-..."',
+    'client = OpenAI(api_key="<your key>")',
+    "aws_access_key_id = AKIAIOSFODNN7EXAMPLE\naws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    'token = "xxxxxxxxxxxxxxxxxxxxxxxx"',
+    'api_key = os.environ["OPENAI_API_KEY"]',
+    'api_key = os.getenv("OPENAI_API_KEY")',
+    'token = userdata.get("HF_TOKEN")',
+    "password = getpass()",
+    'pw = dbutils.secrets.get(scope="prod", key="db-password")',
+    "token: ${{ secrets.GITHUB_TOKEN }}",
+    'headers = {"Authorization": f"Bearer {api_key}"}',
+    'url = f"https://api.fake.test/v1?api_key={api_key}"',
+    'api_key = "[secret:OPENAI_API_KEY]"',
+    'password = "********"',
+    "engine = create_engine('postgresql://postgres:postgres@localhost/db')",
+    "!pip install --require-hashes foo==1.0 --hash=sha256:" + hashlib.sha256(b"x").hexdigest(),
+    'sha256 = "' + hashlib.sha256(b"data").hexdigest() + '"',
+    'checksum = "' + hashlib.md5(b"data").hexdigest() + '"',
+    'etag = "' + hashlib.md5(b"etag").hexdigest() + '"',
+    "commit " + hashlib.sha1(b"c").hexdigest() + "\nAuthor: Fake <fake@fake.test>",
+    'run_id = "' + str(uuid.uuid4()) + '"',
+    '{"id": "' + uuid.uuid4().hex[:8] + '", "cell_type": "code"}',
+    '{"model_id": "' + uuid.uuid4().hex + '", "version_major": 2}',
+    'tokenizer = AutoTokenizer.from_pretrained("bert-base-uncased")',
+    'pad_token = "<|endoftext|>"',
+]
+
+
+@pytest.mark.parametrize("text", NEVER)
+def test_never_a_likely_finding(text):
+    """References, placeholders, documentation examples, hashes, UUIDs and ids yield no likely finding."""
+    found = scan_text(text, min_confidence=Confidence.LIKELY)
+    assert found == [], [f.rule for f in found]
+
+
+@pytest.mark.parametrize("marker", ["# ipykeyguard: allow", "# gitleaks:allow", "# pragma: allowlist secret"])
+def test_inline_allow_comment_suppresses_its_line_only(marker):
+    """An allow comment silences findings on its own line, not on other lines."""
+    key = fakekeys.github_classic_token()
+    text = f"a = '{key}'  {marker}\nb = '{key}'\n"
+    found = scan_text(text)
+    assert [f.location.line for f in found] == [2]
+
+
+def test_allow_next_line_comment():
+    """`pragma: allowlist nextline secret` silences the following line."""
+    key = fakekeys.github_classic_token()
+    assert scan_text(f"# pragma: allowlist nextline secret\na = '{key}'\n") == []
+    assert allowed_lines("x\n# pragma: allowlist nextline secret\ny") == {2}
+
+
+def test_allowed_fingerprint_is_not_reported():
+    """A value whose SHA-256 is in the config's allow set is not reported."""
+    from ipykeyguard.config import Config
+    from ipykeyguard.findings import fingerprint
+
+    key = fakekeys.github_classic_token()
+    config = Config(allow=frozenset({fingerprint(key)}))
+    assert scan_text(f"t = '{key}'", config) == []
+    assert scan_text(f"t = '{key}'") != []
