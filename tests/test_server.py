@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -23,6 +24,7 @@ import requests
 from dotenv import dotenv_values
 
 import fakekeys
+import ipykeyguard
 from ipykeyguard.findings import fingerprint
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -371,3 +373,59 @@ def test_code_keys_mask_option_writes_no_env(masking_server, keys):
     assert not leaked, "key leaked with code_keys=mask"
     assert "[secret:GITHUB_TOKEN]" in "".join(saved["cells"][0]["source"])
     assert not (srv.root / folder / ".env").exists()
+
+
+# -- packaging ----------------------------------------------------------------------------------
+def test_wheel_install_enables_the_extension(tmp_path):
+    """Installing the built wheel puts the drop-in under {sys.prefix}/etc/jupyter and
+    'jupyter server extension list' then shows ipykeyguard enabled and valid."""
+    repo = Path(__file__).resolve().parent.parent
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(repo / name, src / name)
+    for name in ("ipykeyguard", "jupyter-config"):
+        shutil.copytree(repo / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(src)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    wheel = next(wheels.glob("ipykeyguard-*.whl"))
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    assert (venv / "etc" / "jupyter" / "jupyter_server_config.d" / "ipykeyguard.json").is_file()
+
+    env = dict(os.environ)
+    env["JUPYTER_CONFIG_DIR"] = str(tmp_path / "empty-config")
+    where = subprocess.run(
+        [str(python), "-c", "import ipykeyguard; print(ipykeyguard.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert where.stdout.strip().startswith(str(venv))
+    listing = subprocess.run(
+        [str(python), "-m", "jupyter_server.extension.serverextension", "list"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    text = listing.stdout + listing.stderr
+    line = next((ln for ln in text.splitlines() if ln.strip().startswith("ipykeyguard ")), "")
+    assert "enabled" in line, text[-2000:]
+    validation = text.split("Validating ipykeyguard", 1)[-1]
+    assert f"ipykeyguard {ipykeyguard.__version__}" in validation and "OK" in validation, text[-2000:]
