@@ -62,7 +62,8 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from collections.abc import Mapping
+from typing import Any, Callable
 
 from IPython.core.error import InputRejected
 from IPython.core.magic import Magics, line_magic, magics_class
@@ -184,6 +185,9 @@ class KeyGuard(Configurable):
         self._store: SecretStore | None = None
         self._stored: dict[str, str] = {}  # NAME -> fingerprint of what the store holds
         self._cache: dict[str, _Outcome] = {}
+        # raw text -> what history gets; the execute_input broadcast and both history columns
+        # of one cell usually carry the same text, so it is rewritten and redacted once.
+        self._history_cache: dict[str, str] = {}
         self._lock = threading.RLock()
         self._undo: list[tuple[str, Callable[[], None]]] = []
         self._rejection: str | None = None
@@ -205,7 +209,7 @@ class KeyGuard(Configurable):
         # Scan at every confidence: weaker findings are warned about (Rewrite.skipped).
         self._config = base.replace(allow=allow, min_confidence=Confidence.POSSIBLE)
         self._scanner = scanner_for(self._config)
-        self._cache.clear()
+        self._clear_caches()
 
     def _open_store(self) -> SecretStore:
         if self.store == "dotenv":
@@ -219,6 +223,12 @@ class KeyGuard(Configurable):
         assert self._store is not None
         return self._store
 
+    def _clear_caches(self) -> None:
+        """Forget cached rewrites (after each cell, and when the store or settings change)."""
+        with self._lock:
+            self._cache.clear()
+            self._history_cache.clear()
+
     # -- the pure part: what a raw cell becomes ------------------------------------------------
     def outcome(self, raw: str) -> _Outcome:
         """What the guard does with ``raw`` (cached; pure: no store, environment or output).
@@ -231,16 +241,15 @@ class KeyGuard(Configurable):
             if cached is not None:
                 return cached
             if len(self._cache) >= _CACHE_LIMIT:
-                self._cache.clear()
+                self._clear_caches()
             result = self._compute(key)
             self._cache[key] = result
             return result
 
-    def _taken(self) -> dict[str, str]:
-        """Names the rewrite must not reuse for another value: the store's and the environment's."""
-        taken = {name: fingerprint(value) for name, value in os.environ.items()}
-        taken.update(self._stored)
-        return taken
+    def _taken(self) -> Mapping[str, str]:
+        """Names the rewrite must not reuse for another value: the store's and the environment's
+        (a lazy view: fingerprints are computed only for a cell that holds a key)."""
+        return _TakenNames(self._stored)
 
     def _compute(self, text: str) -> _Outcome:
         try:
@@ -300,6 +309,18 @@ class KeyGuard(Configurable):
         """
         if not text:
             return text
+        with self._lock:
+            cached = self._history_cache.get(text)
+        if cached is not None:
+            return cached
+        clean = self._history_text(text)
+        with self._lock:
+            if len(self._history_cache) >= _CACHE_LIMIT:
+                self._history_cache.clear()
+            self._history_cache[text] = clean
+        return clean
+
+    def _history_text(self, text: str) -> str:
         clean = self.outcome(text).history_source
         if text.endswith("\n") != clean.endswith("\n"):
             clean = clean + "\n" if text.endswith("\n") else clean[:-1] if clean.endswith("\n") else clean
@@ -403,7 +424,7 @@ class KeyGuard(Configurable):
             self.shell.set_next_input(new_source, replace=True)
         finally:
             with self._lock:
-                self._cache.clear()
+                self._clear_caches()
 
     # -- store and environment -----------------------------------------------------------------
     def load_known(self) -> None:
@@ -437,7 +458,7 @@ class KeyGuard(Configurable):
         os.environ.pop(name, None)
         self._stored.pop(name, None)
         self.redactor.remove_known(name)
-        self._cache.clear()
+        self._clear_caches()
         return known
 
     def allow_fingerprint(self, value: str) -> None:
@@ -595,6 +616,29 @@ def _redact_bundle(bundle: Any, redact: Callable[[str], str]) -> None:
             bundle[mimetype] = [redact(v) if isinstance(v, str) else v for v in value]
 
 
+class _TakenNames(Mapping):
+    """NAME -> fingerprint of the value it holds, for the store's names and ``os.environ``'s.
+
+    ``rewrite_source`` reads it only when a cell holds a key, so a lazy view keeps the cost of
+    hashing every environment variable off ordinary cells.
+    """
+
+    def __init__(self, stored: Mapping[str, str]) -> None:
+        self._stored = dict(stored)
+
+    def __getitem__(self, name: str) -> str:
+        if name in self._stored:
+            return self._stored[name]
+        return fingerprint(os.environ[name])
+
+    def __iter__(self):
+        yield from self._stored
+        yield from (name for name in os.environ if name not in self._stored)
+
+    def __len__(self) -> int:
+        return len(self._stored) + sum(1 for name in os.environ if name not in self._stored)
+
+
 class _Transformer:
     """The cleanup transformer object (a callable with ``has_side_effects`` for ``is_complete``)."""
 
@@ -658,7 +702,7 @@ class KeyGuardMagics(Magics):
             print(_HELP)
         elif command in ("on", "off"):
             guard.enabled = command == "on"
-            guard._cache.clear()
+            guard._clear_caches()
             print(f"ipykeyguard: {command}")
         elif command == "allow":
             try:
