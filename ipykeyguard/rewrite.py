@@ -53,7 +53,7 @@ Why these forms (each checked in a real IPython 9 kernel, see ``tests/test_rewri
 from __future__ import annotations
 
 import ast
-import io
+import itertools
 import json
 import re
 import sys
@@ -222,9 +222,8 @@ class _Namer:
         return name
 
     def _free_name(self, base: str, fp: str, numbered: bool) -> str:
-        candidates: Iterator[str] = (f"{base}_{n}" for n in range(1, 10_000))
-        if not numbered:
-            candidates = iter([base, *(f"{base}_{n}" for n in range(2, 10_000))])
+        first = 1 if numbered else 2
+        candidates = itertools.chain(() if numbered else (base,), (f"{base}_{n}" for n in range(first, 10_000)))
         for candidate in candidates:
             holder = self.moved.get(candidate)
             if holder is not None:
