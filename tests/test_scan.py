@@ -126,7 +126,8 @@ def test_provider_rule_beats_generic_and_checksum_decides_certainty():
 
 def test_generic_rule_names_the_whole_variable():
     """The generic rule derives the env name from the whole assigned identifier."""
-    (f,) = scan_text(f'my_service.client_secret = "{fakekeys.generic_secret()}"')
+    value = fakekeys.generic_secret(random.Random(11)) + "9"  # the generic rule needs a digit and a letter
+    (f,) = scan_text(f'my_service.client_secret = "{value}"')
     assert f.rule == "generic-secret-assignment" and f.env == "MY_SERVICE_CLIENT_SECRET"
     assert env_name_from("hfToken") == "HF_TOKEN" and env_name_from("---") == "SECRET"
 
