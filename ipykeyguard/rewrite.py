@@ -1001,8 +1001,8 @@ class _Planner:
         for f in found:
             rel = f.start - segment.start
             state = _shell_state(text, rel)
-            if state == "#":
-                self._mask(f)
+            if state in ("#", "<<'"):
+                self._mask(f)  # a shell comment, or a quoted heredoc where nothing expands
                 continue
             name = self._value_name(f)
             value = self.source[f.start : f.end]
@@ -1012,7 +1012,7 @@ class _Planner:
                 following = self.source[f.end : f.end + 1]
                 ref = f"${{{name}}}" if (following.isalnum() or following == "_") else f"${name}"
             safe = re.fullmatch(r"[A-Za-z0-9_./+=:@,%^-]*", value) is not None
-            if state == '"':
+            if state in ('"', "<<"):
                 replacement = ref
             elif state == "'":
                 # Close the single quotes, read the variable in double quotes, reopen.
@@ -1252,15 +1252,25 @@ def _after_future_imports(layout: _Layout, row: int) -> int:
             return row
 
 
+_HEREDOC_RE = re.compile(r"<<(-?)[ \t]*(?:'([^'\n]+)'|\"([^\"\n]+)\"|\\?([A-Za-z0-9_]+))")
+
+
 def _shell_state(text: str, upto: int) -> str:
-    """The POSIX-shell quoting state at ``upto``: ``""`` (unquoted), ``"'"``, ``'"'`` or ``"#"``."""
+    """The POSIX-shell quoting state at ``upto`` in ``text``.
+
+    Returns ``""`` (unquoted), ``"'"``, ``'"'``, ``"#"`` (a comment), ``"<<"`` (the body of a
+    heredoc, where ``$NAME`` expands and quotes are plain characters) or ``"<<'"`` (the body of a
+    heredoc with a quoted delimiter, where nothing expands).
+    """
     state = ""
+    pending: list[tuple[str, bool, bool]] = []  # (delimiter, quoted, strip tabs) after this line
     i = 0
     while i < upto:
         c = text[i]
         if state == "#":
             if c == "\n":
                 state = ""
+                continue
         elif state == "'":
             if c == "'":
                 state = ""
@@ -1276,5 +1286,31 @@ def _shell_state(text: str, upto: int) -> str:
                 state = c
             elif c == "#" and (i == 0 or text[i - 1] in " \t\n;|&("):
                 state = "#"
+            elif c == "<" and text.startswith("<<", i) and not text.startswith("<<<", i):
+                m = _HEREDOC_RE.match(text, i)
+                if m:
+                    delimiter = m.group(2) or m.group(3) or m.group(4)
+                    quoted = m.group(4) is None or text[m.start(4) - 1] == "\\"
+                    pending.append((delimiter, quoted, m.group(1) == "-"))
+                    i = m.end()
+                    continue
+            elif c == "\n" and pending:
+                # The heredoc bodies start on the next line, one after the other.
+                i += 1
+                for delimiter, quoted, strip_tabs in pending:
+                    while i < len(text):
+                        end = text.find("\n", i)
+                        end = len(text) if end == -1 else end
+                        line = text[i:end]
+                        if (line.lstrip("\t") if strip_tabs else line) == delimiter:
+                            if upto < end:
+                                return ""
+                            i = end + 1
+                            break
+                        if i <= upto <= end:
+                            return "<<'" if quoted else "<<"
+                        i = end + 1
+                pending = []
+                continue
         i += 1
     return state

@@ -330,6 +330,16 @@ def test_bash_cell_body_uses_plain_variables(keys):
     check("%%script bash\necho {G}", "%%script bash\necho $GITHUB_TOKEN", keys)
 
 
+def test_bash_heredocs(keys):
+    """In an unquoted heredoc quotes are text and $NAME expands; in a quoted one nothing expands: masked."""
+    check(
+        "%%bash\ncat <<EOF > cfg.json\n{{\"key\": \"{K}\", 'k': '{G}'}}\nEOF\ncat <<'RAW'\n{A}\nRAW\necho '{G}'\n",
+        "%%bash\ncat <<EOF > cfg.json\n{\"key\": \"$OPENAI_API_KEY\", 'k': '$GITHUB_TOKEN'}\nEOF\ncat <<'RAW'\n"
+        "[secret:AWS_ACCESS_KEY_ID]\nRAW\necho \"$GITHUB_TOKEN\"\n",
+        keys,
+    )
+
+
 def test_python_cell_magic_body_is_python(keys):
     """%%time bodies are Python: the literal becomes a lookup and os is imported inside the body."""
     r = check('%%time\nx = "{K}"', '%%time\nimport os\nx = os.environ["OPENAI_API_KEY"]', keys)
@@ -582,3 +592,27 @@ def test_kernel_rewritten_cell_matches_the_original(tmp_path):
         after = k.ok(r.source).stdout
     assert before.splitlines()[-3:] == after.splitlines()[-3:]
     assert len(set(after.splitlines()[-3:])) == 2  # header hash differs from the bare-key hashes
+
+
+@pytest.mark.kernel
+def test_kernel_rewritten_bash_cell_matches_the_original(tmp_path):
+    """A %%bash cell with quoted keys and an unquoted heredoc prints the same hashes after the rewrite."""
+    from kernelharness import RealKernel
+
+    key = github_classic_token()
+    template = (
+        "%%bash\n"
+        "printf %s '{K}' | sha256sum\n"
+        'printf %s "Bearer {K}" | sha256sum\n'
+        "cat <<EOF | sha256sum\n"
+        "{{\"token\": \"{K}\", 'raw': '{K}'}}\n"
+        "EOF\n"
+    )
+    original = template.format(K=key)
+    r = rewrite_source(original)
+    assert key not in r.source, "key leaked"
+    assert list(r.moved) == ["GITHUB_TOKEN"] and not r.masked
+    with RealKernel(cwd=tmp_path, env={"GITHUB_TOKEN": key}) as k:
+        before = k.ok(original).stdout.split()
+        after = k.ok(r.source).stdout.split()
+    assert len(before) == 6 and before == after
