@@ -26,9 +26,11 @@ Design, and why (measured with IPython 9.18 / ipykernel 7.4; see JUPYTER-APIS.md
   notice. So the values are in ``os.environ`` before the rewritten code runs.
 * **A store failure runs nothing.** ``EventManager.trigger`` swallows a handler's exception and
   then runs the cell anyway (and prints the handler's arguments, i.e. the raw cell), so the
-  handler never raises: it records the rejection, and our AST transformer (which IPython calls
-  right after, on the compiled cell) raises :class:`KeyGuardRejected`, an ``InputRejected``:
-  IPython shows its one-line message and runs nothing. Nothing was half-moved: the store's
+  handler never raises: it records the rejection and arms an AST transformer (which IPython
+  calls right after, on the parsed cell) that raises :class:`KeyGuardRejected`, an
+  ``InputRejected``: IPython shows its one-line message and runs nothing. The AST transformer
+  is registered only for such a cell, because while any is registered IPython runs
+  ``ast.fix_missing_locations`` over every cell (measured: the main cost on a 200-line cell). Nothing was half-moved: the store's
   ``put`` is all or nothing and ``os.environ`` is only touched after it succeeded. A cell that
   does not compile never reaches the AST transformer; its rejection is printed after it.
 * **History** is written from the local ``raw_cell`` (``pre_run_cell`` cannot change it), so
@@ -191,6 +193,7 @@ class KeyGuard(Configurable):
         self._lock = threading.RLock()
         self._undo: list[tuple[str, Callable[[], None]]] = []
         self._rejection: str | None = None
+        self._rejecter: _RejectPending | None = None
         self._current: _Outcome | None = None
         self._configure()
         # One redactor per shell, shared with the output guard: every key moved or loaded is
@@ -369,15 +372,20 @@ class KeyGuard(Configurable):
                         file=sys.stderr,
                     )
         except StoreError as exc:
-            self._rejection = (
+            self._reject(
                 f"ipykeyguard could not store the key(s) in {self.secret_store.description}: {exc}. "
                 "Nothing was moved and the cell was not run."
             )
         except Exception as exc:  # fail closed: reject the cell rather than run it half-guarded
-            self._rejection = (
+            self._reject(
                 f"ipykeyguard failed before running this cell ({type(exc).__name__}), so it was not run. "
                 "Run `%keyguard off` to run cells without the guard."
             )
+
+    def _reject(self, message: str) -> None:
+        """Refuse to run the cell about to be compiled: the armed AST transformer raises."""
+        self._rejection = message
+        self._arm_rejecter()
 
     def _move(self, moves: Mapping[str, str]) -> None:
         """Store ``moves`` (all or nothing), then set ``os.environ`` and teach the redactor.
@@ -394,6 +402,14 @@ class KeyGuard(Configurable):
         count = len(moves)
         print(f"ipykeyguard: moved {count} key{'s' if count != 1 else ''} ({names}) to {_destination(self.secret_store)}")
 
+    def _arm_rejecter(self) -> None:
+        if self._rejecter not in self.shell.ast_transformers:
+            self.shell.ast_transformers.append(self._rejecter)
+
+    def _disarm_rejecter(self) -> None:
+        while self._rejecter in self.shell.ast_transformers:
+            self.shell.ast_transformers.remove(self._rejecter)
+
     def take_rejection(self) -> str | None:
         """The pending rejection of the cell about to run (consumed)."""
         message, self._rejection = self._rejection, None
@@ -402,6 +418,7 @@ class KeyGuard(Configurable):
     def _post_run_cell(self, result: Any) -> None:
         """Report an unconsumed rejection, then replace the frontend's cell (kernel only)."""
         try:
+            self._disarm_rejecter()
             pending = self.take_rejection()
             if pending is not None:
                 print(pending, file=sys.stderr)
@@ -507,9 +524,10 @@ class KeyGuard(Configurable):
         shell.input_transformers_cleanup.insert(0, transformer)
         self._record("input transformer", lambda: shell.input_transformers_cleanup.remove(transformer))
 
-        rejecter = _RejectPending(self)
-        shell.ast_transformers.append(rejecter)
-        self._record("AST transformer", lambda: shell.ast_transformers.remove(rejecter))
+        # Armed only for a cell being rejected: while any AST transformer is registered IPython
+        # runs ast.fix_missing_locations over every cell, which costs milliseconds on long ones.
+        self._rejecter = _RejectPending(self)
+        self._record("AST transformer", self._disarm_rejecter)
 
         for event, handler in (("pre_run_cell", self._pre_run_cell), ("post_run_cell", self._post_run_cell)):
             shell.events.register(event, handler)
