@@ -35,6 +35,7 @@ import base64
 import binascii
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -44,7 +45,7 @@ from traitlets.config import LoggingConfigurable
 
 from .config import Config, ConfigError, find_pyproject, load_config
 from .findings import Confidence
-from .notebook import NotebookError, detect_indent, dump_notebook, parse_notebook
+from .notebook import NotebookError, detect_indent, dump_notebook, iter_leaves, parse_notebook
 from .store import StoreError, atomic_write_bytes, open_store, taken_names
 
 __all__ = ["KeyGuardServer", "SaveRefused", "DISABLE_HINT"]
@@ -55,6 +56,9 @@ DISABLE_HINT = (
     "ipykeyguard, run 'jupyter server extension disable ipykeyguard' and restart Jupyter, "
     "or set c.KeyGuardServer.enabled = False."
 )
+
+#: How many saved-but-not-yet-re-read notebooks the guard remembers (see post_save_hook).
+_VERIFIED_LIMIT = 32
 
 #: Errors whose messages are ours and carry no plaintext (names, paths, reasons only).
 _EXPLAINED_ERRORS = (NotebookError, StoreError, ConfigError, OSError, ImportError)
@@ -109,6 +113,11 @@ class KeyGuardServer(LoggingConfigurable):
         # concurrent saves into the same .env are serialised by the store itself.
         self._config_lock = threading.Lock()
         self._configs: dict[tuple[str, int], Config] = {}
+        # What the pre-save hook let through, by file, so that the post-save re-read can skip
+        # the scan when the file holds exactly those texts. Bounded: a save that fails between
+        # the two hooks leaves an entry behind, which only ever causes a full re-scan.
+        self._verified: OrderedDict[str, list[str]] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     # -- registration -----------------------------------------------------------------------
     def register(self, contents_manager: Any) -> None:
@@ -160,7 +169,7 @@ class KeyGuardServer(LoggingConfigurable):
                 return
             if not isinstance(content, Mapping):
                 raise SaveRefused("the notebook content is not a JSON object")
-            cleaned = self._clean_notebook(dict(content), path, contents_manager)
+            cleaned = self._clean_notebook(dict(content), path, contents_manager, remember=True)
             if cleaned is not None:
                 model["content"] = cleaned
             return
@@ -182,17 +191,25 @@ class KeyGuardServer(LoggingConfigurable):
             raw = model["content"].encode("utf-8", "surrogatepass")
         else:
             raise SaveRefused(f"unknown file format {fmt!r}")
-        new_raw = self._clean_notebook_bytes(raw, path, contents_manager)
+        new_raw = self._clean_notebook_bytes(raw, path, contents_manager, remember=True)
         if new_raw is None:
             return
         model["content"] = base64.b64encode(new_raw).decode("ascii") if fmt == "base64" else new_raw.decode("utf-8")
 
     def _clean_notebook_bytes(
-        self, raw: bytes, path: str, contents_manager: Any, *, notebook_dir: Path | None = None
+        self,
+        raw: bytes,
+        path: str,
+        contents_manager: Any,
+        *,
+        notebook_dir: Path | None = None,
+        remember: bool = False,
+        nb: dict | None = None,
     ) -> bytes | None:
         """The cleaned file bytes, or ``None`` when nothing had to change."""
-        nb = parse_notebook(raw, path)
-        cleaned = self._clean_notebook(nb, path, contents_manager, notebook_dir=notebook_dir)
+        if nb is None:
+            nb = parse_notebook(raw, path)
+        cleaned = self._clean_notebook(nb, path, contents_manager, notebook_dir=notebook_dir, remember=remember)
         if cleaned is None:
             return None
         return dump_notebook(cleaned, detect_indent(raw)).encode("utf-8")
@@ -202,14 +219,28 @@ class KeyGuardServer(LoggingConfigurable):
             raw = os_path.read_bytes()
         except FileNotFoundError:
             return
-        new_raw = self._clean_notebook_bytes(raw, display, None, notebook_dir=os_path.parent)
+        nb = parse_notebook(raw, display)
+        with self._verified_lock:
+            expected = self._verified.pop(str(os_path), None)
+        if expected is not None and _leaf_texts(nb) == expected:
+            return  # exactly the texts the pre-save hook cleaned: no second scan
+        new_raw = self._clean_notebook_bytes(raw, display, None, notebook_dir=os_path.parent, nb=nb)
         if new_raw is not None:
             atomic_write_bytes(os_path, new_raw)
 
     def _clean_notebook(
-        self, nb: dict, path: str, contents_manager: Any, *, notebook_dir: Path | None = None
+        self,
+        nb: dict,
+        path: str,
+        contents_manager: Any,
+        *,
+        notebook_dir: Path | None = None,
+        remember: bool = False,
     ) -> dict | None:
-        """Clean one notebook; store moved keys; return the new notebook or ``None`` if unchanged."""
+        """Clean one notebook; store moved keys; return the new notebook or ``None`` if unchanged.
+
+        With ``remember``, the texts of the result are kept for the post-save hook of this file.
+        """
         from .clean import clean_notebook
 
         if notebook_dir is None:
@@ -226,6 +257,8 @@ class KeyGuardServer(LoggingConfigurable):
             move_code_keys=move,
             min_confidence=Confidence.parse(self.min_confidence),
         )
+        if remember:
+            self._remember_verified(notebook_dir / Path(path).name, cleaned)
         if not report.changed:
             return None
         moved = _moved_values(report)
@@ -234,6 +267,13 @@ class KeyGuardServer(LoggingConfigurable):
         stored_in = store.description if store.kind != "none" else None
         self.log.info("ipykeyguard: cleaned %s: %s", path, report.summary(stored_in=stored_in))
         return cleaned
+
+    def _remember_verified(self, os_path: Path, nb: dict) -> None:
+        with self._verified_lock:
+            self._verified[str(os_path)] = _leaf_texts(nb)
+            self._verified.move_to_end(str(os_path))
+            while len(self._verified) > _VERIFIED_LIMIT:
+                self._verified.popitem(last=False)
 
     def _open_store(self, notebook_dir: Path) -> Any:
         if self.store == "dotenv":
@@ -302,6 +342,12 @@ class KeyGuardServer(LoggingConfigurable):
         if isinstance(model, Mapping) and isinstance(model.get("path"), str):
             return model["path"]
         return str(os_path)
+
+
+def _leaf_texts(nb: dict) -> list[str]:
+    """Every text the scanner reads in ``nb``, sorted: each is scanned on its own, and nbformat
+    writes keys in sorted order, so the walk order of a saved file differs from the model's."""
+    return sorted(leaf.text for leaf in iter_leaves(nb))
 
 
 def _moved_values(report: Any) -> dict[str, str]:
