@@ -56,7 +56,6 @@ import ast
 import itertools
 import json
 import re
-import sys
 import tokenize
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -149,7 +148,7 @@ def rewrite_source(
     layout = _Layout(source)
     planner = _Planner(source, layout, namer)
     new_source, masked = planner.run(active, mask_all=False)
-    if not _acceptable(source, new_source, layout, planner, scanner, min_confidence):
+    if not _acceptable(new_source, layout, planner, scanner, min_confidence):
         # Never worse than the input: masks inside literals and comments keep every parse.
         namer = _Namer(taken or {}, generic_rules, scanner)
         planner = _Planner(source, layout, namer)
@@ -164,8 +163,7 @@ def rewrite_source(
 
 
 def _acceptable(
-    source: str, new_source: str, layout: "_Layout", planner: "_Planner", scanner: Scanner,
-    min_confidence: Confidence,
+    new_source: str, layout: "_Layout", planner: "_Planner", scanner: Scanner, min_confidence: Confidence
 ) -> bool:
     """The rewrite left no key behind and did not break a cell that parsed."""
     for secret in planner.namer.moved.values():
