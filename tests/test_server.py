@@ -340,6 +340,21 @@ def test_upload_of_a_broken_notebook_is_refused(server, keys):
     assert not (server.root / folder / "broken.ipynb").exists()
 
 
+def test_chunked_upload_that_cannot_be_cleaned_is_removed(server, keys):
+    """A chunked .ipynb upload that is not a readable notebook is refused after its last chunk
+    and the file, which may hold a key, is removed from disk."""
+    folder = unique_dir(server)
+    raw = f'{{"nbformat": 4, "cells": "{keys["openai"]}"'.encode()
+    half = len(raw) // 2
+    assert server.put_file(f"{folder}/bad.ipynb", raw[:half], chunk=1).status_code in (200, 201)
+    resp = server.put_file(f"{folder}/bad.ipynb", raw[half:], chunk=-1)
+    assert 400 <= resp.status_code < 600
+    assert "ipykeyguard" in resp.json().get("message", "")
+    leaked = holds_any_key(resp.text, keys)
+    assert not leaked, "key leaked into the error reply"
+    assert not (server.root / folder / "bad.ipynb").exists()
+
+
 def test_server_log_names_variables_but_holds_no_key(server, keys):
     """The server log says what was moved (names only) and never prints a key."""
     folder = unique_dir(server)
