@@ -47,7 +47,16 @@ Why these forms (each checked in a real IPython 9 kernel, see ``tests/test_rewri
   ``$$`` (the shell's pid) whenever the line has a failing expansion. ``$(printenv NAME)`` has
   no ``$name`` and no braces, so IPython leaves it alone in every case and a POSIX shell reads
   the variable. (Not cmd.exe on Windows; neither would ``$NAME``.)
-* ``%%bash``-style bodies reach the shell as they are, so plain ``$NAME`` works there.
+* ``%%bash``-style bodies reach the shell as they are, so plain ``$NAME`` works there
+  (inside an unquoted heredoc too; a quoted heredoc expands nothing, so the key is masked).
+* A masked key is still listed in :attr:`Rewrite.moved`: the mask ``[secret:NAME]`` then
+  says truthfully where the key went, and the user does not lose it.
+* Safety net: if the planned rewrite would leave a key or break a cell that parsed, every key
+  is masked in place instead (a mask inside a literal or comment never changes the parse).
+
+Known limits: a key in an f-string nested inside another f-string's field, in a ``match``
+pattern, or spread over a line-continued literal is masked rather than moved; a cell that
+rebinds ``os`` shadows the lookups; ``!`` commands assume a POSIX shell.
 """
 
 from __future__ import annotations
@@ -470,7 +479,9 @@ def _robust_tokens(view_lines: list[str]) -> list[tokenize.TokenInfo]:
         try:
             for tok in tokenize.generate_tokens(lambda: next(chunk, "")):
                 last_row = tok.start[0]
-                out.append(tok._replace(start=(tok.start[0] + start, tok.start[1]), end=(tok.end[0] + start, tok.end[1])))
+                if start:
+                    tok = tok._replace(start=(tok.start[0] + start, tok.start[1]), end=(tok.end[0] + start, tok.end[1]))
+                out.append(tok)
             return out
         except (tokenize.TokenError, SyntaxError) as exc:
             failed = getattr(exc, "lineno", None)
