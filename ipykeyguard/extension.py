@@ -190,6 +190,7 @@ class KeyGuard(Configurable):
         # raw text -> what history gets; the execute_input broadcast and both history columns
         # of one cell usually carry the same text, so it is rewritten and redacted once.
         self._history_cache: dict[str, str] = {}
+        self._known_values: dict[str, str] = {}  # NAME -> value given to the redactor
         self._lock = threading.RLock()
         self._undo: list[tuple[str, Callable[[], None]]] = []
         self._rejection: str | None = None
@@ -312,26 +313,43 @@ class KeyGuard(Configurable):
         """
         if not text:
             return text
+        key = text if text.endswith("\n") else text + "\n"
         with self._lock:
-            cached = self._history_cache.get(text)
-        if cached is not None:
-            return cached
-        clean = self._history_text(text)
-        with self._lock:
-            if len(self._history_cache) >= _CACHE_LIMIT:
-                self._history_cache.clear()
-            self._history_cache[text] = clean
+            clean = self._history_cache.get(key)
+        if clean is None:
+            clean = self._history_text(key)
+            with self._lock:
+                if len(self._history_cache) >= _CACHE_LIMIT:
+                    self._history_cache.clear()
+                self._history_cache[key] = clean
+        if not text.endswith("\n") and clean.endswith("\n"):
+            clean = clean[:-1]
         return clean
 
     def _history_text(self, text: str) -> str:
-        clean = self.outcome(text).history_source
-        if text.endswith("\n") != clean.endswith("\n"):
-            clean = clean + "\n" if text.endswith("\n") else clean[:-1] if clean.endswith("\n") else clean
-        clean = _MASK_MAGIC_RE.sub(lambda m: m.group(1) + "[masked]", clean)
+        outcome = self.outcome(text)
+        clean = _MASK_MAGIC_RE.sub(lambda m: m.group(1) + "[masked]", outcome.history_source)
+        if (
+            outcome.rewrite is not None
+            and not outcome.rewrite.findings
+            and not any(value in clean for value in self._known_values.values())
+        ):
+            # The rewrite's scan found nothing at any confidence and no known value occurs:
+            # the redactor would return the text unchanged, so skip its second scan.
+            return clean
         try:
             return self.redactor.redact(clean)
         except Exception as exc:  # fail closed: record a placeholder, never the text
             return f"# ipykeyguard: input not recorded (redaction failed: {type(exc).__name__})"
+
+    def _know(self, name: str, value: str) -> None:
+        """Register ``value`` with the redactor (outputs and history mask it from now on)."""
+        self.redactor.add_known(name, value)
+        self._known_values[name] = value
+
+    def _unknow(self, name: str) -> None:
+        self.redactor.remove_known(name)
+        self._known_values.pop(name, None)
 
     # -- hooks -----------------------------------------------------------------------------------
     def _transform(self, lines: list[str]) -> list[str]:
@@ -356,7 +374,7 @@ class KeyGuard(Configurable):
                 self._move(outcome.moves)
             elif self.enabled and self.mode == "warn" and rewrite.moved:
                 for finding in self._keys(rewrite):
-                    self.redactor.add_known(finding.env or finding.rule, finding.secret.reveal())
+                    self._know(finding.env or finding.rule, finding.secret.reveal())
                     print(
                         f"ipykeyguard: warning: line {finding.location.line} holds a key "
                         f"({finding.rule}); it ran unchanged (warn mode). Move it to an environment "
@@ -397,7 +415,7 @@ class KeyGuard(Configurable):
         for name, value in moves.items():
             os.environ[name] = value
             self._stored[name] = fingerprint(value)
-            self.redactor.add_known(name, value)
+            self._know(name, value)
         names = ", ".join(moves)
         count = len(moves)
         print(f"ipykeyguard: moved {count} key{'s' if count != 1 else ''} ({names}) to {_destination(self.secret_store)}")
@@ -457,9 +475,9 @@ class KeyGuard(Configurable):
             self._stored[name] = fingerprint(value)
             # The redactor keeps one value per name: a stored value the environment overrides
             # is still masked, under a name that says where it came from.
-            self.redactor.add_known(name if os.environ[name] == value else f"{name}_STORED", value)
+            self._know(name if os.environ[name] == value else f"{name}_STORED", value)
         for name, value in secret_like_env(os.environ).items():
-            self.redactor.add_known(name, value)  # ignores values too short to be credentials
+            self._know(name, value)  # ignores values too short to be credentials
 
     def forget(self, name: str) -> bool:
         """Remove ``name`` from the store, ``os.environ`` and the redactor.
@@ -474,7 +492,7 @@ class KeyGuard(Configurable):
         self.secret_store.delete(name)
         os.environ.pop(name, None)
         self._stored.pop(name, None)
-        self.redactor.remove_known(name)
+        self._unknow(name)
         self._clear_caches()
         return known
 
@@ -746,7 +764,7 @@ class KeyGuardMagics(Magics):
                     raise UsageError(f"no environment variable {name}")
             else:
                 name, value = "secret", argument
-            guard.redactor.add_known(name, value)
+            guard._know(name, value)
             print(f"ipykeyguard: masking the value of {name} in outputs")
         else:
             raise UsageError(f"unknown %keyguard command {command!r}\n{_HELP}")

@@ -322,3 +322,14 @@ def test_keyguard_allow_lets_a_value_through(kernel):
     ex = k.ok(f'token = "{key}"\n{print_fp("token")}')
     assert fp(key) in ex.stdout
     assert ex.replaced_source is None and not (k.cwd / ".env").exists()
+
+
+def test_known_environment_value_is_masked_in_history(kernel):
+    """A value of a secret-named environment variable typed into a cell is masked in history,
+    even where no detection rule matches it."""
+    value = "plainvalue" + generic_secret()[4:20].lower()
+    k = kernel(env={"MY_SERVICE_TOKEN": value}, load_ext=True)
+    ex = k.ok(f'print(len("{value}"))')
+    assert ex.stdout.strip() == str(len(value))
+    assert_history_clean(k, value, ex.content["execution_count"])
+    assert all(value not in m["content"]["code"] for m in ex.of_type("execute_input")), "value leaked"
