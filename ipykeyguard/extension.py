@@ -93,7 +93,11 @@ STATE_ATTR = "_ipykeyguard_state"
 #: The raw-text rewrite cache holds one cell's worth of texts; this only bounds odd callers.
 _CACHE_LIMIT = 64
 #: ``%keyguard mask VALUE`` would put VALUE in history; this finds the argument to hide.
-_MASK_MAGIC_RE = re.compile(r"^(\s*%keyguard\s+mask\s+)(?!\$)(\S[^\n]*)$", re.MULTILINE)
+_MASK_MAGIC_RE = re.compile(
+    r"^(\s*%keyguard\s+mask\s+)(?!\$)(\S[^\n]*)$"  # as typed
+    r"|(run_line_magic\(\s*['\"]keyguard['\"]\s*,\s*['\"]\s*mask\s+)(?!\$)([^'\"\n]+)",  # as translated
+    re.MULTILINE,
+)
 
 
 class KeyGuardRejected(InputRejected):
@@ -328,7 +332,7 @@ class KeyGuard(Configurable):
 
     def _history_text(self, text: str) -> str:
         outcome = self.outcome(text)
-        clean = _MASK_MAGIC_RE.sub(lambda m: m.group(1) + "[masked]", outcome.history_source)
+        clean = _MASK_MAGIC_RE.sub(lambda m: (m.group(1) or m.group(3)) + "[masked]", outcome.history_source)
         if (
             outcome.rewrite is not None
             and not outcome.rewrite.findings

@@ -333,3 +333,13 @@ def test_known_environment_value_is_masked_in_history(kernel):
     assert ex.stdout.strip() == str(len(value))
     assert_history_clean(k, value, ex.content["execution_count"])
     assert all(value not in m["content"]["code"] for m in ex.of_type("execute_input")), "value leaked"
+
+
+def test_mask_magic_with_a_literal_value_keeps_it_out_of_history(kernel):
+    """`%keyguard mask VALUE` masks VALUE in later outputs and records `[masked]` in history."""
+    value = "literal-" + generic_secret()[4:24].lower()
+    k = kernel(load_ext=True)
+    ex = k.ok(f"%keyguard mask {value}")
+    assert value not in k.ok(f'print("{value}")').stdout
+    assert_history_clean(k, value, ex.content["execution_count"])
+    assert "%keyguard mask [masked]" in k.ok("%history -n").stdout
