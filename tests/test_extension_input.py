@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import stat
-from pathlib import Path
 
 import pytest
 
