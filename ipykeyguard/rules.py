@@ -14,6 +14,10 @@ in ``[tool.ipykeyguard] extra-rules``. Each rule is a table::
     validator = "openai"                   # optional offline structure check
     invalid = "likely"                     # confidence when the validator rejects (or "drop")
     generic = false                        # a name-bound catch-all, loses to provider rules
+    anchor = 8                             # optional: every match starts at most this many
+                                           # characters before one of its keywords, so the
+                                           # regex is tried only there (for rules whose regex
+                                           # cannot start with a literal, e.g. case-insensitive)
     examples = ["..."]                     # must be found (with the rule's own id)
     counterexamples = ["..."]              # must not be found by this rule
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Iterable
@@ -50,7 +55,7 @@ _ID_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _ENV_RE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _KNOWN_KEYS = {
     "id", "description", "regex", "keywords", "entropy", "env", "confidence", "validator",
-    "invalid", "generic", "examples", "counterexamples", "tags",
+    "invalid", "generic", "examples", "counterexamples", "tags", "anchor",
 }
 
 
@@ -60,11 +65,15 @@ class RuleError(ValueError):
 
 @dataclass(frozen=True)
 class Rule:
-    """One detection rule. See the module docstring for the fields."""
+    """One detection rule. See the module docstring for the fields.
+
+    The regex is compiled on first use (:attr:`pattern`): a scan usually runs a handful of the
+    rules, and compiling all of them would cost most of a one-file CLI run's start-up.
+    """
 
     id: str
     description: str
-    pattern: re.Pattern = field(repr=False)
+    regex: str = field(repr=False)
     keywords: tuple[str, ...] = ()
     entropy: float | None = None
     env: str = "SECRET"
@@ -75,7 +84,24 @@ class Rule:
     examples: tuple[str, ...] = field(default=(), repr=False)
     counterexamples: tuple[str, ...] = field(default=(), repr=False)
     tags: tuple[str, ...] = ()
+    anchor: int | None = None
     source: str = field(default="<builtin>", repr=False, compare=False)
+
+    @cached_property
+    def pattern(self) -> re.Pattern:
+        """The compiled regex."""
+        return re.compile(self.regex)
+
+    @cached_property
+    def secret_groups(self) -> tuple[str, ...]:
+        """Names of the groups that hold the secret (``secret``, or alternatives ``secret_*``)."""
+        return tuple(g for g in self.pattern.groupindex if g == "secret" or g.startswith("secret_"))
+
+    @cached_property
+    def max_width(self) -> int | None:
+        """The longest text the regex can match, or ``None`` when it is unbounded."""
+        width = _sre_parse.parse(self.regex).getwidth()[1]
+        return width if width < _sre_constants.MAXREPEAT else None
 
 
 def _check_bounded(rule_id: str, where: str, regex: str) -> None:
@@ -113,7 +139,7 @@ def _check_bounded(rule_id: str, where: str, regex: str) -> None:
     walk(_sre_parse.parse(regex))
 
 
-def _rule_from_table(table: dict, where: str) -> Rule:
+def _rule_from_table(table: dict, where: str, *, trusted: bool = False) -> Rule:
     rid = table.get("id")
     if not isinstance(rid, str) or not _ID_RE.match(rid):
         raise RuleError(f"{where}: rule id {rid!r} must be kebab-case ([a-z0-9-])")
@@ -127,13 +153,14 @@ def _rule_from_table(table: dict, where: str) -> Rule:
     regex = table.get("regex")
     if not isinstance(regex, str) or not regex:
         raise fail("regex is required")
-    try:
-        pattern = re.compile(regex)
-    except re.error as exc:
-        raise fail(f"regex does not compile: {exc}") from None
-    if "secret" not in pattern.groupindex:
-        raise fail("regex needs a named group (?P<secret>...)")
-    _check_bounded(rid, where, regex)
+    if not trusted:  # the shipped rules are checked by the test suite, not at every start-up
+        try:
+            pattern = re.compile(regex)
+        except re.error as exc:
+            raise fail(f"regex does not compile: {exc}") from None
+        if "secret" not in pattern.groupindex:
+            raise fail("regex needs a named group (?P<secret>...)")
+        _check_bounded(rid, where, regex)
 
     keywords = table.get("keywords", [])
     if not isinstance(keywords, list) or not all(isinstance(k, str) and k for k in keywords):
@@ -162,13 +189,18 @@ def _rule_from_table(table: dict, where: str) -> Rule:
         value = table.get(name, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise fail(f"{name} must be a list of strings")
+    anchor = table.get("anchor")
+    if anchor is not None and (not isinstance(anchor, int) or isinstance(anchor, bool) or not 0 <= anchor <= 64):
+        raise fail("anchor must be a whole number of characters from 0 to 64")
+    if anchor is not None and not keywords:
+        raise fail("anchor needs keywords: matches are tried only near keyword occurrences")
     description = table.get("description", "")
     if not isinstance(description, str) or not description:
         raise fail("description is required")
     return Rule(
         id=rid,
         description=description,
-        pattern=pattern,
+        regex=regex,
         keywords=tuple(k.lower() for k in keywords),
         entropy=float(entropy) if entropy is not None else None,
         env=env,
@@ -179,12 +211,17 @@ def _rule_from_table(table: dict, where: str) -> Rule:
         examples=tuple(table.get("examples", [])),
         counterexamples=tuple(table.get("counterexamples", [])),
         tags=tuple(table.get("tags", [])),
+        anchor=anchor,
         source=where,
     )
 
 
-def parse_rules(text: str, where: str = "<string>") -> list[Rule]:
+def parse_rules(text: str, where: str = "<string>", *, trusted: bool = False) -> list[Rule]:
     """Parse and validate the rules in a TOML document.
+
+    ``trusted`` skips the regex checks (compiles, has a ``secret`` group, every repeat bounded)
+    and defers compiling to first use; only the shipped rules are loaded that way, and the test
+    suite runs the full checks over them.
 
     Raises:
         RuleError: the document is not TOML, or a rule is malformed or duplicated.
@@ -199,7 +236,7 @@ def parse_rules(text: str, where: str = "<string>") -> list[Rule]:
     rules: list[Rule] = []
     seen: set[str] = set()
     for table in tables:
-        rule = _rule_from_table(table, where)
+        rule = _rule_from_table(table, where, trusted=trusted)
         if rule.id in seen:
             raise RuleError(f"{where}: duplicate rule id {rule.id!r}")
         seen.add(rule.id)
@@ -229,7 +266,7 @@ def default_rules() -> list[Rule]:
     global _DEFAULT
     if _DEFAULT is None:
         text = resources.files("ipykeyguard").joinpath("rules.toml").read_text(encoding="utf-8")
-        _DEFAULT = parse_rules(text, "ipykeyguard/rules.toml")
+        _DEFAULT = parse_rules(text, "ipykeyguard/rules.toml", trusted=True)
     return list(_DEFAULT)
 
 

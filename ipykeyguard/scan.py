@@ -47,6 +47,55 @@ def _trie_regex(words) -> str:
     return emit(trie)
 
 
+#: Texts up to this many characters are scanned whole by every candidate rule.
+_WHOLE_TEXT_LIMIT = 8192
+#: Extra context around a window, so that look-arounds at a match's edges see the real text.
+_WINDOW_MARGIN = 64
+
+
+class _Where:
+    """Where one rule runs over one text: everywhere, in windows, or anchored at given starts."""
+
+    __slots__ = ("windows", "starts")
+
+    def __init__(self, windows: list[tuple[int, int]] | None = None, starts: list[int] | None = None) -> None:
+        self.windows = windows
+        self.starts = starts
+
+    def finditer(self, pattern: re.Pattern, text: str):
+        """Non-overlapping matches of ``pattern`` (leftmost first, like ``re.finditer``)."""
+        if self.starts is not None:
+            end = -1
+            for start in self.starts:
+                if start < end:
+                    continue
+                m = pattern.match(text, start)
+                if m is not None:
+                    end = m.end() if m.end() > start else start + 1
+                    yield m
+        elif self.windows is not None:
+            for lo, hi in self.windows:
+                yield from pattern.finditer(text, lo, hi)
+        else:
+            yield from pattern.finditer(text)
+
+
+def _keyword_automaton(keywords):
+    """An Aho-Corasick automaton over ``keywords`` (one pass finds every occurrence), or
+    ``None`` when pyahocorasick is not installed (the trie regex is used instead)."""
+    if not keywords:
+        return None
+    try:
+        import ahocorasick
+    except ImportError:
+        return None
+    automaton = ahocorasick.Automaton()
+    for kw in keywords:
+        automaton.add_word(kw, kw)
+    automaton.make_automaton()
+    return automaton
+
+
 def _whole_name(text: str, start: int, end: int, limit: int = 40) -> str:
     """The identifier around ``text[start:end]``, extended leftwards over name characters.
 
@@ -102,29 +151,78 @@ class Scanner:
         # cell). Every shorter keyword that occurs is a substring of some hit, so the
         # substring closure below keeps the keyword set exact: a rule runs if and only if
         # one of its keywords occurs.
-        self._keyword_re = re.compile("(?=(" + _trie_regex(by_keyword) + "))") if by_keyword else None
+        self._automaton = _keyword_automaton(by_keyword)
+        self._keyword_re = (
+            re.compile("(?=(" + _trie_regex(by_keyword) + "))")
+            if by_keyword and self._automaton is None
+            else None
+        )
         self._contained = {hit: tuple(kw for kw in by_keyword if kw in hit) for hit in by_keyword}
-        self._secret_groups = {
-            rule.id: tuple(g for g in rule.pattern.groupindex if g == "secret" or g.startswith("secret_"))
-            for rule in self.rules
-        }
 
     # -- the engine ---------------------------------------------------------------------------
+    def _keyword_hits(self, text: str) -> dict[str, list[int]] | None:
+        """Start offsets of every keyword occurrence in ``text`` (case-insensitively).
+
+        Returns ``None`` when offsets in the lower-cased text would not be offsets in ``text``
+        (a few non-ASCII characters change length when lower-cased); callers then scan whole.
+        """
+        lowered = text.lower()
+        exact = len(lowered) == len(text)
+        hits: dict[str, list[int]] = {}
+        if self._automaton is not None:
+            for end, kw in self._automaton.iter(lowered):
+                hits.setdefault(kw, []).append(end - len(kw) + 1)
+        elif self._keyword_re is not None:
+            for m in self._keyword_re.finditer(lowered):
+                for kw in self._contained[m.group(1)]:
+                    hits.setdefault(kw, []).append(m.start())
+        return hits if exact else {kw: [] for kw in hits}
+
     def _candidate_rules(self, text: str) -> list[Rule]:
         """The rules whose keywords occur in ``text`` (case-insensitively), in rule order."""
-        if self._keyword_re is None:
-            return list(self._always)
-        hits = set(self._keyword_re.findall(text.lower()))
-        if not hits and not self._always:
-            return []
-        present: set[str] = set()
-        for hit in hits:
-            present.update(self._contained[hit])
-        chosen: dict[str, Rule] = {r.id: r for r in self._always}
-        for kw in present:
-            for rule in self._by_keyword[kw]:
-                chosen[rule.id] = rule
-        return sorted(chosen.values(), key=lambda r: self._order[r.id])
+        return [rule for rule, _windows in self._plan(text)]
+
+    def _plan(self, text: str) -> list[tuple[Rule, "_Where"]]:
+        """Which rules to run, and where.
+
+        A rule's match always contains one of its keywords (a test enforces it) and is at most
+        ``width`` characters long (every repeat is bounded). So an *anchored* rule (one whose
+        matches start at most ``anchor`` characters before a keyword) is tried only at those
+        starts, and in a long text every other rule runs only in windows of ``width`` around its
+        keywords. Short texts are scanned whole by unanchored rules: windows would cost more
+        than they save there, and their regexes start with literals that ``re`` skips to fast.
+        """
+        hits = self._keyword_hits(text) if self._by_keyword else {}
+        plan: list[tuple[Rule, _Where]] = [(r, _Where()) for r in self._always]
+        if not hits:
+            return plan
+        chosen = {rule.id for kw in hits for rule in self._by_keyword[kw]}
+        n = len(text)
+        exact = any(hits.values())  # offsets are usable (see _keyword_hits)
+        for rule_id in sorted(chosen, key=self._order.__getitem__):
+            rule = self._by_id[rule_id]
+            occurrences = [p for kw in rule.keywords for p in hits.get(kw, ())]
+            if not exact or not occurrences:
+                plan.append((rule, _Where()))
+                continue
+            if rule.anchor is not None:
+                starts = sorted({max(0, p - d) for p in occurrences for d in range(rule.anchor + 1)})
+                plan.append((rule, _Where(starts=starts)))
+                continue
+            width = rule.max_width
+            if n <= _WHOLE_TEXT_LIMIT or width is None or 4 * width >= n:
+                plan.append((rule, _Where()))
+                continue
+            margin = width + _WINDOW_MARGIN
+            merged: list[tuple[int, int]] = []
+            for lo, hi in sorted((max(0, p - margin), min(n, p + margin)) for p in occurrences):
+                if merged and lo <= merged[-1][1]:
+                    if hi > merged[-1][1]:
+                        merged[-1] = (merged[-1][0], hi)
+                else:
+                    merged.append((lo, hi))
+            plan.append((rule, _Where(windows=merged)))
+        return plan
 
     def _judge(self, rule: Rule, secret: str) -> Confidence | None:
         """Confidence of one regex match, or ``None`` when it is not a finding."""
@@ -146,11 +244,10 @@ class Scanner:
         """Every accepted match of every rule, before overlap resolution and allow comments."""
         out: list[Finding] = []
         data_uris: list[tuple[int, int]] | None = None
-        for rule in self._candidate_rules(text) if rules is None else rules:
-            groups = self._secret_groups.get(rule.id) or tuple(
-                g for g in rule.pattern.groupindex if g == "secret" or g.startswith("secret_")
-            )
-            for m in rule.pattern.finditer(text):
+        plan = self._plan(text) if rules is None else [(rule, _Where()) for rule in rules]
+        for rule, where in plan:
+            groups = rule.secret_groups
+            for m in where.finditer(rule.pattern, text):
                 group = next((g for g in groups if m.group(g)), None)
                 if group is None:
                     continue

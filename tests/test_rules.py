@@ -79,6 +79,27 @@ def test_every_match_contains_a_keyword(rule_id, index):
         assert any(k in m.group(0).lower() for k in rule.keywords), f"{rule_id}: match without keyword"
 
 
+@pytest.mark.parametrize(
+    "rule_id, index",
+    [pytest.param(r.id, i, id=f"{r.id}-{i}") for r in RULES if r.anchor is not None for i in range(len(r.examples))],
+)
+def test_anchored_rule_matches_start_near_a_keyword(rule_id, index):
+    """An anchored rule's every match starts at most `anchor` characters before one of its keywords,
+    so trying the regex only there finds exactly what a scan of the whole text finds."""
+    rule = _rule(rule_id)
+    text = rule.examples[index]
+    whole = [m.span("secret") for m in rule.pattern.finditer(text) if m.group("secret")]
+    assert whole
+    lowered = text.lower()
+    for m in rule.pattern.finditer(text):
+        assert any(
+            lowered.find(k, m.start(), m.end()) != -1 and lowered.find(k, m.start(), m.end()) - m.start() <= rule.anchor
+            for k in rule.keywords
+        ), f"{rule_id}: example {index} has a match starting more than {rule.anchor} characters before its keyword"
+    anchored = [f.start for f in SCANNER.raw_matches(text) if f.rule == rule_id]
+    assert sorted(anchored) == sorted(s for s, _e in whole)
+
+
 @pytest.mark.parametrize("rule_id", [r.id for r in RULES if r.validator])
 def test_validated_examples_are_certain_unless_deliberately_malformed(rule_id):
     """An example of a rule with a validator reaches `certain` (the examples are format-exact)."""
@@ -168,6 +189,18 @@ def test_loader_rejects_malformed_rule_and_names_it(fields, message):
         parse_rules(_toml(**fields), "extra.toml")
     assert "my-rule" in str(info.value) and message in str(info.value)
     assert "extra.toml" in str(info.value)
+
+
+def test_shipped_rules_pass_the_full_checks_skipped_at_start_up():
+    """The shipped rules file loads with every regex check on (start-up trusts it and defers compiling)."""
+    from importlib import resources
+
+    from ipykeyguard.rules import parse_rules
+
+    text = resources.files("ipykeyguard").joinpath("rules.toml").read_text(encoding="utf-8")
+    checked = parse_rules(text, "rules.toml", trusted=False)
+    assert [r.id for r in checked] == [r.id for r in RULES]
+    assert all(r.max_width is not None for r in checked)
 
 
 def test_loader_rejects_duplicate_id():
