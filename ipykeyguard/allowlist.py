@@ -37,7 +37,7 @@ _DEFAULT_PASSWORDS = frozenset(
 _PLACEHOLDER_RE = re.compile(
     r"""
       \.\.\. | …                                  # elided: sk-...abcd
-    | x{4,} | X{4,} | \*{3,} | \#{4,}             # masked or filler runs
+    | (?-i:x{4,}|X{4,}) | \*{3,} | \#{4,}         # masked or filler runs (xXxX is random text)
     | ^<[^<>]{0,200}>$ | ^\[[^\[\]]{0,200}\]$     # <token>, [redacted]
     | \[secret:[A-Za-z0-9_.-]{1,80}\]              # our own mask
     | \$\{[^}]{0,100}\} | \{\{[^}]{0,100}\}\}     # ${TOKEN}, {{ secrets.TOKEN }}
@@ -46,7 +46,7 @@ _PLACEHOLDER_RE = re.compile(
     | %\([a-z_]{1,60}\)s                          # %(password)s
     | your[-_ ]?(?:own[-_ ]?)?(?:api[-_ ]?)?(?:key|token|secret|password|pass|pwd|access)
     | (?:api[-_]?key|token|secret|password)[-_ ]?here
-    | (?:insert|replace|enter|put|paste|add)[-_ ]?(?:your|the|a|api|key|token)
+    | (?:insert|replace|enter|put|paste|add)[-_ ](?:your|the|an?|api|key|token)   # a separator: "AddA" is base64
     | placeholder | changeme | change[-_]me | redacted | example | dummy | notreal | not[-_]a[-_]real
     """,
     re.IGNORECASE | re.VERBOSE,

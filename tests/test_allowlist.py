@@ -94,3 +94,13 @@ def test_allowed_fingerprint_is_not_reported():
     config = Config(allow=frozenset({fingerprint(key)}))
     assert scan_text(f"t = '{key}'", config) == []
     assert scan_text(f"t = '{key}'") != []
+
+
+def test_random_base64_that_spells_a_placeholder_word_is_still_a_key():
+    """Mixed-case runs like `xXxX` and phrases like `AddA` inside random base64 do not make a key a placeholder."""
+    from ipykeyguard.allowlist import is_placeholder
+
+    assert not is_placeholder("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDAddAq7zXxXxQ1")
+    assert not is_placeholder("ghp_R2d2C3poXxXx9AbCdEfGhIjKlMnOpQrStUvWx")
+    assert is_placeholder("add-your-key-here")
+    assert is_placeholder("sk-xxxxxxxxxxxxxxxxxxxx")

@@ -163,7 +163,8 @@ def test_jupyterlab_cell_key_is_moved_masked_and_saved_clean(lab):
                 page.click(".jp-Dialog .jp-mod-accept")
             except Exception:  # noqa: BLE001 - no dialog is the normal case
                 pass
-            page.wait_for_selector("text=Idle", timeout=90000)
+            # The status bar reads "Python 3 (ipykernel) | Idle" once the kernel is up.
+            page.wait_for_function("() => document.body.innerText.includes('| Idle')", timeout=90000)
 
             # Cell 0: a key pasted into code, then printed.
             _run_cell(page, 0, f'client_key = "{openai_key}"\nprint("using", client_key)')
