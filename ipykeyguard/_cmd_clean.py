@@ -322,7 +322,7 @@ class _Cleaner:
 
 
 def _run_paths(args: argparse.Namespace, cleaner: _Cleaner) -> int:
-    from .files import Target, discover
+    from .files import discover
 
     errors: list[str] = []
     paths = []

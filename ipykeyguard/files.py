@@ -17,7 +17,6 @@ import os
 import stat
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import BinaryIO, Iterable
 
 from .config import Config

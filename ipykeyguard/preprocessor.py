@@ -31,7 +31,7 @@ from typing import Any
 
 from nbconvert.exporters import HTMLExporter, NotebookExporter
 from nbconvert.preprocessors import Preprocessor
-from traitlets import Bool, Enum, List, TraitError, Unicode, validate
+from traitlets import Bool, Enum, List, Unicode
 
 from .clean import clean_notebook
 from .config import Config, find_pyproject, load_config
@@ -49,8 +49,10 @@ class KeyGuardPreprocessor(Preprocessor):
     # Unlike nbconvert's own preprocessors this one is on whenever it is listed, including in
     # an exporter's default_preprocessors; --KeyGuardPreprocessor.enabled=False turns it off.
     enabled = Bool(True, help="Clean the notebook.").tag(config=True)
-    min_confidence = Unicode(
-        "likely", help="Only findings at least this sure are cleaned: possible | likely | certain."
+    min_confidence = Enum(
+        ("possible", "likely", "certain"),
+        default_value="likely",
+        help="Only findings at least this sure are cleaned.",
     ).tag(config=True)
     code_keys = Enum(
         ("mask", "move"),
@@ -71,14 +73,6 @@ class KeyGuardPreprocessor(Preprocessor):
     use_project_config = Bool(
         True, help="Read [tool.ipykeyguard] (allowlist, disabled rules) from the nearest pyproject.toml."
     ).tag(config=True)
-
-    @validate("min_confidence")
-    def _check_min_confidence(self, proposal: Any) -> str:
-        try:
-            Confidence.parse(proposal["value"])
-        except ValueError as exc:
-            raise TraitError(f"KeyGuardPreprocessor.min_confidence: {exc}") from None
-        return proposal["value"]
 
     def preprocess(self, nb: Any, resources: dict) -> tuple[Any, dict]:
         """Clean the whole notebook in one walk.

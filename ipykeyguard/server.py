@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tornado.web import HTTPError
-from traitlets import Bool, Enum, TraitError, Unicode, validate
+from traitlets import Bool, Enum, Unicode
 from traitlets.config import LoggingConfigurable
 
 from .config import Config, ConfigError, find_pyproject, load_config
@@ -93,18 +93,11 @@ class KeyGuardServer(LoggingConfigurable):
         help="Keys in code cells: 'move' them into the store and read them back with "
         "os.environ['NAME'] (the code keeps working), or 'mask' them like any other text.",
     ).tag(config=True)
-    min_confidence = Unicode(
-        "likely",
-        help="Only findings at least this sure are cleaned: possible | likely | certain.",
+    min_confidence = Enum(
+        ("possible", "likely", "certain"),
+        default_value="likely",
+        help="Only findings at least this sure are cleaned.",
     ).tag(config=True)
-
-    @validate("min_confidence")
-    def _check_min_confidence(self, proposal: Any) -> str:
-        try:
-            Confidence.parse(proposal["value"])
-        except ValueError as exc:
-            raise TraitError(f"KeyGuardServer.min_confidence: {exc}") from None
-        return proposal["value"]
 
     def __init__(self, root_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import string
-import uuid
 
 from hypothesis import strategies as st
 
