@@ -35,7 +35,10 @@ Why these forms (each checked in a real IPython 9 kernel, see ``tests/test_rewri
   ``from __future__`` imports, with that line's indentation). That adds a line, but the text
   that runs *is* the text the cell shows afterwards, so tracebacks point at the lines the
   user sees. A same-line ``import os; `` would break compound statements and magics on line 1;
-  ``__import__("os")`` in every lookup is correct but reads badly.
+  ``__import__("os")`` in every lookup is correct but reads badly. A caller that knows ``os``
+  is already imported where the cell runs (the kernel: an earlier cell did ``import os``) passes
+  ``os_imported=True`` and no line is inserted, so the line numbers of a cell that raises (and
+  keeps its original text in the editor) stay right.
 * ``%env``: the magic does not expand environment variables (``%env X=$$NAME`` sets the
   literal ``$NAME``) and ``$NAME`` / ``{...}`` are expanded from the *Python* namespace, so no
   ``%env`` form keeps the effect. The line becomes the equivalent Python statement.
@@ -123,6 +126,7 @@ def rewrite_source(
     scanner: Scanner | None = None,
     taken: Mapping[str, str] | None = None,
     min_confidence: Confidence = Confidence.LIKELY,
+    os_imported: bool = False,
 ) -> Rewrite:
     """Rewrite a cell so that it holds no key: literals become ``os.environ`` lookups.
 
@@ -139,6 +143,9 @@ def rewrite_source(
             the value they hold. A key already stored reuses its name; a different key never
             takes a used name (it gets a ``_2``, ``_3`` suffix).
         min_confidence: Findings below this are reported in ``skipped`` and left alone.
+        os_imported: ``os`` is already bound to the os module where the cell will run (e.g. an
+            earlier notebook cell imported it), so no ``import os`` line is inserted. Leave it
+            False for text that must run on its own (files, exports).
 
     Returns:
         A :class:`Rewrite`; ``Rewrite.source is source`` when nothing was found.
@@ -155,12 +162,12 @@ def rewrite_source(
     generic_rules = {rule.id for rule in scanner.rules if rule.generic}
     namer = _Namer(taken or {}, generic_rules, scanner)
     layout = _Layout(source)
-    planner = _Planner(source, layout, namer)
+    planner = _Planner(source, layout, namer, os_imported=os_imported)
     new_source, masked = planner.run(active, mask_all=False)
     if not _acceptable(new_source, layout, planner, scanner, min_confidence):
         # Never worse than the input: masks inside literals and comments keep every parse.
         namer = _Namer(taken or {}, generic_rules, scanner)
-        planner = _Planner(source, layout, namer)
+        planner = _Planner(source, layout, namer, os_imported=os_imported)
         new_source, masked = planner.run(active, mask_all=True)
     return Rewrite(
         new_source,
@@ -651,8 +658,9 @@ class _Edit:
 class _Planner:
     """Turns findings into exact-span edits of the source."""
 
-    def __init__(self, source: str, layout: _Layout, namer: _Namer) -> None:
+    def __init__(self, source: str, layout: _Layout, namer: _Namer, *, os_imported: bool = False) -> None:
         self.source = source
+        self.os_imported = os_imported
         self.layout = layout
         self.namer = namer
         self.edits: list[_Edit] = []
@@ -1064,7 +1072,7 @@ class _Planner:
     # -- import os ---------------------------------------------------------------------------
     def _plan_import(self) -> None:
         """Insert ``import os`` before the first line of code unless the cell imports it first."""
-        if self.first_use is None or not self.layout.python_context:
+        if self.first_use is None or not self.layout.python_context or self.os_imported:
             return
         use_row = self._row_of(self.first_use)
         if _imports_os_before(self.layout, self.first_use):

@@ -100,6 +100,16 @@ def test_import_inside_a_function_or_after_use_does_not_count(keys):
     check('key = "{K}"\nimport os', 'import os\nkey = os.environ["OPENAI_API_KEY"]\nimport os', keys)
 
 
+def test_os_imported_inserts_no_line(keys):
+    """With os_imported=True (os already imported where the cell runs) no `import os` line is
+    inserted, so line numbers stay those of the original cell; without it the line stays."""
+    check('key = "{K}"\nraise ValueError(key)', 'key = os.environ["OPENAI_API_KEY"]\nraise ValueError(key)',
+          keys, os_imported=True)
+    check('!echo {K}\nkey = "{K}"', '!echo $(printenv OPENAI_API_KEY)\nkey = os.environ["OPENAI_API_KEY"]',
+          keys, os_imported=True)
+    check('key = "{K}"', 'import os\nkey = os.environ["OPENAI_API_KEY"]', keys, os_imported=False)
+
+
 def test_key_inside_a_larger_literal_becomes_fstring(keys):
     """Prefix, suffix and middle: the literal becomes an f-string with other quotes inside the braces."""
     check('h = {{"Authorization": "Bearer {K}"}}', 'import os\nh = {"Authorization": f"Bearer {os.environ[\'OPENAI_API_KEY\']}"}', keys)
