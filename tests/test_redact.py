@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import threading
 
 import pytest
@@ -17,6 +18,9 @@ from ipykeyguard.redact import (
     WITHHELD_NOTICE,
     Redactor,
     StreamRedactor,
+    _FEW_VALUES,
+    _KnownIndex,
+    _compile_alternation,
     _trie_regex,
     secret_like_env,
 )
@@ -118,6 +122,100 @@ def test_two_hundred_known_values_are_all_masked():
         assert_no_key(v, out)
     assert out.count("[secret:") == 200
     assert r.known_names() == sorted(f"K{i}" for i in range(200))
+
+
+# -- the automaton matcher (more than _FEW_VALUES known values) ---------------------------------
+def _filler_values(rng: random.Random, count: int) -> dict[str, str]:
+    """``count`` distinct values no test text contains, to push an index onto the automaton path."""
+    return {fakekeys.generic_secret(rng, n=30): f"[secret:FILL_{i}]" for i in range(count)}
+
+
+def _regex_replace(masks: dict[str, str], text: str) -> str:
+    """The reference semantics: ``re.sub`` with the trie regex (leftmost, then longest)."""
+    pattern = _compile_alternation(list(masks))
+    return pattern.sub(lambda m: masks[m.group()], text)
+
+
+def test_automaton_is_used_above_few_values_and_not_below():
+    """Up to _FEW_VALUES values use substring tests plus the regex; more use one automaton."""
+    rng = random.Random(3)
+    assert _KnownIndex(_filler_values(rng, _FEW_VALUES)).automaton is None
+    many = _KnownIndex(_filler_values(rng, _FEW_VALUES + 1))
+    assert many.automaton is not None and many.pattern is None
+
+
+def test_automaton_masks_overlapping_and_prefix_values_like_the_regex():
+    """Prefix-of-another, overlapping and adjacent values are replaced leftmost-longest, as re.sub would."""
+    masks = _filler_values(random.Random(4), _FEW_VALUES)
+    masks.update({"abcdef": "[secret:A]", "abcdefgh": "[secret:AB]", "defghijk": "[secret:D]",
+                  "ghijklmn": "[secret:G]", "zzzzzz": "[secret:Z]"})
+    index = _KnownIndex(masks)
+    assert index.automaton is not None
+    cases = {
+        "x abcdefgh y": "x [secret:AB] y",           # longest value at one start wins
+        "abcdefg": "[secret:A]g",                     # the longer one is incomplete: the shorter
+        "abcdefghijk": "[secret:AB]ijk",              # leftmost wins over an overlapping later value
+        "abcdefghijklmn": "[secret:AB]ijklmn",        # ... and matching resumes after it
+        "zzzzzzzzzzzz": "[secret:Z][secret:Z]",       # adjacent repeats, no overlap
+        "zzzzzzzzzzz": "[secret:Z]zzzzz",
+        "abcdeabcdef": "abcde[secret:A]",
+    }
+    for text, expected in cases.items():
+        assert index.replace(text) == expected == _regex_replace(masks, text)
+    harmless = "nothing here " * 50
+    assert index.replace(harmless) is harmless
+
+
+def test_automaton_matches_unicode_values_at_the_right_offsets():
+    """Values and text with accents, CJK and astral characters (emoji) are replaced exactly."""
+    masks = _filler_values(random.Random(5), _FEW_VALUES)
+    masks.update({"clé-😀-sécrète": "[secret:EMOJI]", "秘密のキー123": "[secret:CJK]"})
+    index = _KnownIndex(masks)
+    text = "😀😀 a clé-😀-sécrète, 𝔘𝔫𝔦 秘密のキー123!"
+    assert index.replace(text) == "😀😀 a [secret:EMOJI], 𝔘𝔫𝔦 [secret:CJK]!"
+
+
+def test_two_hundred_values_through_the_automaton_in_a_redactor():
+    """A Redactor with 200 values (automaton path) masks each, including a value inside a longer one."""
+    rng = random.Random(8)
+    values = [fakekeys.generic_secret(rng, n=32) for _ in range(199)]
+    values.append(values[0][:20])  # a prefix of another known value
+    r = Redactor(min_confidence="certain")
+    for i, v in enumerate(values):
+        r.add_known(f"K{i}_TOKEN", v)
+    assert r._known().automaton is not None
+    text = "".join(f"{i}: {v};" for i, v in enumerate(values))
+    out = r.redact(text)
+    for v in values:
+        assert_no_key(v, out)
+    assert out.count("[secret:K") == 200
+    assert "0: [secret:K0_TOKEN];" in out and "199: [secret:K199_TOKEN];" in out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.text(alphabet="abé😀", min_size=6, max_size=10), min_size=1, max_size=8, unique=True),
+    pieces=st.lists(st.one_of(st.integers(min_value=0, max_value=7), st.text(alphabet="abé😀 ", max_size=5)),
+                    max_size=12),
+)
+def test_automaton_replacement_equals_the_regex_replacement(values, pieces):
+    """On random values from a tiny alphabet (many overlaps and prefixes) the automaton gives re.sub's text."""
+    masks = _filler_values(random.Random(6), _FEW_VALUES)
+    masks.update({v: f"[secret:V{i}]" for i, v in enumerate(values)})
+    text = "".join(values[p % len(values)] if isinstance(p, int) else p for p in pieces)
+    index = _KnownIndex(masks)
+    assert index.automaton is not None
+    assert index.replace(text) == _regex_replace(masks, text)
+
+
+def test_without_pyahocorasick_many_values_fall_back_to_the_regex(monkeypatch):
+    """If pyahocorasick cannot be imported, more than _FEW_VALUES values are still all masked."""
+    monkeypatch.setitem(sys.modules, "ahocorasick", None)  # makes `import ahocorasick` raise ImportError
+    masks = _filler_values(random.Random(9), 40)
+    index = _KnownIndex(masks)
+    assert index.automaton is None and index.pattern is not None
+    text = " | ".join(masks)
+    assert index.replace(text) == " | ".join(masks.values())
 
 
 def test_short_values_are_ignored_and_remove_known_stops_masking(key):
