@@ -68,12 +68,13 @@ class _KnownIndex:
             when there are no values or the automaton does the matching.
         masks: Value -> mask.
         longest: Length of the longest value (0 when empty).
+        prefix_chars: Every character of every value but its last (what a held tail can hold).
         short_prefixes: Every proper prefix of every value, up to ``_PREFIX_PROBE`` characters.
         by_probe: The first ``_PREFIX_PROBE`` characters of every value longer than that ->
             those values (to check longer tails).
     """
 
-    __slots__ = ("pattern", "automaton", "masks", "longest", "short_prefixes", "by_probe")
+    __slots__ = ("pattern", "automaton", "masks", "longest", "prefix_chars", "short_prefixes", "by_probe")
 
     def __init__(self, masks: dict[str, str]) -> None:
         self.masks = masks
@@ -82,6 +83,7 @@ class _KnownIndex:
         # regex substitutes, after a cheap ``in`` test per value says some value occurs.
         self.automaton = _values_automaton(list(masks)) if len(masks) > _FEW_VALUES else None
         self.pattern = _compile_alternation(list(masks)) if masks and self.automaton is None else None
+        self.prefix_chars = frozenset(ch for value in masks for ch in value[:-1])
         self.short_prefixes: frozenset[str] = frozenset(
             value[:cut] for value in masks for cut in range(1, min(len(value), _PREFIX_PROBE + 1)) if cut < len(value)
         )
@@ -114,7 +116,13 @@ class _KnownIndex:
         if not self.masks or not text:
             return 0
         size = len(text)
-        start = max(0, size - (self.longest - 1))
+        limit = max(0, size - (self.longest - 1))
+        # A proper prefix of a value holds only prefix characters: the tail worth checking is
+        # the run of those at the end (none when the text ends in a newline, as most do).
+        chars = self.prefix_chars
+        start = size
+        while start > limit and text[start - 1] in chars:
+            start -= 1
         short = self.short_prefixes
         # Scan left to right: the first start that works gives the longest suffix.
         for i in range(start, size):

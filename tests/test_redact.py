@@ -346,6 +346,20 @@ def test_text_that_cannot_start_a_key_is_never_held(key):
     assert list(s.pending_keys()) == []
 
 
+def test_tail_with_spaces_and_punctuation_of_a_value_is_held():
+    """A held tail may hold any character the value holds (spaces, '=', '!'); a newline ends it."""
+    value = "ab cd=ef!gh ij"
+    r = Redactor()
+    r.add_known("ODD_PASSWORD", value)
+    s = StreamRedactor(r)
+    assert s.feed("out", "x: ab cd=ef!") == "x: "
+    assert s.feed("out", "gh ij.\n") == "[secret:ODD_PASSWORD].\n"
+    assert s.feed("out", "ab cd=ef!\n") == "ab cd=ef!\n"  # the newline is no character of the value
+    assert list(s.pending_keys()) == []
+    assert r.holdback_length("zzz ab cd=ef!gh i") == len("ab cd=ef!gh i")
+    assert r.holdback_length(value) == 0  # a whole value is no proper prefix
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     before=st.text(alphabet="abc xyz\n", max_size=20),
