@@ -17,22 +17,25 @@ Design, and why (measured with IPython 9.18 / ipykernel 7.4; see JUPYTER-APIS.md
   one-line ``raise`` (``block``, or an internal error: fail closed). It carries
   ``has_side_effects = True`` so ``is_complete`` skips it. The rewrite of one raw text is cached
   (``rewrite_source`` is pure), so the two transforms, the ``execute_input`` publication, the
-  history wrapper and the ``pre_run_cell`` handler of one cell cost one rewrite; the cache is
-  emptied after every cell, so a later change of the store or of the environment is seen.
-* **The side effects happen once, in ``pre_run_cell``.** In IPython 9.18 ``run_cell_async``
-  fires ``pre_run_cell(info)`` after both transforms and before compiling, exactly once per
-  executed (non-silent) cell and never for ``is_complete``. The handler puts the moved keys in
-  the store (all or nothing), then in ``os.environ`` and the output redactor, and prints the
-  notice. So the values are in ``os.environ`` before the rewritten code runs.
-* **A store failure runs nothing.** ``EventManager.trigger`` swallows a handler's exception and
-  then runs the cell anyway (and prints the handler's arguments, i.e. the raw cell), so the
-  handler never raises: it records the rejection and arms an AST transformer (which IPython
-  calls right after, on the parsed cell) that raises :class:`KeyGuardRejected`, an
-  ``InputRejected``: IPython shows its one-line message and runs nothing. The AST transformer
-  is registered only for such a cell, because while any is registered IPython runs
-  ``ast.fix_missing_locations`` over every cell (measured: the main cost on a 200-line cell). Nothing was half-moved: the store's
-  ``put`` is all or nothing and ``os.environ`` is only touched after it succeeded. A cell that
-  does not compile never reaches the AST transformer; its rejection is printed after it.
+  history wrapper and the side effects of one cell cost one rewrite; the cache is emptied
+  after every execution, so a later change of the store or of the environment is seen.
+* **The side effects happen once per execution, in a ``run_cell_async`` wrapper.** Every
+  execution, silent or not, passes through ``shell.run_cell_async`` exactly once, with the raw
+  cell (IPython 9.18: ``run_cell`` -> ``_run_cell`` -> ``self.run_cell_async``; ipykernel 7.4's
+  ``do_execute`` calls ``shell.run_cell_async`` itself for top-level ``await`` cells), after
+  the transforms and before compiling; ``is_complete`` never reaches it. The events do not
+  fit: ``pre_run_cell`` is not fired for silent executions (frontends and extensions send
+  ``silent=True`` requests), and ``pre_execute``, fired for every execution, carries no
+  argument, so it cannot tell which cell is running. The wrapper (installed on the instance,
+  with the original's signature, which ipykernel inspects) puts the moved keys in the store
+  (all or nothing), then in ``os.environ`` and the output redactor, and prints the notice, so
+  the values are in ``os.environ`` before the rewritten code runs.
+* **A store failure runs nothing.** The wrapper then passes IPython a one-line cell that
+  raises :class:`KeyGuardRejected` (one line of message, no guard frames) as the transformed
+  cell, so nothing of the user's cell runs, whether it compiles or not. Nothing was
+  half-moved: the store's ``put`` is all or nothing and ``os.environ`` is only touched after it
+  succeeded. (No AST transformer is involved: while any is registered IPython runs
+  ``ast.fix_missing_locations`` over every cell, the main cost on a 200-line cell.)
 * **History** is written from the local ``raw_cell`` (``pre_run_cell`` cannot change it), so
   ``history_manager.store_inputs`` and ``store_output`` are wrapped on the instance; the
   ``execute_input`` broadcast is published before any transformer runs, so
@@ -45,9 +48,7 @@ Design, and why (measured with IPython 9.18 / ipykernel 7.4; see JUPYTER-APIS.md
   raises keeps the key in the browser's editor (the key is still moved, history still clean,
   and the server's pre-save hook cleans the saved file). The payload manager keeps one
   ``set_next_input`` per reply, so when the cell already queued one (``%load``) ours is not
-  sent and a note says so. Silent executions fire no ``pre_run_cell``: they run the rewritten
-  code without moving anything, so a key in a silent request fails with ``KeyError`` rather
-  than being stored.
+  sent and a note says so. Silent executions get no replacement (they have no cell).
 * **Load/unload are symmetric.** Everything installed is recorded, with the original it
   replaced, on the :class:`KeyGuard` kept at ``shell._ipykeyguard_state`` (``%reload_ext``
   re-imports this module, so module globals cannot hold it); unload undoes each step in reverse
@@ -57,7 +58,7 @@ Design, and why (measured with IPython 9.18 / ipykernel 7.4; see JUPYTER-APIS.md
 
 from __future__ import annotations
 
-import ast
+import functools
 import os
 import re
 import sys
@@ -197,8 +198,6 @@ class KeyGuard(Configurable):
         self._known_values: dict[str, str] = {}  # NAME -> value given to the redactor
         self._lock = threading.RLock()
         self._undo: list[tuple[str, Callable[[], None]]] = []
-        self._rejection: str | None = None
-        self._rejecter: _RejectPending | None = None
         self._current: _Outcome | None = None
         self._configure()
         # One redactor per shell, shared with the output guard: every key moved or loaded is
@@ -361,18 +360,23 @@ class KeyGuard(Configurable):
         outcome = self.outcome("".join(lines))
         return outcome.run_source.splitlines(keepends=True)
 
-    def _pre_run_cell(self, info: Any) -> None:
-        """Do the cell's side effects once, before it runs; never raises (see module docstring)."""
-        self._rejection = None
-        self._current = None
-        raw = getattr(info, "raw_cell", None)
-        if not raw or raw.isspace():
-            return
+    def _before_execution(self, raw: Any, silent: bool) -> str | None:
+        """Do one execution's side effects, before IPython runs it; never raises.
+
+        Called once per execution, silent or not (see module docstring).
+
+        Returns:
+            ``None`` to run the cell as transformed, or a one-line cell that raises
+            :class:`KeyGuardRejected` to run instead (the key could not be stored).
+        """
+        if not isinstance(raw, str) or not raw or raw.isspace():
+            return None
         try:
             outcome = self.outcome(raw)
-            self._current = outcome
+            if not silent:
+                self._current = outcome  # post_run_cell (non-silent only) replaces the cell
             if outcome.error is not None or outcome.rewrite is None:
-                return
+                return None
             rewrite = outcome.rewrite
             if outcome.moves:
                 self._move(outcome.moves)
@@ -394,20 +398,18 @@ class KeyGuard(Configurable):
                         file=sys.stderr,
                     )
         except StoreError as exc:
-            self._reject(
+            self._current = None
+            return _raise_line(
                 f"ipykeyguard could not store the key(s) in {self.secret_store.description}: {exc}. "
                 "Nothing was moved and the cell was not run."
             )
         except Exception as exc:  # fail closed: reject the cell rather than run it half-guarded
-            self._reject(
+            self._current = None
+            return _raise_line(
                 f"ipykeyguard failed before running this cell ({type(exc).__name__}), so it was not run. "
                 "Run `%keyguard off` to run cells without the guard."
             )
-
-    def _reject(self, message: str) -> None:
-        """Refuse to run the cell about to be compiled: the armed AST transformer raises."""
-        self._rejection = message
-        self._arm_rejecter()
+        return None
 
     def _move(self, moves: Mapping[str, str]) -> None:
         """Store ``moves`` (all or nothing), then set ``os.environ`` and teach the redactor.
@@ -424,46 +426,24 @@ class KeyGuard(Configurable):
         count = len(moves)
         print(f"ipykeyguard: moved {count} key{'s' if count != 1 else ''} ({names}) to {_destination(self.secret_store)}")
 
-    def _arm_rejecter(self) -> None:
-        if self._rejecter not in self.shell.ast_transformers:
-            self.shell.ast_transformers.append(self._rejecter)
-
-    def _disarm_rejecter(self) -> None:
-        while self._rejecter in self.shell.ast_transformers:
-            self.shell.ast_transformers.remove(self._rejecter)
-
-    def take_rejection(self) -> str | None:
-        """The pending rejection of the cell about to run (consumed)."""
-        message, self._rejection = self._rejection, None
-        return message
-
     def _post_run_cell(self, result: Any) -> None:
-        """Report an unconsumed rejection, then replace the frontend's cell (kernel only)."""
-        try:
-            self._disarm_rejecter()
-            pending = self.take_rejection()
-            if pending is not None:
-                print(pending, file=sys.stderr)
-                return
-            outcome, self._current = self._current, None
-            if outcome is None or not outcome.moves or not outcome.changed:
-                return
-            if getattr(self.shell, "kernel", None) is None:
-                return  # terminal: set_next_input would pre-fill the next prompt
-            raw = result.info.raw_cell
-            new_source = outcome.run_source if raw.endswith("\n") else outcome.run_source[:-1]
-            payloads = getattr(self.shell.payload_manager, "_payload", [])
-            if any(p.get("source") == "set_next_input" for p in payloads):
-                print(
-                    "ipykeyguard: the cell queued its own replacement (e.g. %load), so the editor "
-                    "still shows the key; replace it with the os.environ lookup by hand.",
-                    file=sys.stderr,
-                )
-                return
-            self.shell.set_next_input(new_source, replace=True)
-        finally:
-            with self._lock:
-                self._clear_caches()
+        """Replace the frontend's cell with the rewritten text (kernel only, non-silent cells)."""
+        outcome, self._current = self._current, None
+        if outcome is None or not outcome.moves or not outcome.changed:
+            return
+        if getattr(self.shell, "kernel", None) is None:
+            return  # terminal: set_next_input would pre-fill the next prompt
+        raw = result.info.raw_cell
+        new_source = outcome.run_source if raw.endswith("\n") else outcome.run_source[:-1]
+        payloads = getattr(self.shell.payload_manager, "_payload", [])
+        if any(p.get("source") == "set_next_input" for p in payloads):
+            print(
+                "ipykeyguard: the cell queued its own replacement (e.g. %load), so the editor "
+                "still shows the key; replace it with the os.environ lookup by hand.",
+                file=sys.stderr,
+            )
+            return
+        self.shell.set_next_input(new_source, replace=True)
 
     # -- store and environment -----------------------------------------------------------------
     def load_known(self) -> None:
@@ -546,14 +526,12 @@ class KeyGuard(Configurable):
         shell.input_transformers_cleanup.insert(0, transformer)
         self._record("input transformer", lambda: shell.input_transformers_cleanup.remove(transformer))
 
-        # Armed only for a cell being rejected: while any AST transformer is registered IPython
-        # runs ast.fix_missing_locations over every cell, which costs milliseconds on long ones.
-        self._rejecter = _RejectPending(self)
-        self._record("AST transformer", self._disarm_rejecter)
+        # Every execution, silent or not, and only executions, pass through run_cell_async
+        # (run_cell calls it too), with the raw cell: the one place for the side effects.
+        self._patch_instance(shell, "run_cell_async", self._wrap_run_cell_async(shell.run_cell_async))
 
-        for event, handler in (("pre_run_cell", self._pre_run_cell), ("post_run_cell", self._post_run_cell)):
-            shell.events.register(event, handler)
-            self._record(f"{event} handler", lambda e=event, h=handler: shell.events.unregister(e, h))
+        shell.events.register("post_run_cell", self._post_run_cell)
+        self._record("post_run_cell handler", lambda: shell.events.unregister("post_run_cell", self._post_run_cell))
 
         history = getattr(shell, "history_manager", None)
         if history is not None:
@@ -589,6 +567,22 @@ class KeyGuard(Configurable):
             print(f"ipykeyguard: warning: could not undo: {', '.join(failures)}", file=sys.stderr)
 
     # -- wrappers ------------------------------------------------------------------------------
+    def _wrap_run_cell_async(self, original: Callable) -> Callable:
+        @functools.wraps(original)  # keeps the signature ipykernel inspects (cell_id, cell_meta)
+        async def run_cell_async(raw_cell: str, *args: Any, **kwargs: Any) -> Any:
+            silent = kwargs["silent"] if "silent" in kwargs else (len(args) > 1 and bool(args[1]))
+            try:
+                replacement = self._before_execution(raw_cell, bool(silent))
+                if replacement is not None:
+                    kwargs["transformed_cell"] = replacement
+                    kwargs["preprocessing_exc_tuple"] = None
+                return await original(raw_cell, *args, **kwargs)
+            finally:
+                # One cell's rewrites are cached; the next sees the store and environment anew.
+                self._clear_caches()
+
+        return run_cell_async
+
     def _wrap_store_inputs(self, original: Callable) -> Callable:
         def store_inputs(line_num: int, source: str, source_raw: str | None = None) -> None:
             if source_raw is None:
@@ -692,22 +686,6 @@ class _Transformer:
 
     def __repr__(self) -> str:
         return "<ipykeyguard input transformer>"
-
-
-class _RejectPending(ast.NodeTransformer):
-    """Raises the pending rejection, if any, so IPython runs nothing of the cell."""
-
-    def __init__(self, guard: KeyGuard) -> None:
-        self._guard = guard
-
-    def visit(self, node: ast.AST) -> ast.AST:
-        message = self._guard.take_rejection()
-        if message is not None:
-            raise KeyGuardRejected(message)
-        return node
-
-    def __repr__(self) -> str:
-        return "<ipykeyguard rejecter>"
 
 
 _HELP = """\

@@ -166,6 +166,7 @@ def _hook_counts(k) -> dict:
         "'hm': sorted(n for n in vars(ip.history_manager) if n in ('store_inputs', 'store_output')),"
         "'kernel': sorted(n for n in vars(ip.kernel) if n == '_publish_execute_input'),"
         "'send': 'send' in vars(ip.kernel.session),"
+        "'run': 'run_cell_async' in vars(ip),"
         "'magic': 'keyguard' in ip.magics_manager.magics['line'],"
         "'state': hasattr(ip, '_ipykeyguard_state'),"
         "})(get_ipython())"
@@ -341,3 +342,30 @@ def test_mask_magic_with_a_literal_value_keeps_it_out_of_history(kernel):
     assert value not in k.ok(f'print("{value}")').stdout
     assert_history_clean(k, value, ex.content["execution_count"])
     assert "%keyguard mask [masked]" in k.ok("%history -n").stdout
+
+
+def test_silent_execution_moves_the_key_once(kernel):
+    """A silent execute_request holding a key (as frontends and extensions send) stores the key
+    once, runs the rewritten code with the value, and sends no cell replacement."""
+    key = openai_project_key()
+    k = kernel(load_ext=True)
+    ex = k.run(f'token = "{key}"\n{print_fp("token")}', silent=True)
+    assert ex.status == "ok", ex.content.get("ename")
+    assert fp(key) in ex.stdout, "the silent code did not receive the key's value"
+    assert ex.stdout.count("ipykeyguard:") == 1
+    assert key in (k.cwd / ".env").read_text(), "key not stored in .env"
+    assert ex.replaced_source is None
+    assert key not in ex.wire_text(), "key leaked on the wire"
+    # The next (ordinary) cell does not repeat the silent cell's side effects.
+    after = k.ok("x = 1")
+    assert "ipykeyguard" not in after.stdout and after.replaced_source is None
+
+
+def test_silent_execution_with_failing_store_runs_nothing(kernel, workdir):
+    """A silent cell whose key cannot be stored does not run, like an ordinary one."""
+    key = openai_project_key()
+    k = kernel(config={"KeyGuard": {"dotenv_path": str(workdir / "no-such-dir" / ".env")}}, load_ext=True)
+    ex = k.run(f'open("ran", "w").close()\ntoken = "{key}"\n', silent=True)
+    assert ex.status == "error" and ex.content["ename"] == "KeyGuardRejected"
+    assert not (k.cwd / "ran").exists(), "the silent cell ran although the key could not be stored"
+    assert key not in ex.wire_text(), "key leaked on the wire"
