@@ -3,7 +3,9 @@
 What the user sees (kernel): they run ``client = OpenAI(api_key="sk-proj-...")``; the cell runs as
 ``client = OpenAI(api_key=os.environ["OPENAI_API_KEY"])``, the key is put in the secret store and
 in ``os.environ``, one line says ``ipykeyguard: moved 1 key (OPENAI_API_KEY) to .env``, and the
-notebook cell's text is replaced by the rewritten one. ``In``/``_ih``/``_i*``, ``%history``,
+notebook cell's text is replaced by the rewritten one. A key the store already holds is not
+written again; the line then says ``ipykeyguard: OPENAI_API_KEY is already in .env; the cell
+now reads it from os.environ``. ``In``/``_ih``/``_i*``, ``%history``,
 ``history.sqlite`` (both input columns, and output history when ``db_log_output`` is on), the
 kernel's ``history_request`` reply and the ``execute_input`` broadcast hold only rewritten text.
 
@@ -140,6 +142,20 @@ def _destination(store: SecretStore) -> str:
         except ValueError:  # another drive on Windows
             return str(path)
     return {"keyring": "the keyring", "memory": "memory (this session only)"}.get(store.kind, store.description)
+
+
+def _move_notice(moved: list[str], already: list[str], destination: str) -> str:
+    """The one line printed after a cell's keys were handled (names only, never values)."""
+    parts = []
+    if moved:
+        parts.append(f"moved {len(moved)} key{'s' if len(moved) != 1 else ''} ({', '.join(moved)}) to {destination}")
+    if already:
+        verb = "is" if len(already) == 1 else "are"
+        where = "there" if moved else f"in {destination}"
+        parts.append(f"{', '.join(already)} {verb} already {where}")
+        if not moved:
+            parts.append(f"the cell now reads {'it' if len(already) == 1 else 'them'} from os.environ")
+    return "ipykeyguard: " + "; ".join(parts)
 
 
 def _raise_line(message: str) -> str:
@@ -414,17 +430,22 @@ class KeyGuard(Configurable):
     def _move(self, moves: Mapping[str, str]) -> None:
         """Store ``moves`` (all or nothing), then set ``os.environ`` and teach the redactor.
 
+        Values the store already holds under the same name are not written again; the one-line
+        notice tells moved keys from those that were already stored (names only).
+
         Raises:
             StoreError: nothing was stored and nothing else changed.
         """
-        self.secret_store.put(moves)
+        fingerprints = {name: fingerprint(value) for name, value in moves.items()}
+        new = {name: value for name, value in moves.items() if self._stored.get(name) != fingerprints[name]}
+        if new:
+            self.secret_store.put(new)
         for name, value in moves.items():
             os.environ[name] = value
-            self._stored[name] = fingerprint(value)
+            self._stored[name] = fingerprints[name]
             self._know(name, value)
-        names = ", ".join(moves)
-        count = len(moves)
-        print(f"ipykeyguard: moved {count} key{'s' if count != 1 else ''} ({names}) to {_destination(self.secret_store)}")
+        print(_move_notice(list(new), [name for name in moves if name not in new],
+                           _destination(self.secret_store)))
 
     def _post_run_cell(self, result: Any) -> None:
         """Replace the frontend's cell with the rewritten text (kernel only, non-silent cells)."""

@@ -369,3 +369,16 @@ def test_silent_execution_with_failing_store_runs_nothing(kernel, workdir):
     assert ex.status == "error" and ex.content["ename"] == "KeyGuardRejected"
     assert not (k.cwd / "ran").exists(), "the silent cell ran although the key could not be stored"
     assert key not in ex.wire_text(), "key leaked on the wire"
+
+
+def test_notice_says_already_stored_for_a_known_key(kernel):
+    """Pasting a key the store already holds says so (names only) instead of `moved`."""
+    key = openai_project_key()
+    k = kernel(load_ext=True)
+    k.ok(f'a = "{key}"')
+    before = (k.cwd / ".env").stat().st_mtime_ns
+    again = k.ok(f'b = "{key}"\n{print_fp("b")}')
+    assert fp(key) in again.stdout
+    notice = [line for line in again.stdout.splitlines() if line.startswith("ipykeyguard:")]
+    assert notice == ["ipykeyguard: OPENAI_API_KEY is already in .env; the cell now reads it from os.environ"]
+    assert (k.cwd / ".env").stat().st_mtime_ns == before, "the store was rewritten for nothing"
