@@ -38,6 +38,9 @@ Design, and why (measured with IPython 9.18 / ipykernel 7.4; see JUPYTER-APIS.md
   half-moved: the store's ``put`` is all or nothing and ``os.environ`` is only touched after it
   succeeded. (No AST transformer is involved: while any is registered IPython runs
   ``ast.fix_missing_locations`` over every cell, the main cost on a 200-line cell.)
+* **The allow-list** (``c.KeyGuard.allow``, ``%keyguard allow``) reaches the rewriter and the
+  redactor: the redactor is built once and shared with the output guard, so it scans with the
+  guard's *current* scanner, and a known value whose fingerprint is allowed is dropped from it.
 * **History** is written from the local ``raw_cell`` (``pre_run_cell`` cannot change it), so
   ``history_manager.store_inputs`` and ``store_output`` are wrapped on the instance; the
   ``execute_input`` broadcast is published before any transformer runs, so
@@ -51,6 +54,10 @@ Design, and why (measured with IPython 9.18 / ipykernel 7.4; see JUPYTER-APIS.md
   and the server's pre-save hook cleans the saved file). The payload manager keeps one
   ``set_next_input`` per reply, so when the cell already queued one (``%load``) ours is not
   sent and a note says so. Silent executions get no replacement (they have no cell).
+* **The store stays where the kernel started** (the notebook's directory): ``%cd`` changes
+  the working directory but not the ``.env`` the keys go to, nor the ``[tool.ipykeyguard]``
+  settings read at load time; ``%keyguard`` status and the notice show the absolute path once
+  the working directory is elsewhere.
 * **Load/unload are symmetric.** Everything installed is recorded, with the original it
   replaced, on the :class:`KeyGuard` kept at ``shell._ipykeyguard_state`` (``%reload_ext``
   re-imports this module, so module globals cannot hold it); unload undoes each step in reverse
@@ -72,7 +79,7 @@ from typing import Any, Callable
 
 from IPython.core.error import InputRejected
 from IPython.core.magic import Magics, line_magic, magics_class
-from traitlets import Bool, Enum, List, Unicode
+from traitlets import Bool, Enum, List, Unicode, observe
 from traitlets.config import Configurable
 
 from ._output_guard import install_output_guard
@@ -205,6 +212,10 @@ class KeyGuard(Configurable):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(parent=shell, **kwargs)
         self.shell = shell
+        # The kernel's start directory is the notebook's: the store and the project settings
+        # stay tied to it when the user changes directory with %cd.
+        self._start_dir = os.getcwd()
+        self._base_config: Config | None = None
         self._store: SecretStore | None = None
         self._stored: dict[str, str] = {}  # NAME -> fingerprint of what the store holds
         self._cache: dict[str, _Outcome] = {}
@@ -218,16 +229,23 @@ class KeyGuard(Configurable):
         self._configure()
         # One redactor per shell, shared with the output guard: every key moved or loaded is
         # registered with it. Outputs are masked from LIKELY up, whatever min_confidence says.
-        self.redactor = Redactor(scanner=self._scanner)
+        # It scans with whatever scanner the guard has now, so `%keyguard allow` reaches it.
+        self.redactor = Redactor(scanner=_LiveScanner(self))  # type: ignore[arg-type]
+        self._ready = True
 
     # -- configuration -------------------------------------------------------------------------
     def _configure(self) -> None:
-        """Build the scanner config from ``[tool.ipykeyguard]`` (if any) plus the traits."""
-        try:
-            base = load_config(os.getcwd())
-        except ConfigError as exc:
-            print(f"ipykeyguard: warning: ignoring project settings: {exc}", file=sys.stderr)
-            base = Config()
+        """Build the scanner config from ``[tool.ipykeyguard]`` (if any) plus the traits.
+
+        The project settings are read once, from the start directory.
+        """
+        if self._base_config is None:
+            try:
+                self._base_config = load_config(self._start_dir)
+            except ConfigError as exc:
+                print(f"ipykeyguard: warning: ignoring project settings: {exc}", file=sys.stderr)
+                self._base_config = Config()
+        base = self._base_config
         allow = frozenset(a.lower() for a in self.allow) | base.allow
         # Scan at every confidence: weaker findings are warned about (Rewrite.skipped).
         self._config = base.replace(allow=allow, min_confidence=Confidence.POSSIBLE)
@@ -237,7 +255,7 @@ class KeyGuard(Configurable):
     def _open_store(self) -> SecretStore:
         if self.store == "dotenv":
             path = Path(self.dotenv_path or ".env").expanduser()
-            return open_store("dotenv", path=path if path.is_absolute() else Path.cwd() / path)
+            return open_store("dotenv", path=path if path.is_absolute() else Path(self._start_dir) / path)
         return open_store(self.store)
 
     @property
@@ -362,7 +380,10 @@ class KeyGuard(Configurable):
             return f"# ipykeyguard: input not recorded (redaction failed: {type(exc).__name__})"
 
     def _know(self, name: str, value: str) -> None:
-        """Register ``value`` with the redactor (outputs and history mask it from now on)."""
+        """Register ``value`` with the redactor (outputs and history mask it from now on),
+        unless its fingerprint is allowed (an allowed value is not a secret)."""
+        if fingerprint(value) in self._config.allow:
+            return
         self.redactor.add_known(name, value)
         self._known_values[name] = value
 
@@ -498,6 +519,7 @@ class KeyGuard(Configurable):
         os.environ.pop(name, None)
         self._stored.pop(name, None)
         self._unknow(name)
+        self._unknow(f"{name}_STORED")  # the stored value, when the environment overrode it
         self._clear_caches()
         return known
 
@@ -511,8 +533,17 @@ class KeyGuard(Configurable):
         if not re.fullmatch(r"[0-9a-f]{64}", value):
             raise ValueError("a fingerprint is 64 hex digits (as shown by `ipykeyguard scan`)")
         if value not in self.allow:
-            self.allow = [*self.allow, value]
+            self.allow = [*self.allow, value]  # _allow_changed applies it
+
+    @observe("allow")
+    def _allow_changed(self, change: Any) -> None:
+        """Apply a new allow-list to the rewriter, the redactor's rules and its known values."""
+        if not getattr(self, "_ready", False):
+            return  # set from config while constructing: __init__ configures afterwards
         self._configure()
+        for name, value in list(self._known_values.items()):
+            if fingerprint(value) in self._config.allow:
+                self._unknow(name)
 
     # -- install / uninstall -------------------------------------------------------------------
     def _record(self, what: str, undo: Callable[[], None]) -> None:
@@ -692,6 +723,20 @@ class _TakenNames(Mapping):
 
     def __len__(self) -> int:
         return len(self._stored) + sum(1 for name in os.environ if name not in self._stored)
+
+
+class _LiveScanner:
+    """The guard's current scanner, for the redactor: the allow-list can change after the
+    redactor (shared with the output guard) was built, and the redactor keeps its scanner."""
+
+    def __init__(self, guard: KeyGuard) -> None:
+        self._guard = guard
+
+    def scan_text(self, *args: Any, **kwargs: Any) -> list:
+        return self._guard._scanner.scan_text(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._guard._scanner, name)
 
 
 class _Transformer:

@@ -371,6 +371,44 @@ def test_silent_execution_with_failing_store_runs_nothing(kernel, workdir):
     assert key not in ex.wire_text(), "key leaked on the wire"
 
 
+def test_allow_stops_masking_and_rewriting_a_moved_value(kernel):
+    """After a key was moved, `%keyguard allow <fingerprint>` stops the output redactor masking it
+    and the rewriter moving it; `%keyguard forget NAME` drops the name from the redactor."""
+    key = openai_project_key()
+    k = kernel(load_ext=True)
+    k.ok(f'token = "{key}"')
+    assert key not in k.ok("print(token)").stdout, "key leaked before allow"
+    k.ok(f"%keyguard allow {fp(key)}")
+    assert key in k.ok("print(token)").stdout, "an allowed value is still masked in outputs"
+    ex = k.ok(f'again = "{key}"\n{print_fp("again")}')
+    assert fp(key) in ex.stdout and ex.replaced_source is None and "ipykeyguard" not in ex.stdout
+    k.ok("%keyguard forget OPENAI_API_KEY")
+    names = k.value("get_ipython()._ipykeyguard_state.redactor.known_names()")
+    assert not [n for n in names if n.startswith("OPENAI_API_KEY")]
+
+
+def test_forget_removes_the_value_from_the_redactor(kernel, workdir):
+    """`%keyguard forget NAME` stops masking the value, also when it was loaded from the store
+    under an overridden name."""
+    stored, preset = generic_secret(), generic_secret()
+    (workdir / ".env").write_text(f"MY_API_KEY='{stored}'\n")
+    k = kernel(env={"MY_API_KEY": preset}, load_ext=True)
+    assert k.value("get_ipython()._ipykeyguard_state.redactor.known_names()") == ["MY_API_KEY", "MY_API_KEY_STORED"]
+    k.ok("%keyguard forget MY_API_KEY")
+    assert k.value("get_ipython()._ipykeyguard_state.redactor.known_names()") == []
+
+
+def test_allow_from_config_reaches_rewriter_and_redactor(kernel):
+    """`c.KeyGuard.allow` in ipython_kernel_config.py: the value is neither moved nor masked, even
+    when it is also the value of a secret-named environment variable."""
+    key = openai_project_key()
+    k = kernel(config={"KeyGuard": {"allow": [fp(key)]}}, env={"MY_SERVICE_TOKEN": key}, load_ext=True)
+    ex = k.ok(f'token = "{key}"\nprint(token)')
+    assert key in ex.stdout, "an allowed value is masked in outputs"
+    assert ex.replaced_source is None and not (k.cwd / ".env").exists()
+    assert key in k.ok('print(__import__("os").environ["MY_SERVICE_TOKEN"])').stdout
+
+
 def test_notice_says_already_stored_for_a_known_key(kernel):
     """Pasting a key the store already holds says so (names only) instead of `moved`."""
     key = openai_project_key()
@@ -382,3 +420,30 @@ def test_notice_says_already_stored_for_a_known_key(kernel):
     notice = [line for line in again.stdout.splitlines() if line.startswith("ipykeyguard:")]
     assert notice == ["ipykeyguard: OPENAI_API_KEY is already in .env; the cell now reads it from os.environ"]
     assert (k.cwd / ".env").stat().st_mtime_ns == before, "the store was rewritten for nothing"
+
+
+def test_store_stays_beside_the_notebook_after_cd(kernel, workdir):
+    """`%cd` does not move the store: keys still go to the start directory's .env, and
+    `%keyguard` status and the notice show its absolute path."""
+    key = openai_project_key()
+    (workdir / "sub").mkdir()
+    k = kernel(load_ext=True)
+    k.ok("%cd sub")
+    ex = k.ok(f'token = "{key}"')
+    env_file = (workdir / ".env").resolve()
+    assert key in env_file.read_text() and not (workdir / "sub" / ".env").exists()
+    assert str(env_file) in ex.stdout
+    assert str(env_file) in k.ok("%keyguard").stdout
+
+
+def test_project_settings_stay_those_of_the_start_directory_after_cd(kernel, workdir):
+    """After `%cd` elsewhere, `%keyguard allow` keeps the allow-list of the notebook directory's
+    pyproject.toml (settings are not re-read from the new working directory)."""
+    project_allowed, other = openai_project_key(), openai_project_key()
+    (workdir / "pyproject.toml").write_text(f'[tool.ipykeyguard]\nallow = ["{fp(project_allowed)}"]\n')
+    k = kernel(load_ext=True)
+    k.ok("%cd ..")
+    k.ok(f"%keyguard allow {fp(other)}")
+    ex = k.ok(f'token = "{project_allowed}"\n{print_fp("token")}')
+    assert fp(project_allowed) in ex.stdout and ex.replaced_source is None
+    assert not (workdir / ".env").exists()
