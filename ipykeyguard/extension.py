@@ -38,6 +38,11 @@ Design, and why (measured with IPython 9.18 / ipykernel 7.4; see JUPYTER-APIS.md
   half-moved: the store's ``put`` is all or nothing and ``os.environ`` is only touched after it
   succeeded. (No AST transformer is involved: while any is registered IPython runs
   ``ast.fix_missing_locations`` over every cell, the main cost on a 200-line cell.)
+* **``import os``.** When an earlier cell bound ``os`` to the os module in the user's
+  namespace, the rewrite inserts no ``import os`` line (``rewrite_source(os_imported=True)``):
+  the text that runs then has the user's line numbers, which matters for a cell that raises,
+  whose editor keeps the original text. Otherwise the line is inserted, so the rewritten cell
+  runs on its own in a fresh kernel without ipykeyguard.
 * **The allow-list** (``c.KeyGuard.allow``, ``%keyguard allow``) reaches the rewriter and the
   redactor: the redactor is built once and shared with the output guard, so it scans with the
   guard's *current* scanner, and a known value whose fingerprint is allowed is dropped from it.
@@ -297,12 +302,16 @@ class KeyGuard(Configurable):
             if not self.enabled:
                 # Guard off: the cell runs as typed; history still gets the keys masked.
                 return _Outcome(text, self._masked(text))
+            user_ns = getattr(self.shell, "user_ns", None)
             rewrite = rewrite_source(
                 text,
                 config=self._config,
                 scanner=self._scanner,
                 taken=self._taken(),
                 min_confidence=Confidence.parse(self.min_confidence),
+                # An earlier cell imported os: inserting `import os` would shift the line
+                # numbers of a cell that raises (its editor keeps the original text).
+                os_imported=isinstance(user_ns, dict) and user_ns.get("os") is os,
             )
             if self.mode == "rewrite":
                 moves = {name: secret.reveal() for name, secret in rewrite.moved.items()}

@@ -422,6 +422,23 @@ def test_notice_says_already_stored_for_a_known_key(kernel):
     assert (k.cwd / ".env").stat().st_mtime_ns == before, "the store was rewritten for nothing"
 
 
+def test_cell_that_raises_after_earlier_import_os_keeps_line_numbers(kernel):
+    """When an earlier cell imported os, a key cell gets no inserted `import os`, so the traceback
+    of a cell that raises (whose editor text is not replaced) points at the user's line."""
+    key = openai_project_key()
+    k = kernel(load_ext=True)
+    k.ok("import os")
+    ex = k.run(f'token = "{key}"\nraise ValueError("boom")\n')
+    assert ex.status == "error" and ex.content["ename"] == "ValueError"
+    n = ex.content["execution_count"]
+    assert k.value(f"_i{n}") == 'token = os.environ["OPENAI_API_KEY"]\nraise ValueError("boom")'
+    assert any("line 2" in frame for frame in ex.content["traceback"]), "traceback line is off"
+    fresh = kernel(cwd=k.cwd.parent)  # a kernel without os: the insertion is kept
+    fresh.ok("%load_ext ipykeyguard")
+    ok = fresh.ok(f'other = "{openai_project_key()}"')
+    assert ok.replaced_source.startswith("import os\n")
+
+
 def test_store_stays_beside_the_notebook_after_cd(kernel, workdir):
     """`%cd` does not move the store: keys still go to the start directory's .env, and
     `%keyguard` status and the notice show its absolute path."""
