@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Iterator
 if TYPE_CHECKING:  # pragma: no cover
     from .clean import CleanReport
     from .config import Config
+    from .files import Target
     from .scan import Scanner
     from .store import SecretStore
 
@@ -88,7 +89,21 @@ def add_parser(subparsers) -> None:
     source.add_argument("--isolated", action="store_true", help="ignore every configuration file")
     parser.add_argument("--max-file-size", type=int, default=None, metavar="BYTES", help="refuse larger files (exit 2)")
     parser.add_argument("--quiet", "-q", action="store_true", help="print errors only")
+    parser.add_argument(
+        "--jobs", "-j", type=_jobs, default=1, metavar="N",
+        help=(
+            "clean with N processes (default: 1; 0: one per CPU). With --store dotenv the "
+            "notebooks of one directory share one process (it owns their .env); with "
+            "--store keyring everything runs in one process"
+        ),
+    )
     parser.set_defaults(func=run)
+
+
+def _jobs(text: str) -> int:
+    from ._cmd_scan import _non_negative_int
+
+    return _non_negative_int(text)
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -127,11 +142,97 @@ def serialize_like(nb: dict, raw: bytes) -> bytes:
         colon = body.find(b'":')
         if colon >= 0 and body[colon + 2 : colon + 3] != b" ":
             separators = (",", ":")
-    out = json.dumps(nb, indent=indent, sort_keys=False, ensure_ascii=ensure_ascii, separators=separators) + trailing
+    if indent is not None:
+        out = _dumps_indented(nb, " " * indent, ensure_ascii) + trailing
+    else:
+        # Compact output already takes json's C encoder.
+        out = json.dumps(nb, sort_keys=False, ensure_ascii=ensure_ascii, separators=separators) + trailing
     if crlf:
         out = out.replace("\n", "\r\n")
     data = out.encode("utf-8")
     return _BOM + data if bom else data
+
+
+class _NotPlainJSON(Exception):
+    """A value :func:`_dumps_indented` leaves to :func:`json.dumps` (a subclass, a tuple, ...)."""
+
+
+def _dumps_indented(nb: dict, indent: str, ensure_ascii: bool) -> str:
+    """``json.dumps(nb, indent=indent, ensure_ascii=ensure_ascii)``, byte for byte, faster.
+
+    With ``indent`` set, :mod:`json` falls back to its pure-Python encoder (a generator per
+    container); on notebooks that was most of the cost of writing one. This writes into one
+    list and encodes strings with json's own C string encoders, and a list of strings (lines
+    of a source or an output, the common case) in one ``join``. Any value that is not plain
+    JSON-shaped data (a dict or list subclass, a tuple, a non-string key) is handed to
+    :func:`json.dumps` itself, so the output never differs from it (a test checks both).
+    """
+    from json.encoder import encode_basestring, encode_basestring_ascii
+
+    encode = encode_basestring_ascii if ensure_ascii else encode_basestring
+    pieces: list[str] = []
+    append = pieces.append
+    infinity = float("inf")
+
+    def emit(value, newline: str) -> None:
+        # ``newline`` is "\n" plus the indentation of ``value``'s own line.
+        kind = type(value)
+        if kind is str:
+            append(encode(value))
+        elif kind is dict:
+            if not value:
+                append("{}")
+                return
+            inner = newline + indent
+            separator = "{" + inner
+            for key, item in value.items():
+                if type(key) is not str:
+                    raise _NotPlainJSON
+                append(separator)
+                append(encode(key))
+                append(": ")
+                emit(item, inner)
+                separator = "," + inner
+            append(newline + "}")
+        elif kind is list:
+            if not value:
+                append("[]")
+                return
+            inner = newline + indent
+            append("[" + inner)
+            if all(type(item) is str for item in value):
+                append(("," + inner).join(map(encode, value)))
+            else:
+                for index, item in enumerate(value):
+                    if index:
+                        append("," + inner)
+                    emit(item, inner)
+            append(newline + "]")
+        elif value is None:
+            append("null")
+        elif value is True:
+            append("true")
+        elif value is False:
+            append("false")
+        elif kind is int:
+            append(int.__repr__(value))
+        elif kind is float:
+            if value != value:
+                append("NaN")
+            elif value == infinity:
+                append("Infinity")
+            elif value == -infinity:
+                append("-Infinity")
+            else:
+                append(float.__repr__(value))
+        else:
+            raise _NotPlainJSON
+
+    try:
+        emit(nb, "\n")
+    except _NotPlainJSON:
+        return json.dumps(nb, indent=indent, sort_keys=False, ensure_ascii=ensure_ascii)
+    return "".join(pieces)
 
 
 class _LazyTaken(Mapping):
@@ -321,6 +422,67 @@ class _Cleaner:
 # -- modes --------------------------------------------------------------------------------------
 
 
+_worker_cleaner: _Cleaner | None = None
+
+
+def _init_worker(args: argparse.Namespace, config: "Config") -> None:
+    global _worker_cleaner
+    _worker_cleaner = _Cleaner(args, config)
+
+
+def _clean_group_in_worker(group: list[tuple[int, "Target"]]) -> list[tuple[int, _Outcome]]:
+    assert _worker_cleaner is not None, "worker not initialised"
+    return [(index, _worker_cleaner.clean_path(target)) for index, target in group]
+
+
+def _work_groups(targets: list["Target"], args: argparse.Namespace, write: bool) -> list[list[tuple[int, "Target"]]]:
+    """Split the targets into units that may run in parallel without racing on a store.
+
+    A store is read (for the names already taken) and written per notebook, so two processes
+    must never clean notebooks that share one: with ``--store dotenv`` each directory (one
+    ``.env``) is one unit, cleaned in order by one process, exactly as a serial run would;
+    with ``keyring`` (one store for everything) there is one unit. With ``none``, or when
+    nothing is written (``--dry-run``, ``--check``), every file is its own unit.
+    """
+    indexed = list(enumerate(targets))
+    if args.store == "none" or not write:
+        return [[item] for item in indexed]
+    if args.store == "keyring":
+        return [indexed]
+    by_directory: dict[str, list[tuple[int, "Target"]]] = {}
+    for item in indexed:
+        by_directory.setdefault(os.path.dirname(os.path.abspath(item[1].path)), []).append(item)
+    return list(by_directory.values())
+
+
+def _clean_all(targets: list["Target"], cleaner: _Cleaner, jobs: int) -> Iterator[_Outcome]:
+    """Clean every target; outcomes come in target order (as each is done when serial)."""
+    if jobs == 0:
+        jobs = os.cpu_count() or 1
+    groups = _work_groups(targets, cleaner.args, cleaner.write)
+    jobs = min(jobs, len(groups))
+    if jobs <= 1:
+        for target in targets:
+            yield cleaner.clean_path(target)
+        return
+
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    outcomes: dict[int, _Outcome] = {}
+    chunksize = max(1, len(groups) // (jobs * 4))
+    try:
+        with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(cleaner.args, cleaner.config)) as pool:
+            for done in pool.map(_clean_group_in_worker, groups, chunksize=chunksize):
+                outcomes.update(done)
+    except BrokenProcessPool:
+        # Each file is replaced atomically, so every file is either cleaned or untouched; but
+        # which ones is unknown here, and that must not read as success.
+        raise _CLIError("a worker process died; some files may not have been cleaned (try --jobs 1)") from None
+    for index in range(len(targets)):
+        yield outcomes[index]
+
+
 def _run_paths(args: argparse.Namespace, cleaner: _Cleaner) -> int:
     from .files import discover
 
@@ -333,13 +495,15 @@ def _run_paths(args: argparse.Namespace, cleaner: _Cleaner) -> int:
             paths.append(given)
     found = discover(paths, cleaner.config)
     errors.extend(str(e) for e in found.errors)
-    changed = False
+    targets = []
     for target in found.targets:
         if is_store_file(target.path):
             if target.explicit and not args.quiet:
                 print(f"{target.path}: a secret store; not cleaned", file=sys.stderr)
             continue
-        outcome = cleaner.clean_path(target)
+        targets.append(target)
+    changed = False
+    for outcome in _clean_all(targets, cleaner, args.jobs):
         if outcome.error:
             errors.append(outcome.error)
         changed |= outcome.changed

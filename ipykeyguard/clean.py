@@ -120,6 +120,25 @@ def _replace_known(text: str, known: list[tuple[str, str]]) -> tuple[str, int]:
     return text, count
 
 
+def _copy_notebook(value):
+    """A deep copy of JSON-shaped data, several times faster than :func:`copy.deepcopy`.
+
+    A parsed ``.ipynb`` holds only dicts, lists and immutable scalars, so no memo is needed
+    (``json.loads`` never shares a container). Anything else (an nbformat ``NotebookNode``,
+    another dict subclass, a tuple) goes to :func:`copy.deepcopy`, which keeps its type.
+    """
+    kind = type(value)
+    if kind is dict:
+        return {key: _copy_notebook(item) for key, item in value.items()}
+    if kind is list:
+        if all(type(item) is str for item in value):
+            return value[:]  # lines of a source or an output: strings are immutable
+        return [_copy_notebook(item) for item in value]
+    if kind in (str, int, float, bool) or value is None:
+        return value
+    return copy.deepcopy(value)
+
+
 def _count(value) -> int:
     if isinstance(value, int):
         return value
@@ -162,7 +181,7 @@ def clean_notebook(
     if not any(f.confidence >= threshold for _leaf, found in pairs for f in found):
         return nb, CleanReport(below_threshold=tuple(below))
 
-    out = copy.deepcopy(nb)
+    out = _copy_notebook(nb)
     taken_now: dict[str, str] = dict(taken or {})
     secrets: dict[str, Secret] = {}
     known: dict[str, str] = {}

@@ -260,3 +260,118 @@ def test_a_kill_mid_write_leaves_the_old_or_the_new_file(tmp_path):
         for leftover in work.glob(".big.ipynb.*"):
             leftover.unlink()  # a killed writer may leave its temporary file, never a torn notebook
     assert outcomes, "no run happened"
+
+
+# -- speed work: the fast serialiser, the fast copy, --jobs -------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from ipykeyguard._cmd_clean import _dumps_indented, serialize_like  # noqa: E402
+from ipykeyguard.clean import _copy_notebook  # noqa: E402
+
+_json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=6), children, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_json_values, indent=st.integers(min_value=1, max_value=4), ensure_ascii=st.booleans())
+def test_fast_serialiser_matches_json_dumps(value, indent, ensure_ascii):
+    """The indented writer gives exactly json.dumps's text for any JSON value (floats, NaN, unicode, nesting)."""
+    expected = json.dumps(value, indent=indent, ensure_ascii=ensure_ascii)
+    assert _dumps_indented(value, " " * indent, ensure_ascii) == expected
+
+
+def test_fast_serialiser_hands_odd_values_to_json_dumps():
+    """Tuples, non-string keys and subclasses are written exactly as json.dumps writes them."""
+
+    class Text(str):
+        pass
+
+    for value in ({"a": (1, 2)}, {1: "x", None: [True]}, {"s": Text("v")}, [{"k": [Text("x"), 1]}]):
+        assert _dumps_indented(value, " ", True) == json.dumps(value, indent=1)
+
+
+def test_serialize_like_keeps_every_golden_file_byte_for_byte():
+    """Parsing any golden or expected notebook and writing it back like itself returns its exact bytes."""
+    golden = Path(__file__).parent / "fixtures" / "golden"
+    files = sorted(golden.glob("*.ipynb"))
+    assert files
+    for path in files:
+        raw = path.read_bytes()
+        assert serialize_like(json.loads(raw.decode("utf-8-sig")), raw) == raw, path.name
+
+
+def test_copy_notebook_is_deep_and_keeps_nbformat_types():
+    """The fast copy shares no container with the original and keeps NotebookNode as NotebookNode."""
+    nb = notebook([code_cell(["a\n", "b"], [{"name": "stdout", "output_type": "stream", "text": ["x\n"]}])])
+    nb["metadata"]["tags"] = [1, 2.5, None, {"deep": ["y"]}]
+    copied = _copy_notebook(nb)
+    assert copied == nb
+    copied["cells"][0]["source"][0] = "changed\n"
+    copied["cells"][0]["outputs"][0]["text"].append("more")
+    copied["metadata"]["tags"][3]["deep"].append("z")
+    assert nb["cells"][0]["source"] == ["a\n", "b"]
+    assert nb["cells"][0]["outputs"][0]["text"] == ["x\n"]
+    assert nb["metadata"]["tags"][3] == {"deep": ["y"]}
+    nbformat = pytest.importorskip("nbformat")
+    node = nbformat.from_dict(nb)
+    copied_node = _copy_notebook(node)
+    assert type(copied_node) is type(node) and type(copied_node.cells[0]) is type(node.cells[0])
+    assert copied_node == node and copied_node.cells[0] is not node.cells[0]
+
+
+def _project(root: Path, keys: list[str]) -> None:
+    """Two directories of notebooks, each key in its own notebook under one variable name, plus a clean one."""
+    placed = iter(keys)
+    for directory, names in (("a", ["n1", "n2", "n3"]), ("b", ["m1", "m2"])):
+        (root / directory).mkdir(parents=True)
+        for i, name in enumerate(names):
+            key = next(placed)
+            nb = notebook([code_cell(f'TOKEN = "{key}"\nprint(TOKEN)',
+                                     [{"name": "stdout", "output_type": "stream", "text": [f"{key}\n"]}], cid=f"c{i}")])
+            write_nb(root / directory / f"{name}.ipynb", nb)
+        write_nb(root / directory / "plain.ipynb", notebook([code_cell("x = 1")]))
+
+
+def test_jobs_give_the_same_files_and_stores_as_a_serial_run(tmp_path):
+    """clean -j 2 writes the same notebooks and .env files as -j 1, prints in the same order, same exit code."""
+    keys = [fakekeys.github_classic_token() for _ in range(5)]
+    results = {}
+    for jobs in ("1", "2"):
+        root = tmp_path / f"j{jobs}"
+        _project(root, keys)
+        plain = (root / "a" / "plain.ipynb").stat()
+        result = cli("clean", "-j", jobs, "a", "b", cwd=root)
+        assert result.returncode == 1, result.stderr
+        assert (root / "a" / "plain.ipynb").stat().st_mtime_ns == plain.st_mtime_ns, "clean notebook rewritten"
+        files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+        for name, data in files.items():
+            if name.endswith(".ipynb"):
+                assert all(key.encode() not in data for key in keys), "key left in a notebook"
+        results[jobs] = (result.stdout, files)
+    assert results["2"] == results["1"]
+    env = dotenv_values(tmp_path / "j2" / "a" / ".env")
+    # Three notebooks of one directory, three different keys: three names, none overwritten.
+    assert sorted(fingerprint(v) for v in env.values()) == sorted(fingerprint(k) for k in keys[:3])
+
+
+def test_jobs_with_store_none_and_bad_files(tmp_path):
+    """clean -j 0 --store none cleans every good file, reports a broken one (exit 2), stores nothing."""
+    keys = [fakekeys.github_classic_token() for _ in range(5)]
+    _project(tmp_path, keys)
+    (tmp_path / "b" / "broken.ipynb").write_text("{not json")
+    result = cli("clean", "-j", "0", "--store", "none", "a", "b", cwd=tmp_path)
+    assert result.returncode == 2
+    assert b"broken.ipynb: not valid JSON" in result.stderr
+    assert not list(tmp_path.rglob(".env"))
+    for path in tmp_path.rglob("*.ipynb"):
+        text = path.read_text()
+        assert all(key not in text for key in keys), "key left"
