@@ -25,11 +25,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
-import shutil
-import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import subprocess
+
+# shlex, shutil and subprocess are imported where used: every ``ipykeyguard`` run (a pre-commit
+# hook, the git filter on each staged notebook) builds this subcommand's parser.
 
 __all__ = ["add_parser", "run_install", "run_uninstall", "ATTRIBUTES_LINE", "filter_commands"]
 
@@ -54,6 +58,8 @@ def add_parser(subparsers) -> None:
 
 def filter_commands(python: str | None = None) -> dict[str, str]:
     """The git config entries of the filter, for ``python`` (default: this interpreter)."""
+    import shlex
+
     base = f"{shlex.quote(python or sys.executable)} -m ipykeyguard"
     return {
         f"filter.{DRIVER}.clean": f"{base} clean --stdin --store none --quiet --stdin-filename %f",
@@ -63,7 +69,10 @@ def filter_commands(python: str | None = None) -> dict[str, str]:
     }
 
 
-def _git(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+def _git(*args: str, check: bool = True) -> "subprocess.CompletedProcess":
+    import shutil
+    import subprocess
+
     from .cli import CLIError
 
     exe = shutil.which("git")
