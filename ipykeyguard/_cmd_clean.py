@@ -10,7 +10,12 @@ Guarantees:
 
 - The key is stored *before* the file is rewritten; if storing fails the file is untouched.
 - Files are replaced atomically (temporary file in the same directory, fsync, rename) with their
-  permission bits kept: a crash leaves the old or the new file, never a mix.
+  permission bits kept: a crash leaves the old or the new file, never a mix. Each directory
+  written to is fsynced once at the end of the run, which makes the renames durable (a power
+  loss before that may bring back an old file, never a torn one).
+- ``--jobs N`` cleans in N processes without racing on a store: with ``--store dotenv`` the
+  notebooks of one directory (one ``.env``) are cleaned in order by one process, as a serial run
+  would; with ``keyring`` everything stays in one process. Output comes in the same order.
 - A file with nothing to clean is not written at all (byte for byte the same, mtime too). A
   changed notebook keeps its nbformat, its indentation, its key order (Jupyter's sorted keys, or
   whatever order the file had), its non-ASCII text and line endings.
@@ -270,6 +275,8 @@ class _Outcome:
     changed: bool = False
     error: str | None = None
     lines: tuple[str, ...] = ()
+    #: The directory of a file replaced without a directory fsync (one fsync per directory at the end).
+    written_in: str | None = None
 
 
 def _build_config(args: argparse.Namespace) -> "Config":
@@ -398,14 +405,14 @@ class _Cleaner:
             if report.secrets and store is not None and store.kind != "none":
                 # The key goes to the store first: if that fails the notebook still holds it.
                 store.put({name: secret.reveal() for name, secret in report.secrets.items()})
-            atomic_write_bytes(path, new, mode=stat.S_IMODE(st.st_mode))
+            atomic_write_bytes(path, new, mode=stat.S_IMODE(st.st_mode), sync_directory=False)
         except _FileError as exc:
             return _Outcome(path, error=str(exc))
         except StoreError as exc:
             return _Outcome(path, error=f"{path}: cannot store keys: {exc}; not changed")
         except OSError as exc:
             return _Outcome(path, error=f"{path}: cannot write: {exc.strerror or type(exc).__name__}; not changed")
-        return _Outcome(path, changed=True, lines=(f"{path}: {report.summary(stored_in=stored_in)}",))
+        return _Outcome(path, changed=True, lines=(f"{path}: {report.summary(stored_in=stored_in)}",), written_in=directory)
 
     def _stored_in(self, store: "SecretStore | None", path: str) -> str | None:
         if store is None or store.kind == "none":
@@ -503,12 +510,23 @@ def _run_paths(args: argparse.Namespace, cleaner: _Cleaner) -> int:
             continue
         targets.append(target)
     changed = False
-    for outcome in _clean_all(targets, cleaner, args.jobs):
-        if outcome.error:
-            errors.append(outcome.error)
-        changed |= outcome.changed
-        if outcome.lines and not args.quiet:
-            print("\n".join(outcome.lines), flush=True)
+    written_in: dict[str, None] = {}
+    try:
+        for outcome in _clean_all(targets, cleaner, args.jobs):
+            if outcome.error:
+                errors.append(outcome.error)
+            changed |= outcome.changed
+            if outcome.written_in is not None:
+                written_in[outcome.written_in] = None
+            if outcome.lines and not args.quiet:
+                print("\n".join(outcome.lines), flush=True)
+    finally:
+        from .store import fsync_directory
+
+        # Each file was fsynced before its rename; one fsync per directory makes the renames
+        # durable (instead of one per file: half the disk flushes on a many-notebook run).
+        for directory in written_in:
+            fsync_directory(directory)
     for message in errors:
         print(f"ipykeyguard: error: {message}", file=sys.stderr)
     if errors:

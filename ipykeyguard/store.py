@@ -201,7 +201,9 @@ def _lock_for(path: Path) -> threading.Lock:
         return _path_locks.setdefault(str(path), threading.Lock())
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int | None = None) -> None:
+def atomic_write_bytes(
+    path: str | Path, data: bytes, *, mode: int | None = None, sync_directory: bool = True
+) -> None:
     """Replace ``path`` with ``data`` atomically: a temporary file in the same directory is
     written, flushed to disk and renamed over ``path``, so a crash leaves the old or the new file.
 
@@ -210,6 +212,10 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int | None = None
         data: Its new content.
         mode: Permission bits for the new file; by default those of the existing file, or 0600
             for a new one (``mkstemp``'s mode).
+        sync_directory: Also fsync the directory, so that the rename itself survives a power
+            loss. A caller replacing many files in one directory passes ``False`` and calls
+            :func:`fsync_directory` once at the end: until then a crash may bring back the old
+            file, never a torn one.
 
     Raises:
         OSError: the file could not be written; ``path`` is unchanged and no temporary is left.
@@ -235,7 +241,18 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int | None = None
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(path.parent)
+    if sync_directory:
+        _fsync_dir(path.parent)
+
+
+def fsync_directory(directory: str | Path) -> None:
+    """Make the renames done in ``directory`` durable (see :func:`atomic_write_bytes`).
+
+    Args:
+        directory: The directory whose entries to flush; where a directory cannot be opened or
+            fsynced (some filesystems, Windows) this does nothing: the renames still happened.
+    """
+    _fsync_dir(Path(directory))
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import stat
 import subprocess
@@ -375,3 +376,47 @@ def test_jobs_with_store_none_and_bad_files(tmp_path):
     for path in tmp_path.rglob("*.ipynb"):
         text = path.read_text()
         assert all(key not in text for key in keys), "key left"
+
+
+def _strace_fsyncs(argv: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, list[tuple[str, str]]]:
+    """Run ``argv`` under strace; the fsync and rename calls in order, as (call, path)."""
+    log = cwd / "strace.log"
+    proc = subprocess.run(
+        ["strace", "-f", "-qq", "-e", "signal=none", "-e", "trace=openat,fsync,rename,renameat,renameat2",
+         "-o", str(log), *argv], cwd=cwd, capture_output=True, timeout=240,
+    )
+    fds: dict[tuple[str, str], str] = {}
+    events = []
+    for line in log.read_text().splitlines():
+        pid, _, call = line.partition(" ")
+        call = call.strip()
+        if call.startswith("openat(") and "= " in call and not call.endswith("-1"):
+            path = call.split('"')[1]
+            fds[(pid, call.rsplit("= ", 1)[1].split()[0])] = os.path.normpath(os.path.join(cwd, path))
+        elif call.startswith("fsync("):
+            events.append(("fsync", fds.get((pid, call[6:].split(")")[0]), "?")))
+        elif call.startswith("rename"):
+            events.append(("rename", os.path.normpath(os.path.join(cwd, call.split('"')[3]))))
+    return proc, events
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="needs strace")
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_each_file_is_fsynced_before_its_rename_and_each_directory_once_after(tmp_path, jobs):
+    """Every rewritten notebook is fsynced before it is renamed into place; each directory is fsynced once, after its renames."""
+    _project(tmp_path, [fakekeys.github_classic_token() for _ in range(5)])
+    proc, events = _strace_fsyncs([sys.executable, "-m", "ipykeyguard", "clean", "-j", jobs, "--store", "none", "a", "b"], tmp_path)
+    if proc.returncode != 1 and b"ptrace" in proc.stderr:
+        pytest.skip("ptrace is not permitted here")
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    renamed = [path for call, path in events if call == "rename"]
+    assert sorted(os.path.basename(p) for p in renamed) == ["m1.ipynb", "m2.ipynb", "n1.ipynb", "n2.ipynb", "n3.ipynb"]
+    for target in renamed:
+        at = events.index(("rename", target))
+        synced = [p for call, p in events[:at] if call == "fsync" and os.path.basename(p).startswith(f".{os.path.basename(target)}.")]
+        assert synced, f"{target} renamed without an fsync of its content"
+    directory_syncs = [p for call, p in events if call == "fsync" and os.path.isdir(p)]
+    assert sorted(directory_syncs) == sorted({os.path.dirname(p) for p in renamed})
+    for directory in directory_syncs:
+        last_rename = max(i for i, (call, p) in enumerate(events) if call == "rename" and os.path.dirname(p) == directory)
+        assert events.index(("fsync", directory)) > last_rename
