@@ -1,16 +1,29 @@
 """Cleaner benchmark: ``ipykeyguard clean`` against nbstripout and nb-clean on identical copies.
 
     python benchmarks/bench_clean.py            # corpus cached in benchmarks/_corpus/
+    python benchmarks/bench_clean.py --reps 5   # more rounds on a noisy machine
 
-Each tool gets its own fresh copy of the same corpus (hundreds of notebooks) and cleans it in
-place, in one process per tool: ``ipykeyguard clean --store none`` finds and removes keys,
-nbstripout and ``nb-clean clean`` strip outputs and metadata (a different job, but the speed users
-expect from a notebook cleaner). Printed as ratios peer time / our time; never asserted.
+Each round gives every tool its own fresh copy of the same corpus (hundreds of notebooks), which
+it cleans in place in one process: ``ipykeyguard clean --store none`` (``--jobs 1``, the default,
+and ``--jobs 0``, one worker per CPU) finds and removes keys; nbstripout and ``nb-clean clean``
+strip outputs and metadata (a different job, but the speed users expect from a notebook cleaner).
+Printed per tool: the median wall time over the rounds, the median CPU time (user + sys of the
+process and its children: steadier than wall time on a shared machine, and the honest figure for
+a multi-process run), and the ratio peer wall time / our wall time (``--jobs 1``). Never asserted.
 
-It also prints what the clean left behind: planted keys still reported by ``ipykeyguard scan``
-on the cleaned copy (should be none), hard-negative notebooks changed by the clean (should be
-none: a notebook with no key stays byte-for-byte the same), and whether a second clean changes
-anything (it should not).
+Every tool's work is checked, so that a tool that fails fast cannot look fast: its exit status,
+how many notebooks it changed, and for the peers how many outputs they left (they strip them
+all). A peer that changed nothing or left outputs is reported as "did not do its job" and gets
+no ratio.
+
+For our clean it also prints what the clean left behind: planted keys still reported by
+``ipykeyguard scan`` at ``>= likely`` on the cleaned copy (should be none), hard-negative
+notebooks changed (should be none: a notebook with no key stays byte-for-byte the same), and
+whether a second clean changes anything (it should not).
+
+Executables are taken from this interpreter's ``bin`` directory when they are there (what a
+virtualenv user runs), else from ``PATH``: a version manager's shim (pyenv) adds its own
+start-up to every tool alike.
 """
 
 from __future__ import annotations
@@ -18,11 +31,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -36,25 +53,51 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _timed(argv: list[str], ok_codes: tuple[int, ...]) -> tuple[float, int]:
+def tool_path(name: str) -> str | None:
+    """``name`` beside this interpreter (a virtualenv's ``bin``), else on ``PATH``."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
+
+
+@dataclass
+class Run:
+    """One timed command."""
+
+    wall: float
+    cpu: float
+    code: int
+    stderr: str
+
+
+def _timed(argv: list[str]) -> Run:
+    """Run ``argv``; wall time and the CPU time (user + sys) of it and its descendants."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if proc.returncode not in ok_codes:
-        raise RuntimeError(f"{Path(argv[0]).name} exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
-    return seconds, proc.returncode
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(wall, cpu, proc.returncode, proc.stderr.strip()[-400:])
 
 
-def our_clean_argv(target: Path) -> tuple[list[str], str]:
+def our_clean_argv(target: Path, jobs: int | None = None) -> tuple[list[str], str]:
     """``ipykeyguard clean --store none`` when the CLI has it, else the Python API in a subprocess."""
-    exe = shutil.which("ipykeyguard")
+    exe = tool_path("ipykeyguard")
     if exe:
         proc = subprocess.run([exe, "clean", "--help"], capture_output=True, text=True)
         if proc.returncode == 0 and "--store" in proc.stdout:
             argv = [exe, "clean", "--store", "none", "--quiet"]
             if "--isolated" in proc.stdout:
                 argv.append("--isolated")
+            if jobs is not None:
+                if "--jobs" not in proc.stdout:
+                    return [], "no --jobs"
+                argv += ["--jobs", str(jobs)]
             return argv + [str(target)], "ipykeyguard clean (CLI)"
+    if jobs is not None:
+        return [], "no --jobs"
     return [sys.executable, str(Path(__file__).resolve()), "--api-clean", str(target)], "ipykeyguard.clean_notebook (API; clean CLI not available)"
 
 
@@ -74,6 +117,18 @@ def api_clean(target: Path) -> int:
     return 1 if changed else 0
 
 
+def _outputs_left(folder: Path, files: list[str]) -> int:
+    """Outputs still in the notebooks of ``folder`` (a notebook that no longer parses counts 1)."""
+    left = 0
+    for name in files:
+        try:
+            nb = json.loads((folder / name).read_text(encoding="utf-8"))
+            left += sum(len(cell.get("outputs") or ()) for cell in nb.get("cells", []))
+        except (OSError, ValueError):
+            left += 1
+    return left
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Cleaner benchmark: ipykeyguard clean vs nbstripout and nb-clean.")
     parser.add_argument("--api-clean", type=Path, help=argparse.SUPPRESS)
@@ -81,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", "--notebooks", type=int, default=300)
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--regenerate", action="store_true")
+    parser.add_argument("--reps", type=int, default=3, help="rounds, each on fresh copies (medians are printed)")
     parser.add_argument("--no-peers", action="store_true", help="skip nbstripout and nb-clean")
     parser.add_argument("--json-out", type=Path, default=bench_scan.DEFAULT_OUT / "bench_clean.json")
     args = parser.parse_args(argv)
@@ -92,51 +148,116 @@ def main(argv: list[str] | None = None) -> int:
     source = args.corpus / corpus_mod.NOTEBOOK_DIR
     files = sorted(p.name for p in source.glob("nb_*.ipynb"))
     size_mb = sum((source / f).stat().st_size for f in files) / 1e6
+    source_digests = {f: _digest(source / f) for f in files}
     print(f"corpus: {len(files)} notebooks, {size_mb:.1f} MB ({args.corpus})")
 
-    results: dict[str, float] = {}
+    _argv, label = our_clean_argv(source)
+    print(f"measuring: {label}; {args.reps} round(s) on fresh copies; os.cpu_count() = {os.cpu_count()}")
+    peers = {}
+    if not args.no_peers:
+        for name, exe in (("nbstripout", tool_path("nbstripout")), ("nb-clean clean", tool_path("nb-clean"))):
+            if exe:
+                peers[name] = exe
+            else:
+                print(f"{name}: not installed (pip install -r benchmarks/requirements.txt)")
+
+    runs: dict[str, list[Run]] = {}
+    checks: dict[str, dict] = {}
+    second_changed = False
+    left = touched = negatives = None
     with tempfile.TemporaryDirectory(prefix="bench-clean-") as tmp:
-        copies = {}
-        for tool in ("ours", "nbstripout", "nb-clean"):
-            copies[tool] = Path(tmp) / tool / "notebooks"
-            shutil.copytree(source, copies[tool])
+        for round_no in range(args.reps):
+            commands: dict[str, tuple[list[str], Path]] = {}
 
-        argv_ours, label = our_clean_argv(copies["ours"])
-        print(f"measuring: {label}")
-        results["ours"], _ = _timed(argv_ours, (0, 1))
-        results["ours, second run"], second_code = _timed(our_clean_argv(copies["ours"])[0], (0, 1))
-        if not args.no_peers:
-            nbstripout = shutil.which("nbstripout")
-            nb_clean = shutil.which("nb-clean")
-            if nbstripout:
-                results["nbstripout"], _ = _timed([nbstripout, *[str(copies["nbstripout"] / f) for f in files]], (0,))
-            if nb_clean:
-                results["nb-clean clean"], _ = _timed([nb_clean, "clean", str(copies["nb-clean"])], (0,))
+            def fresh(tool: str) -> Path:
+                folder = Path(tmp) / f"r{round_no}" / tool.replace(" ", "_") / "notebooks"
+                shutil.copytree(source, folder)
+                return folder
 
-        # What our clean left behind.
-        scanner = bench_scan.OurScanner()
-        # At the threshold clean acts on (likely): 'possible' findings are warnings, not moved.
-        _t, found_after, _errors = scanner.run([str(copies["ours"])], Path(tmp), min_confidence="likely")
-        left = bench_scan.score(manifest, found_after)
-        negatives = [nb["file"] for nb in manifest["notebooks"] if nb["kind"] == "negative"]
-        touched = [f for f in negatives if _digest(copies["ours"] / f) != _digest(source / f)]
+            ours_dir = fresh("ours")
+            commands["ipykeyguard clean"] = (our_clean_argv(ours_dir)[0], ours_dir)
+            jobs_dir = fresh("ours_jobs0")
+            jobs_argv = our_clean_argv(jobs_dir, jobs=0)[0]
+            if jobs_argv:
+                commands["ipykeyguard clean --jobs 0"] = (jobs_argv, jobs_dir)
+            for name, exe in peers.items():
+                folder = fresh(name)
+                if name == "nbstripout":
+                    commands[name] = ([exe, *[str(folder / f) for f in files]], folder)
+                else:
+                    commands[name] = ([exe, "clean", str(folder)], folder)
 
+            for name, (command, folder) in commands.items():
+                run = _timed(command)
+                runs.setdefault(name, []).append(run)
+                changed = sum(_digest(folder / f) != source_digests[f] for f in files)
+                check = {"exit": run.code, "changed": changed, "stderr": run.stderr}
+                if name in peers:
+                    check["outputs_left"] = _outputs_left(folder, files)
+                    check["did_its_job"] = run.code == 0 and changed > 0 and check["outputs_left"] == 0
+                else:
+                    check["did_its_job"] = run.code in (0, 1) and changed > 0
+                if name in checks:  # a tool must do its job in every round
+                    check["did_its_job"] = check["did_its_job"] and checks[name]["did_its_job"]
+                checks[name] = check
+            second = _timed(our_clean_argv(ours_dir)[0])
+            runs.setdefault("ipykeyguard clean, second run", []).append(second)
+            second_changed |= second.code != 0
+            if jobs_argv:
+                same = all(_digest(ours_dir / f) == _digest(jobs_dir / f) for f in files)
+                checks["ipykeyguard clean --jobs 0"]["same_bytes_as_jobs_1"] = same
+
+            if round_no == args.reps - 1:
+                # What our clean left behind, at the threshold clean acts on (likely): 'possible'
+                # findings are warnings, not moved.
+                scanner = bench_scan.OurScanner()
+                _t, found_after, _errors = scanner.run([str(ours_dir)], Path(tmp), min_confidence="likely")
+                left = bench_scan.score(manifest, found_after)
+                negatives = [nb["file"] for nb in manifest["notebooks"] if nb["kind"] == "negative"]
+                touched = [f for f in negatives if _digest(ours_dir / f) != source_digests[f]]
+            shutil.rmtree(Path(tmp) / f"r{round_no}")
+
+    ours_wall = statistics.median(r.wall for r in runs["ipykeyguard clean"])
     print()
-    print(f"{'tool':<26} {'seconds':>8} {'tool/ours':>10}")
-    for name, seconds in results.items():
-        ratio = f"{seconds / results['ours']:.2f}x" if name not in ("ours",) else ""
-        print(f"{name:<26} {seconds:>8.2f} {ratio:>10}")
+    print(f"{'tool':<32} {'wall s':>7} {'cpu s':>7} {'wall / ours':>11}  {'exit':>4} {'changed':>8}  check")
+    table = {}
+    for name, rs in runs.items():
+        wall = statistics.median(r.wall for r in rs)
+        cpu = statistics.median(r.cpu for r in rs)
+        check = checks.get(name, {})
+        ratio = "" if name == "ipykeyguard clean" else f"{wall / ours_wall:.2f}x"
+        if name == "ipykeyguard clean, second run":
+            note = "changed nothing (exit 0)" if not second_changed else "CHANGED FILES (want: nothing)"
+            exit_code, changed = rs[-1].code, "-"
+        else:
+            exit_code, changed = check["exit"], f"{check['changed']}/{len(files)}"
+            if not check["did_its_job"]:
+                note, ratio = f"DID NOT DO ITS JOB: not comparable ({check['stderr'][-120:]})", "n/a"
+            elif name in peers:
+                note = f"{check['outputs_left']} outputs left"
+            elif "same_bytes_as_jobs_1" in check:
+                note = "same bytes as --jobs 1" if check["same_bytes_as_jobs_1"] else "DIFFERENT BYTES from --jobs 1"
+            else:
+                note = "keys moved/masked"
+        print(f"{name:<32} {wall:>7.2f} {cpu:>7.2f} {ratio:>11}  {exit_code:>4} {changed:>8}  {note}")
+        table[name] = {"wall_s": wall, "cpu_s": cpu, "walls_s": [r.wall for r in rs], "cpus_s": [r.cpu for r in rs], **check}
     print()
     print(f"planted keys still reported (>= likely) after clean: {left['found']}/{left['planted']}   (want 0)")
     print(f"hard-negative notebooks changed by clean: {len(touched)}/{len(negatives)}   (want 0)")
-    print(f"second clean changed something: {'yes' if second_code == 1 else 'no'}   (want no)")
-    if left["missed"] != {} and left["found"]:
+    print(f"second clean changed something: {'yes' if second_changed else 'no'}   (want no)")
+    if left["found"]:
         still = [k for k, (ok, _n) in left["by_family"].items() if ok]
         print("families with keys left: " + ", ".join(still[:30]))
+    try:
+        load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        load = "n/a"
+    print(f"load average at the end: {load} (a shared machine makes wall times noisy)")
     out = args.json_out
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"cleaner": label, "seconds": results, "keys_left": left["found"],
-                               "negatives_changed": touched, "second_run_changed": second_code == 1}, indent=1) + "\n")
+    out.write_text(json.dumps({"cleaner": label, "reps": args.reps, "tools": table, "keys_left": left["found"],
+                               "negatives_changed": touched, "second_run_changed": second_changed,
+                               "load_average": load}, indent=1) + "\n")
     print(f"\nfull results: {out}  (total {time.perf_counter() - t0:.0f} s)")
     return 0
 
