@@ -54,30 +54,53 @@ _WINDOW_MARGIN = 64
 
 
 class _Where:
-    """Where one rule runs over one text: everywhere, in windows, or anchored at given starts."""
+    """Where one rule runs over one text: everywhere, in windows, or anchored at given starts.
 
-    __slots__ = ("windows", "starts")
+    ``start_spans`` are ascending, disjoint ``(first, last)`` ranges of start offsets (both
+    included); ranges rather than a list of offsets because a text with thousands of keyword
+    hits would otherwise build and sort a set of ``anchor + 1`` offsets per hit.
+    """
 
-    def __init__(self, windows: list[tuple[int, int]] | None = None, starts: list[int] | None = None) -> None:
+    __slots__ = ("windows", "start_spans")
+
+    def __init__(
+        self,
+        windows: list[tuple[int, int]] | None = None,
+        start_spans: list[list[int]] | None = None,
+    ) -> None:
         self.windows = windows
-        self.starts = starts
+        self.start_spans = start_spans
 
     def finditer(self, pattern: re.Pattern, text: str):
         """Non-overlapping matches of ``pattern`` (leftmost first, like ``re.finditer``)."""
-        if self.starts is not None:
+        if self.start_spans is not None:
             end = -1
-            for start in self.starts:
-                if start < end:
-                    continue
-                m = pattern.match(text, start)
-                if m is not None:
-                    end = m.end() if m.end() > start else start + 1
-                    yield m
+            for first, last in self.start_spans:
+                for start in range(max(first, end), last + 1):
+                    if start < end:
+                        continue  # inside the match just found
+                    m = pattern.match(text, start)
+                    if m is not None:
+                        end = m.end() if m.end() > start else start + 1
+                        yield m
         elif self.windows is not None:
             for lo, hi in self.windows:
                 yield from pattern.finditer(text, lo, hi)
         else:
             yield from pattern.finditer(text)
+
+
+def _start_spans(occurrences: list[int], anchor: int) -> list[list[int]]:
+    """The starts ``p - anchor .. p`` of every keyword occurrence ``p`` (clipped at 0), as
+    ascending, disjoint, inclusive ``[first, last]`` ranges."""
+    spans: list[list[int]] = []
+    for p in sorted(set(occurrences)):
+        first = p - anchor if p > anchor else 0
+        if spans and first <= spans[-1][1] + 1:
+            spans[-1][1] = p  # occurrences ascend, so p extends the range
+        else:
+            spans.append([first, p])
+    return spans
 
 
 def _keyword_automaton(keywords):
@@ -206,8 +229,7 @@ class Scanner:
                 plan.append((rule, _Where()))
                 continue
             if rule.anchor is not None:
-                starts = sorted({max(0, p - d) for p in occurrences for d in range(rule.anchor + 1)})
-                plan.append((rule, _Where(starts=starts)))
+                plan.append((rule, _Where(start_spans=_start_spans(occurrences, rule.anchor))))
                 continue
             width = rule.max_width
             if n <= _WHOLE_TEXT_LIMIT or width is None or 4 * width >= n:
