@@ -24,7 +24,7 @@ from ipykeyguard.redact import (
     _trie_regex,
     secret_like_env,
 )
-from ipykeyguard.scan import Scanner
+from ipykeyguard.scan import Scanner, _start_spans
 
 
 def assert_no_key(key: str, text: str, where: str = "output") -> None:
@@ -379,6 +379,65 @@ def test_any_chunking_gives_the_same_text_as_redacting_the_whole(before, after, 
     out += held[0] if held else ""
     assert out == r.redact(whole)
     assert value not in out
+
+
+# -- the rules pass on long stream text (the scanner's plan) -------------------------------------
+def _training_log_with_keys(rng: random.Random) -> tuple[str, dict[str, str]]:
+    """~60 kB of training-log lines full of rule keywords, with keys planted on random lines."""
+    keys = {
+        "url": fakekeys.chars(18, rng=rng),
+        "aws_session": fakekeys.chars(320, fakekeys.ALNUM + "/+", rng),
+        "aws_secret": fakekeys.aws_secret_access_key(rng),
+        "wandb": fakekeys.hexchars(40, rng),
+        "notion": "secret_" + fakekeys.chars(43, rng=rng),
+        "generic": fakekeys.generic_secret(rng, n=36),
+        "openai": fakekeys.openai_project_key(rng),
+    }
+    planted = [
+        f"mlflow: tracking at https://bob:{keys['url']}@mlflow.internal:5000/#/runs",
+        f"env: aws_session_token = {keys['aws_session']}",
+        f"loaded AWS_SECRET_ACCESS_KEY={keys['aws_secret']} from profile",
+        f"wandb: WANDB_API_KEY={keys['wandb']}",
+        f"notion sync with {keys['notion']} done",
+        f"config: api_token = '{keys['generic']}'",
+        f"client key {keys['openai']}",
+    ]
+    lines = []
+    for i in range(600):
+        lines += [
+            f"Saving model checkpoint to /runs/task-{i}/checkpoint-{i * 50}",
+            f"tokenizer config file saved in /runs/task-{i}/tokenizer_config.json",
+            f"WARNING: missing keys (task {i}, disk {rng.random():.2f}), attention_mask ok, patience {i % 9}",
+            f"wandb: Syncing run session-{i} to https://wandb.ai/u/p/runs/{i:08x}; secret_sauce=off",
+        ]
+    for line in planted:
+        lines.insert(rng.randrange(len(lines)), line)
+    return "\n".join(lines) + "\n", keys
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_planned_scan_of_a_long_log_finds_what_a_whole_text_scan_finds(seed):
+    """Anchored starts and windows find exactly the matches of running every candidate rule over the whole text."""
+    text, keys = _training_log_with_keys(random.Random(seed))
+    scanner = Scanner()
+    planned = {(f.rule, f.start, f.end) for f in scanner.raw_matches(text)}
+    whole = {(f.rule, f.start, f.end) for f in scanner.raw_matches(text, rules=scanner._candidate_rules(text))}
+    assert planned == whole
+    out = Redactor().redact(text)
+    for name, value in keys.items():
+        assert_no_key(value, out, name)
+    assert "url-credentials" in {rule for rule, _s, _e in planned}
+
+
+@settings(max_examples=200, deadline=None)
+@given(occurrences=st.lists(st.integers(min_value=0, max_value=300), max_size=30),
+       anchor=st.integers(min_value=0, max_value=12))
+def test_start_spans_cover_exactly_the_anchored_starts(occurrences, anchor):
+    """The merged start ranges hold every offset p - anchor .. p (clipped at 0), each once, ascending."""
+    spans = _start_spans(occurrences, anchor)
+    flat = [start for first, last in spans for start in range(first, last + 1)]
+    assert flat == sorted({max(0, p - d) for p in occurrences for d in range(anchor + 1)})
+    assert all(a[1] + 1 < b[0] for a, b in zip(spans, spans[1:]))  # disjoint and not adjacent
 
 
 # -- environment -------------------------------------------------------------------------------
