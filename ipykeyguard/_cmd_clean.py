@@ -16,6 +16,8 @@ Guarantees:
 - ``--jobs N`` cleans in N processes without racing on a store: with ``--store dotenv`` the
   notebooks of one directory (one ``.env``) are cleaned in order by one process, as a serial run
   would; with ``keyring`` everything stays in one process. Output comes in the same order.
+  Under :data:`PARALLEL_MIN_BYTES` of files in all it stays in one process (workers would
+  cost more to start than they save).
 - A file with nothing to clean is not written at all (byte for byte the same, mtime too). A
   changed notebook keeps its nbformat, its indentation, its key order (Jupyter's sorted keys, or
   whatever order the file had), its non-ASCII text and line endings.
@@ -97,9 +99,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--jobs", "-j", type=_jobs, default=1, metavar="N",
         help=(
-            "clean with N processes (default: 1; 0: one per CPU). With --store dotenv the "
-            "notebooks of one directory share one process (it owns their .env); with "
-            "--store keyring everything runs in one process"
+            "clean with up to N processes (default: 1; 0: one per CPU); under 8 MiB of files in "
+            "all, one process. With --store dotenv the notebooks of one directory share one "
+            "process (it owns their .env); with --store keyring everything runs in one process"
         ),
     )
     parser.set_defaults(func=run)
@@ -462,12 +464,29 @@ def _work_groups(targets: list["Target"], args: argparse.Namespace, write: bool)
     return list(by_directory.values())
 
 
+#: Below this many bytes in all, --jobs cleans in this process: starting workers (each imports
+#: the cleaner and compiles the rules it meets) costs more than it saves on a few notebooks.
+PARALLEL_MIN_BYTES = 8 << 20
+
+
+def _total_size(targets: list["Target"]) -> int:
+    total = 0
+    for target in targets:
+        try:
+            total += os.stat(target.path).st_size
+        except OSError:
+            pass  # reported when the file is read
+    return total
+
+
 def _clean_all(targets: list["Target"], cleaner: _Cleaner, jobs: int) -> Iterator[_Outcome]:
     """Clean every target; outcomes come in target order (as each is done when serial)."""
     if jobs == 0:
         jobs = os.cpu_count() or 1
     groups = _work_groups(targets, cleaner.args, cleaner.write)
     jobs = min(jobs, len(groups))
+    if jobs > 1 and _total_size(targets) < PARALLEL_MIN_BYTES:
+        jobs = 1
     if jobs <= 1:
         for target in targets:
             yield cleaner.clean_path(target)

@@ -329,6 +329,12 @@ def test_copy_notebook_is_deep_and_keeps_nbformat_types():
     assert copied_node == node and copied_node.cells[0] is not node.cells[0]
 
 
+#: A 2 MB image output: five of them make the project big enough for --jobs to start workers
+#: (under PARALLEL_MIN_BYTES it cleans in one process).
+_BIG_IMAGE = {"output_type": "display_data", "metadata": {},
+              "data": {"image/png": "iVBORw0KGgo" + "A" * (2 << 20), "text/plain": ["<Figure>"]}}
+
+
 def _project(root: Path, keys: list[str]) -> None:
     """Two directories of notebooks, each key in its own notebook under one variable name, plus a clean one."""
     placed = iter(keys)
@@ -336,8 +342,8 @@ def _project(root: Path, keys: list[str]) -> None:
         (root / directory).mkdir(parents=True)
         for i, name in enumerate(names):
             key = next(placed)
-            nb = notebook([code_cell(f'TOKEN = "{key}"\nprint(TOKEN)',
-                                     [{"name": "stdout", "output_type": "stream", "text": [f"{key}\n"]}], cid=f"c{i}")])
+            outputs = [{"name": "stdout", "output_type": "stream", "text": [f"{key}\n"]}, _BIG_IMAGE]
+            nb = notebook([code_cell(f'TOKEN = "{key}"\nprint(TOKEN)', outputs, cid=f"c{i}")])
             write_nb(root / directory / f"{name}.ipynb", nb)
         write_nb(root / directory / "plain.ipynb", notebook([code_cell("x = 1")]))
 
@@ -378,26 +384,30 @@ def test_jobs_with_store_none_and_bad_files(tmp_path):
         assert all(key not in text for key in keys), "key left"
 
 
-def _strace_fsyncs(argv: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, list[tuple[str, str]]]:
-    """Run ``argv`` under strace; the fsync and rename calls in order, as (call, path)."""
-    log = cwd / "strace.log"
+def _strace_fsyncs(argv: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, list[tuple[str, str, str]], str]:
+    """Run ``argv`` under strace; its fsync and rename calls in time order as (pid, call, path),
+    and the main process's pid."""
+    logs = cwd / "strace"
+    logs.mkdir()
     proc = subprocess.run(
-        ["strace", "-f", "-qq", "-e", "signal=none", "-e", "trace=openat,fsync,rename,renameat,renameat2",
-         "-o", str(log), *argv], cwd=cwd, capture_output=True, timeout=240,
+        ["strace", "-ff", "-ttt", "-qq", "-e", "signal=none", "-e", "trace=openat,fsync,rename,renameat,renameat2",
+         "-o", str(logs / "log"), *argv], cwd=cwd, capture_output=True, timeout=240,
     )
-    fds: dict[tuple[str, str], str] = {}
-    events = []
-    for line in log.read_text().splitlines():
-        pid, _, call = line.partition(" ")
-        call = call.strip()
-        if call.startswith("openat(") and "= " in call and not call.endswith("-1"):
-            path = call.split('"')[1]
-            fds[(pid, call.rsplit("= ", 1)[1].split()[0])] = os.path.normpath(os.path.join(cwd, path))
-        elif call.startswith("fsync("):
-            events.append(("fsync", fds.get((pid, call[6:].split(")")[0]), "?")))
-        elif call.startswith("rename"):
-            events.append(("rename", os.path.normpath(os.path.join(cwd, call.split('"')[3]))))
-    return proc, events
+    timed = []
+    for log in logs.iterdir():  # one file per process (-ff): no interleaved, unfinished lines
+        pid = log.suffix[1:]
+        fds: dict[str, str] = {}
+        for line in log.read_text().splitlines():
+            stamp, _, call = line.partition(" ")
+            if call.startswith("openat(") and "= " in call and "= -1" not in call:
+                path = os.path.normpath(os.path.join(cwd, call.split('"')[1]))
+                fds[call.rsplit("= ", 1)[1].split()[0]] = path
+            elif call.startswith("fsync("):
+                timed.append((float(stamp), pid, "fsync", fds.get(call[6:].split(")")[0], "?")))
+            elif call.startswith("rename"):
+                timed.append((float(stamp), pid, "rename", os.path.normpath(os.path.join(cwd, call.split('"')[3]))))
+    first = min(logs.iterdir(), key=lambda log: float(log.read_text().split(None, 1)[0]) if log.stat().st_size else 1e20)
+    return proc, [event for _stamp, *event in sorted(timed)], first.suffix[1:]
 
 
 @pytest.mark.skipif(not shutil.which("strace"), reason="needs strace")
@@ -405,18 +415,21 @@ def _strace_fsyncs(argv: list[str], cwd: Path) -> tuple[subprocess.CompletedProc
 def test_each_file_is_fsynced_before_its_rename_and_each_directory_once_after(tmp_path, jobs):
     """Every rewritten notebook is fsynced before it is renamed into place; each directory is fsynced once, after its renames."""
     _project(tmp_path, [fakekeys.github_classic_token() for _ in range(5)])
-    proc, events = _strace_fsyncs([sys.executable, "-m", "ipykeyguard", "clean", "-j", jobs, "--store", "none", "a", "b"], tmp_path)
+    proc, events, main_pid = _strace_fsyncs([sys.executable, "-m", "ipykeyguard", "clean", "-j", jobs, "--store", "none", "a", "b"], tmp_path)
     if proc.returncode != 1 and b"ptrace" in proc.stderr:
         pytest.skip("ptrace is not permitted here")
     assert proc.returncode == 1, proc.stderr[-2000:]
-    renamed = [path for call, path in events if call == "rename"]
+    writers = {pid for pid, call, _path in events if call == "rename"}
+    assert (main_pid in writers) == (jobs == "1"), "--jobs 2 should write from worker processes only"
+    calls = [(call, path) for _pid, call, path in events]
+    renamed = [path for call, path in calls if call == "rename"]
     assert sorted(os.path.basename(p) for p in renamed) == ["m1.ipynb", "m2.ipynb", "n1.ipynb", "n2.ipynb", "n3.ipynb"]
     for target in renamed:
-        at = events.index(("rename", target))
-        synced = [p for call, p in events[:at] if call == "fsync" and os.path.basename(p).startswith(f".{os.path.basename(target)}.")]
+        at = calls.index(("rename", target))
+        synced = [p for call, p in calls[:at] if call == "fsync" and os.path.basename(p).startswith(f".{os.path.basename(target)}.")]
         assert synced, f"{target} renamed without an fsync of its content"
-    directory_syncs = [p for call, p in events if call == "fsync" and os.path.isdir(p)]
+    directory_syncs = [p for call, p in calls if call == "fsync" and os.path.isdir(p)]
     assert sorted(directory_syncs) == sorted({os.path.dirname(p) for p in renamed})
     for directory in directory_syncs:
-        last_rename = max(i for i, (call, p) in enumerate(events) if call == "rename" and os.path.dirname(p) == directory)
-        assert events.index(("fsync", directory)) > last_rename
+        last_rename = max(i for i, (call, p) in enumerate(calls) if call == "rename" and os.path.dirname(p) == directory)
+        assert calls.index(("fsync", directory)) > last_rename
