@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .allowlist import allowed_lines, is_placeholder
 from .config import Config
@@ -103,11 +103,45 @@ def _start_spans(occurrences: list[int], anchor: int) -> list[list[int]]:
     return spans
 
 
-def _keyword_automaton(keywords):
-    """An Aho-Corasick automaton over ``keywords`` (one pass finds every occurrence), or
-    ``None`` when pyahocorasick is not installed (the trie regex is used instead)."""
+#: Lone surrogates (text decoded with ``surrogateescape``) cannot be encoded as UTF-8.
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
+def _keyword_finder(keywords) -> "Callable[[str], dict[str, list[int]]] | None":
+    """A function giving ``{keyword: [start, ...]}`` for every occurrence of ``keywords`` in a
+    text, overlapping ones included; ``None`` when no Aho-Corasick library is installed (the
+    trie regex is used instead).
+
+    ahocorasick_rs (a DFA from the Rust aho-corasick crate) is preferred: measured on 450 kB
+    of stream output, ~3 ns per character against ~19 for pyahocorasick, whose trie walk
+    searches a node's children one by one, so each character that starts no keyword (digits,
+    spaces, punctuation) costs a scan of all the root's children.
+    """
     if not keywords:
         return None
+    keywords = list(keywords)
+    try:
+        import ahocorasick_rs
+    except ImportError:
+        ahocorasick_rs = None
+    if ahocorasick_rs is not None:
+        dfa = ahocorasick_rs.AhoCorasick(
+            keywords, matchkind=ahocorasick_rs.MatchKind.Standard, implementation=ahocorasick_rs.Implementation.DFA
+        )
+
+        def find_with_dfa(text: str) -> dict[str, list[int]]:
+            try:
+                found = dfa.find_matches_as_indexes(text, overlapping=True)
+            except UnicodeEncodeError:
+                # One U+FFFD per surrogate: no keyword holds either, so occurrences and
+                # offsets (in characters) are unchanged.
+                found = dfa.find_matches_as_indexes(_SURROGATE_RE.sub("\ufffd", text), overlapping=True)
+            hits: dict[str, list[int]] = {}
+            for index, start, _end in found:
+                hits.setdefault(keywords[index], []).append(start)
+            return hits
+
+        return find_with_dfa
     try:
         import ahocorasick
     except ImportError:
@@ -116,7 +150,14 @@ def _keyword_automaton(keywords):
     for kw in keywords:
         automaton.add_word(kw, kw)
     automaton.make_automaton()
-    return automaton
+
+    def find_with_trie(text: str) -> dict[str, list[int]]:
+        hits: dict[str, list[int]] = {}
+        for end, kw in automaton.iter(text):
+            hits.setdefault(kw, []).append(end - len(kw) + 1)
+        return hits
+
+    return find_with_trie
 
 
 def _whole_name(text: str, start: int, end: int, limit: int = 40) -> str:
@@ -168,16 +209,17 @@ class Scanner:
             else:
                 self._always.append(rule)
         self._by_keyword = by_keyword
-        # The prefilter is one pass of one regex over the lower-cased text: a trie of every
+        # The prefilter is one Aho-Corasick pass over the lower-cased text (_keyword_finder).
+        # Without an Aho-Corasick library it is one pass of one regex: a trie of every
         # keyword inside a lookahead, so each position yields the longest keyword starting
         # there (measured: about twice as fast as one ``in`` test per keyword on a typical
         # cell). Every shorter keyword that occurs is a substring of some hit, so the
         # substring closure below keeps the keyword set exact: a rule runs if and only if
         # one of its keywords occurs.
-        self._automaton = _keyword_automaton(by_keyword)
+        self._find_keywords = _keyword_finder(by_keyword)
         self._keyword_re = (
             re.compile("(?=(" + _trie_regex(by_keyword) + "))")
-            if by_keyword and self._automaton is None
+            if by_keyword and self._find_keywords is None
             else None
         )
         self._contained = {hit: tuple(kw for kw in by_keyword if kw in hit) for hit in by_keyword}
@@ -192,9 +234,8 @@ class Scanner:
         lowered = text.lower()
         exact = len(lowered) == len(text)
         hits: dict[str, list[int]] = {}
-        if self._automaton is not None:
-            for end, kw in self._automaton.iter(lowered):
-                hits.setdefault(kw, []).append(end - len(kw) + 1)
+        if self._find_keywords is not None:
+            hits = self._find_keywords(lowered)
         elif self._keyword_re is not None:
             for m in self._keyword_re.finditer(lowered):
                 for kw in self._contained[m.group(1)]:
