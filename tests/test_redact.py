@@ -429,6 +429,44 @@ def test_planned_scan_of_a_long_log_finds_what_a_whole_text_scan_finds(seed):
     assert "url-credentials" in {rule for rule, _s, _e in planned}
 
 
+def _scanners_per_backend(monkeypatch) -> dict[str, Scanner]:
+    """One scanner per keyword-prefilter backend: Rust DFA, pyahocorasick, trie regex."""
+    scanners = {"dfa": Scanner()}
+    assert scanners["dfa"]._find_keywords.__name__ == "find_with_dfa"
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "ahocorasick_rs", None)
+        scanners["trie"] = Scanner()
+        assert scanners["trie"]._find_keywords.__name__ == "find_with_trie"
+        m.setitem(sys.modules, "ahocorasick", None)
+        scanners["regex"] = Scanner()
+        assert scanners["regex"]._find_keywords is None
+    return scanners
+
+
+_KEYWORD_SOUP = ["sk", "sk-", "sk-proj-", "token", "Token=", "key", "KEY-", "secret_", "://", "ghp_", "pat",
+                 "é", "😀", "\ud800", "\udfff", " ", "\n", "x", "İ"]
+
+
+def test_every_keyword_backend_finds_the_same_occurrences(monkeypatch):
+    """Rust DFA, pyahocorasick and the regex fallback give the same keyword offsets, surrogates and non-ASCII included."""
+    scanners = _scanners_per_backend(monkeypatch)
+    rng = random.Random(11)
+    for _ in range(300):
+        text = "".join(rng.choice(_KEYWORD_SOUP) for _ in range(rng.randrange(0, 40)))
+        results = {name: {kw: sorted(v) for kw, v in sc._keyword_hits(text).items()} for name, sc in scanners.items()}
+        assert results["dfa"] == results["trie"] == results["regex"], repr(text)
+    surrogate = "x = 'sk-\udc80' ; token=\ud800 key"
+    assert set(scanners["dfa"]._keyword_hits(surrogate)) == {"sk", "token", "token=", "key"}
+
+
+def test_dfa_prefilter_masks_a_key_next_to_a_lone_surrogate():
+    """Text holding a lone surrogate is still scanned: the rule key beside it is masked, not withheld."""
+    k = fakekeys.openai_project_key()
+    out = Redactor().redact(f"\udcff bad byte, then {k}")
+    assert_no_key(k, out)
+    assert out == "\udcff bad byte, then [secret:OPENAI_API_KEY]"
+
+
 @settings(max_examples=200, deadline=None)
 @given(occurrences=st.lists(st.integers(min_value=0, max_value=300), max_size=30),
        anchor=st.integers(min_value=0, max_value=12))
