@@ -53,14 +53,6 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def tool_path(name: str) -> str | None:
-    """``name`` beside this interpreter (a virtualenv's ``bin``), else on ``PATH``."""
-    beside = Path(sys.executable).parent / name
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    return shutil.which(name)
-
-
 @dataclass
 class Run:
     """One timed command."""
@@ -84,7 +76,7 @@ def _timed(argv: list[str]) -> Run:
 
 def our_clean_argv(target: Path, jobs: int | None = None) -> tuple[list[str], str]:
     """``ipykeyguard clean --store none`` when the CLI has it, else the Python API in a subprocess."""
-    exe = tool_path("ipykeyguard")
+    exe = bench_scan.tool_path("ipykeyguard")
     if exe:
         proc = subprocess.run([exe, "clean", "--help"], capture_output=True, text=True)
         if proc.returncode == 0 and "--store" in proc.stdout:
@@ -155,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"measuring: {label}; {args.reps} round(s) on fresh copies; os.cpu_count() = {os.cpu_count()}")
     peers = {}
     if not args.no_peers:
-        for name, exe in (("nbstripout", tool_path("nbstripout")), ("nb-clean clean", tool_path("nb-clean"))):
+        for name, exe in (("nbstripout", bench_scan.tool_path("nbstripout")), ("nb-clean clean", bench_scan.tool_path("nb-clean"))):
             if exe:
                 peers[name] = exe
             else:

