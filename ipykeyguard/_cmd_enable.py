@@ -8,6 +8,8 @@ exactly that block, leaving the rest of the user's configuration byte for byte a
     # >>> ipykeyguard >>>
     ...
     c.InteractiveShellApp.extensions.append("ipykeyguard")
+    (and "ipykeyguard" added to c.IPKernelApp.extensions / c.TerminalIPythonApp.extensions
+     when the file assigned a list to them, see below)
     # <<< ipykeyguard <<<
 
 Where:
@@ -26,19 +28,34 @@ real value when the application loads its config, so it adds to whatever other f
 never replaces it. An *assignment* later in the same file (or in a file read after ours)
 replaces the list, which is why the block goes at the end of each file. Loading the extension
 twice (both files contribute an append in a kernel) is harmless: IPython loads it once.
+
+A user config may also set ``c.IPKernelApp.extensions = [...]`` (or
+``c.TerminalIPythonApp.extensions``): traitlets gives the more specific class's section
+precedence, so kernels would ignore ``InteractiveShellApp.extensions`` and never load the guard
+(measured). When the file assigned such a list before our block, the block appends
+``"ipykeyguard"`` to that plain list as well. It never adds a *lazy* ``append`` to those
+sections: with lazy values for ``extensions`` in two sections of one application's class
+hierarchy, traitlets 5.16 merges them into one shared list that doubles on every configurable
+created, and the kernel hangs at start (measured). For the same reason a user config that itself
+does ``c.IPKernelApp.extensions.append(...)`` conflicts with our block: ``enable`` warns about
+it and says what to write instead. With ``--sys-prefix``, an ``extensions`` assignment in the
+user's own profile (read after the environment's file) would drop the guard, so ``enable`` warns
+about that too.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
 
 from .cli import EXIT_OK, CLIError
 
-__all__ = ["BEGIN_MARKER", "END_MARKER", "config_block", "add_block", "remove_block", "target_files", "run"]
+__all__ = ["BEGIN_MARKER", "END_MARKER", "config_block", "config_conflicts", "add_block", "remove_block",
+           "target_files", "run"]
 
 BEGIN_MARKER = "# >>> ipykeyguard >>>"
 END_MARKER = "# <<< ipykeyguard <<<"
@@ -50,9 +67,56 @@ def config_block() -> str:
         f"{BEGIN_MARKER}\n"
         "# Added by `ipykeyguard enable`: load the ipykeyguard key guard in every IPython kernel\n"
         "# and terminal. `ipykeyguard disable` removes this block (and only this block).\n"
-        "get_config().InteractiveShellApp.extensions.append(\"ipykeyguard\")  # noqa: F821\n"
+        "_ipykeyguard_config = get_config()  # noqa: F821\n"
+        "_ipykeyguard_config.InteractiveShellApp.extensions.append(\"ipykeyguard\")\n"
+        "# An assignment `c.IPKernelApp.extensions = [...]` above would override that line in kernels.\n"
+        "for _ipykeyguard_app in (\"IPKernelApp\", \"TerminalIPythonApp\"):\n"
+        "    _ipykeyguard_list = (_ipykeyguard_config[_ipykeyguard_app].get(\"extensions\")\n"
+        "                         if _ipykeyguard_app in _ipykeyguard_config else None)\n"
+        "    if isinstance(_ipykeyguard_list, list) and \"ipykeyguard\" not in _ipykeyguard_list:\n"
+        "        _ipykeyguard_list.append(\"ipykeyguard\")\n"
         f"{END_MARKER}\n"
     )
+
+
+#: A lazy list operation on an application's own ``extensions`` (see the module docstring).
+_LAZY_APP_EXTENSIONS_RE = re.compile(
+    r"^[^#\n]*\b(IPKernelApp|TerminalIPythonApp)\.extensions\s*(?:\.\s*(?:append|extend|insert|prepend|add)\b|\+=)",
+    re.MULTILINE,
+)
+#: Any assignment to an ``extensions`` list (for ``--sys-prefix``: the user's profile wins).
+_ASSIGNED_EXTENSIONS_RE = re.compile(
+    r"^[^#\n]*\b(InteractiveShellApp|IPKernelApp|TerminalIPythonApp)\.extensions\s*=(?!=)", re.MULTILINE
+)
+
+
+def config_conflicts(text: str, *, later_file: bool = False) -> list[str]:
+    """Warnings about settings in a config file that would keep the guard from loading.
+
+    Args:
+        text: The file's text; our own block, if present, is ignored.
+        later_file: The file is read after ours (the user's profile, for ``--sys-prefix``), so
+            any assignment to an ``extensions`` list replaces ours.
+
+    Returns:
+        One human line per conflict (empty when there is none).
+    """
+    span = _block_span(text, "config")
+    if span is not None:
+        text = text[:span[0]] + text[span[1]:]
+    warnings = [
+        f"it changes c.{m.group(1)}.extensions with a list method; with ipykeyguard's block "
+        f"traitlets then hangs IPython at start: assign a list instead "
+        f"(c.{m.group(1)}.extensions = [...]), which the block extends"
+        for m in _LAZY_APP_EXTENSIONS_RE.finditer(text)
+    ]
+    if later_file:
+        warnings += [
+            f"it assigns c.{m.group(1)}.extensions, which replaces the environment's setting: "
+            f"add \"ipykeyguard\" to that list (or run `ipykeyguard enable` without --sys-prefix)"
+            for m in _ASSIGNED_EXTENSIONS_RE.finditer(text)
+        ]
+    return list(dict.fromkeys(warnings))
 
 
 def _block_span(text: str, where: str) -> tuple[int, int] | None:
@@ -155,6 +219,9 @@ def run(args: argparse.Namespace) -> int:
     for path in target_files(args):
         old = _read(path)
         if enabling:
+            for warning in config_conflicts(old or ""):
+                print(f"ipykeyguard: warning: {path}: {warning}", file=sys.stderr)
+        if enabling:
             new = add_block(old or "", str(path))
         else:
             if old is None:
@@ -173,6 +240,11 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise CLIError(f"{path}: cannot write: {exc}") from None
         print(f"ipykeyguard: {'enabled' if enabling else 'disabled'} in {path}")
+    if enabling and args.sys_prefix:
+        profile = _ipython_dir(args.ipython_dir) / "profile_default"
+        for path in (profile / "ipython_config.py", profile / "ipython_kernel_config.py"):
+            for warning in config_conflicts(_read(path) or "", later_file=True):
+                print(f"ipykeyguard: warning: {path}: {warning}", file=sys.stderr)
     if enabling:
         print("ipykeyguard: new IPython kernels and terminals load the guard; restart running kernels.")
     return EXIT_OK

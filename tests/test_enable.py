@@ -123,3 +123,60 @@ def test_sys_prefix_enables_every_ipython_of_the_environment(tmp_path):
     assert "GUARD True" in out.stdout, out.stderr[-2000:]
     assert cli("disable", "--sys-prefix", python=python).returncode == 0
     assert not config.exists()
+
+
+@pytest.mark.kernel
+def test_enable_extends_an_assigned_ipkernelapp_extensions_list(kernel, ipython_dir):
+    """A user config that assigns c.IPKernelApp.extensions (which kernels prefer over
+    InteractiveShellApp.extensions) still gets the guard, and the user's extension still loads."""
+    (ipython_dir / "profile_default" / "ipython_config.py").write_text(
+        "c = get_config()\nc.IPKernelApp.extensions = ['autoreload']\n")
+    result = cli("enable", env={"IPYTHONDIR": str(ipython_dir)})
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+    k = kernel()
+    loaded = k.value("sorted(get_ipython().extension_manager.loaded)")
+    assert "ipykeyguard" in loaded and "IPython.extensions.autoreload" in loaded
+    key = openai_project_key()
+    assert "ipykeyguard: moved 1 key (OPENAI_API_KEY)" in k.ok(f'token = "{key}"').stdout
+
+
+def test_enable_extends_an_assigned_terminal_extensions_list(tmp_path):
+    """The same for c.TerminalIPythonApp.extensions in terminal IPython."""
+    ipython_dir = tmp_path / "ipython"
+    (ipython_dir / "profile_default").mkdir(parents=True)
+    (ipython_dir / "profile_default" / "ipython_config.py").write_text(
+        "c = get_config()\nc.TerminalIPythonApp.extensions = ['autoreload']\n")
+    env = {"IPYTHONDIR": str(ipython_dir)}
+    assert cli("enable", env=env).returncode == 0
+    code = "print('LOADED', sorted(get_ipython().extension_manager.loaded))"
+    out = subprocess.run(["ipython", "--simple-prompt", "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, env={**os.environ, **env}, timeout=120)
+    assert "'ipykeyguard'" in out.stdout and "autoreload" in out.stdout, out.stderr[-2000:]
+
+
+def test_enable_warns_about_a_lazy_app_extensions_change(tmp_path):
+    """A config that appends to c.IPKernelApp.extensions (which, with our block, makes traitlets
+    hang the kernel at start) gets a warning saying to assign a list instead."""
+    ipython_dir = tmp_path / "ipython"
+    kernel_file = ipython_dir / "profile_default" / "ipython_kernel_config.py"
+    kernel_file.parent.mkdir(parents=True)
+    kernel_file.write_text("c = get_config()\nc.IPKernelApp.extensions.append('autoreload')\n")
+    result = cli("enable", "--ipython-dir", str(ipython_dir))
+    assert result.returncode == 0
+    assert "warning" in result.stderr and "c.IPKernelApp.extensions = [...]" in result.stderr
+    assert str(kernel_file) in result.stderr
+
+
+def test_sys_prefix_warns_about_an_assignment_in_the_user_profile(tmp_path):
+    """With --sys-prefix, an extensions assignment in the user's profile (read later, so it wins)
+    is reported."""
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    python = str(env_dir / "bin" / "python")
+    ipython_dir = tmp_path / "ipython"
+    (ipython_dir / "profile_default").mkdir(parents=True)
+    (ipython_dir / "profile_default" / "ipython_config.py").write_text(
+        "c = get_config()\nc.InteractiveShellApp.extensions = ['autoreload']\n")
+    result = cli("enable", "--sys-prefix", "--ipython-dir", str(ipython_dir), python=python)
+    assert result.returncode == 0 and "InteractiveShellApp.extensions" in result.stderr, result.stderr
+    assert cli("disable", "--sys-prefix", python=python).returncode == 0
