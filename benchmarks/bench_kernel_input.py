@@ -4,7 +4,9 @@ Two real kernels (tests/kernelharness.py) run the same cells, interleaved so tha
 hits both alike: a trivial cell (``x = 1``) and a 200-line cell of ordinary code without keys.
 The figures are ratios of round trips (execute_request to idle + reply), guarded over plain,
 of the medians and of the fastest runs (the minimum is the steadier figure on a shared, loaded
-machine); the target is under 1.05.
+machine); the target is under 1.05. A third kernel has the guard loaded with its output guard
+(the Session.send wrapper of ``ipykeyguard._output_guard``) undone, so the input guard's own share
+of the overhead shows separately (``input`` columns).
 
     python benchmarks/bench_kernel_input.py [--runs 40]
 """
@@ -40,26 +42,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=40, help="round trips per cell and kernel")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        plain_dir, guarded_dir = Path(tmp, "plain"), Path(tmp, "guarded")
-        plain_dir.mkdir()
-        guarded_dir.mkdir()
-        with RealKernel(plain_dir) as plain, RealKernel(guarded_dir) as guarded:
+        dirs = {name: Path(tmp, name) for name in ("plain", "guarded", "input")}
+        for directory in dirs.values():
+            directory.mkdir()
+        with RealKernel(dirs["plain"]) as plain, RealKernel(dirs["guarded"]) as guarded, \
+                RealKernel(dirs["input"]) as input_only:
             guarded.ok("%load_ext ipykeyguard")
-            print(f"{'cell':<11}{'plain ms':>10}{'guarded ms':>12}{'ratio':>7}"
-                  f"{'plain min':>11}{'guarded min':>13}{'ratio':>7}")
+            input_only.ok("%load_ext ipykeyguard")
+            input_only.ok("_kg = get_ipython()._ipykeyguard_state\n"
+                          "[undo() for what, undo in _kg._undo if what == 'output guard']")
+            kernels = {"plain": plain, "guarded": guarded, "input": input_only}
+            print(f"{'cell':<11}{'plain ms':>10}{'guarded ms':>12}{'ratio':>7}{'input ratio':>13}"
+                  f"{'plain min':>11}{'guarded min':>13}{'ratio':>7}{'input ratio':>13}")
             for label, code in (("trivial", TRIVIAL), ("200 lines", LONG)):
-                for k in (plain, guarded):  # warm up: imports, caches, first compile
+                for k in kernels.values():  # warm up: imports, caches, first compile
                     for _ in range(3):
                         round_trip(k, code)
-                times: dict[str, list[float]] = {"plain": [], "guarded": []}
+                times: dict[str, list[float]] = {name: [] for name in kernels}
                 for i in range(args.runs):
-                    order = (("plain", plain), ("guarded", guarded))
+                    order = list(kernels.items())
                     for name, k in order if i % 2 == 0 else reversed(order):
                         times[name].append(round_trip(k, code))
-                p, g = statistics.median(times["plain"]), statistics.median(times["guarded"])
-                pm, gm = min(times["plain"]), min(times["guarded"])
-                print(f"{label:<11}{p * 1000:>10.2f}{g * 1000:>12.2f}{g / p:>7.3f}"
-                      f"{pm * 1000:>11.2f}{gm * 1000:>13.2f}{gm / pm:>7.3f}")
+                med = {name: statistics.median(t) for name, t in times.items()}
+                low = {name: min(t) for name, t in times.items()}
+                print(f"{label:<11}{med['plain'] * 1000:>10.2f}{med['guarded'] * 1000:>12.2f}"
+                      f"{med['guarded'] / med['plain']:>7.3f}{med['input'] / med['plain']:>13.3f}"
+                      f"{low['plain'] * 1000:>11.2f}{low['guarded'] * 1000:>13.2f}"
+                      f"{low['guarded'] / low['plain']:>7.3f}{low['input'] / low['plain']:>13.3f}")
     return 0
 
 
