@@ -8,8 +8,10 @@ the fastest rounds are printed. Target: under 1.15, and no growth from 1 to 200 
 
 The round trip includes the client decoding every message and whatever else runs on the
 machine, so the kernel's own CPU time per cell (``time.process_time()`` in the kernel, all its
-threads: the shell thread printing and the IOPub thread where the guard redacts) is reported too;
-it is the steadier figure on a shared machine.
+threads: the shell thread printing and the IOPub thread where the guard redacts) is reported too.
+Two kernel processes can differ by ~10% on the same cell, so each guarded kernel also runs the
+cell with its guard uninstalled every round: the "same kernel" ratios compare one process with
+itself and are the steadiest figures on a shared machine.
 
 ``--pieces`` instead times the guard's parts in this process over the 5 MB print's text cut into
 ~450 kB stream chunks (what the kernel's IOPub thread sends every 0.2 s while that cell runs).
@@ -34,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import fakekeys  # noqa: E402
-from kernelharness import RealKernel  # noqa: E402
+from kernelharness import Execution, RealKernel  # noqa: E402
 
 INSTALL = """\
 import json
@@ -44,6 +46,13 @@ _kg_redactor = Redactor()
 for _i, _v in enumerate(json.load(open({path!r}))):
     _kg_redactor.add_known(f"BENCH_{{_i}}_TOKEN", _v)
 _kg_uninstall = install_output_guard(get_ipython(), _kg_redactor)
+def _kg_guard(on):
+    global _kg_uninstall
+    if _kg_uninstall is not None:
+        _kg_uninstall()
+        _kg_uninstall = None
+    if on:
+        _kg_uninstall = install_output_guard(get_ipython(), _kg_redactor)
 """
 
 # A training log as transformers/wandb print it: its words hit the rules' keywords (``task``,
@@ -184,18 +193,25 @@ def main(argv: list[str] | None = None) -> int:
         for cell_name, code in CELLS.items():  # one warm-up run each (imports, pandas)
             for k in kernels.values():
                 k.ok(code)
+        def timed(cell_name: str, label: str, k: RealKernel, code: str) -> Execution:
+            cpu_before = k.value("__import__('time').process_time()")
+            start = time.perf_counter()
+            ex = k.ok(code)
+            times.setdefault((cell_name, label), []).append(time.perf_counter() - start)
+            # Asked after idle: by then the IOPub thread has redacted and sent everything.
+            cpu.setdefault((cell_name, label), []).append(k.value("__import__('time').process_time()") - cpu_before)
+            return ex
+
         for _ in range(args.rounds):
             for cell_name, code in CELLS.items():
                 for label, k in kernels.items():
-                    cpu_before = k.value("__import__('time').process_time()")
-                    start = time.perf_counter()
-                    ex = k.ok(code)
-                    times.setdefault((cell_name, label), []).append(time.perf_counter() - start)
-                    # Asked after idle: by then the IOPub thread has redacted and sent everything.
-                    cpu.setdefault((cell_name, label), []).append(
-                        k.value("__import__('time').process_time()") - cpu_before)
+                    ex = timed(cell_name, label, k, code)
                     if label == "no guard":
                         sizes[cell_name] = len(ex.wire_text())
+                    else:  # the same process with its guard off, then on again
+                        k.ok("_kg_guard(False)")
+                        timed(cell_name, label + " off", k, code)
+                        k.ok("_kg_guard(True)")
     finally:
         for k in kernels.values():
             k.stop()
@@ -211,8 +227,13 @@ def main(argv: list[str] | None = None) -> int:
             med = statistics.median(times[(cell_name, label)])
             fastest = min(times[(cell_name, label)])
             med_cpu = statistics.median(cpu[(cell_name, label)])
-            print(f"    {label:17s} {med:.3f}s ({med / base:.2f}x)  fastest {fastest / base_min:.2f}x"
-                  f"  kernel CPU {med_cpu:.3f}s ({med_cpu / base_cpu:.2f}x)")
+            line = (f"    {label:17s} {med:.3f}s ({med / base:.2f}x)  fastest {fastest / base_min:.2f}x"
+                    f"  kernel CPU {med_cpu:.3f}s ({med_cpu / base_cpu:.2f}x)")
+            if label != "no guard":
+                off = statistics.median(times[(cell_name, label + " off")])
+                off_cpu = statistics.median(cpu[(cell_name, label + " off")])
+                line += f"  | same kernel, guard off {off:.3f}s: {med / off:.2f}x, CPU {med_cpu / off_cpu:.2f}x"
+            print(line)
     return 0
 
 
