@@ -348,15 +348,23 @@ class _Cleaner:
         self.threshold = _threshold(args, config)
         self.write = not (args.dry_run or args.check)
         self._keyring: "SecretStore | None" = None
+        self._dotenv: dict[str, "SecretStore"] = {}
 
     def store_for(self, directory: str) -> "SecretStore":
-        from .store import open_store
+        from .store import DotenvStore, open_store
 
         kind = self.args.store
         if kind == "keyring":
             if self._keyring is None:
                 self._keyring = open_store("keyring")
             return self._keyring
+        if kind == "dotenv":
+            # One store object per directory for the whole run: it keeps the parsed .env
+            # (checked against the file's text at each use) and asks git about the file once.
+            store = self._dotenv.get(directory)
+            if store is None:
+                store = self._dotenv[directory] = DotenvStore(Path(directory) / ".env", git_check_once=True)
+            return store
         return open_store(kind, directory=directory)
 
     def clean_loaded(self, path: str, raw: bytes, notebook: dict | None, text: str | None, store_dir: str):

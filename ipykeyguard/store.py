@@ -274,9 +274,22 @@ class DotenvStore:
 
     kind = "dotenv"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, git_check_once: bool = False) -> None:
+        """Args:
+            path: The ``.env`` file (it need not exist yet).
+            git_check_once: Ask git whether the file is tracked or ignored only at this object's
+                first write, not at every write: for one command run over many notebooks of a
+                directory (three git processes per notebook otherwise), not for a store that
+                lives as long as a kernel, where the user may ``git add`` the file meanwhile.
+        """
         self.path = Path(os.path.abspath(path))
         self.description = f".env ({self.path})"
+        self._git_check_once = git_check_once
+        self._git_checked: Path | None = None
+        # The text last read or written by this object and its parsed bindings. Re-parsing a
+        # growing .env for every notebook of a directory made cleaning many notebooks
+        # quadratic; a cached parse is used only for exactly the text it was made from.
+        self._parsed: tuple[str, list] | None = None
 
     # reading
     def _read_text(self) -> str:
@@ -291,14 +304,24 @@ class DotenvStore:
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot read: {exc.strerror or type(exc).__name__}") from None
 
-    def items(self) -> dict[str, str]:
-        """Every binding of the file, read with python-dotenv without interpolation."""
-        from dotenv import dotenv_values
+    def _bindings(self, text: str) -> list:
+        """python-dotenv's bindings of ``text`` (warning about invalid lines as it does)."""
+        if self._parsed is not None and self._parsed[0] == text:
+            return self._parsed[1]
+        bindings = _parse_dotenv(text)
+        self._parsed = (text, bindings)
+        return bindings
 
+    def items(self) -> dict[str, str]:
+        """Every binding of the file, read as python-dotenv's ``dotenv_values(interpolate=False)``
+        reads it (a later binding of a name wins; a name without ``=`` has no value)."""
         text = self._read_text()
         if not text:
             return {}
-        values = dotenv_values(stream=io.StringIO(text), interpolate=False)
+        values: dict[str, str | None] = {}
+        for binding in self._bindings(text):
+            if binding.key is not None:
+                values[binding.key] = binding.value
         return {k: v for k, v in values.items() if v is not None}
 
     def get(self, name: str) -> str | None:
@@ -319,7 +342,9 @@ class DotenvStore:
         with _lock_for(target):
             if not target.parent.is_dir():
                 raise StoreError(f"{self.path}: the directory does not exist")
-            _ensure_git_ignored(target)
+            if not (self._git_check_once and self._git_checked == target):
+                _ensure_git_ignored(target)
+                self._git_checked = target
             self._rewrite(target, lambda lines: _set_lines(lines, values))
 
     def delete(self, name: str) -> None:
@@ -335,21 +360,48 @@ class DotenvStore:
             self._rewrite(target, lambda lines: _drop_lines(lines, name))
 
     def _rewrite(self, target: Path, edit) -> None:
-        from dotenv.parser import parse_stream
-
         old = self._read_text()
-        bindings = list(parse_stream(io.StringIO(old)))
+        bindings = self._bindings(old)
         new = edit(bindings)
         if new == old and target.exists():
             _tighten_mode(target)
             return
+        self._parsed = None
         try:
             atomic_write_bytes(target, new.encode("utf-8"), mode=0o600)
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot write: {exc.strerror or type(exc).__name__}") from None
+        appended = _appended_bindings(old, bindings, new)
+        if appended is not None:
+            self._parsed = (new, appended)
 
     def __repr__(self) -> str:
         return f"DotenvStore({str(self.path)!r})"
+
+
+def _parse_dotenv(text: str) -> list:
+    from dotenv.main import with_warn_for_invalid_lines
+    from dotenv.parser import parse_stream
+
+    return list(with_warn_for_invalid_lines(parse_stream(io.StringIO(text))))
+
+
+def _appended_bindings(old: str, old_bindings: list, new: str) -> list | None:
+    """The bindings of ``new`` without parsing it whole, when ``new`` is ``old`` plus lines.
+
+    python-dotenv parses a binding at a time, each ending at the end of its line, so when
+    ``old`` parsed without an invalid statement and ends with a newline, the parse of
+    ``old + more`` is the parse of ``old`` followed by that of ``more``. (An invalid statement
+    could be an unclosed quote that a later line would close; then nothing is assumed.)
+    Blank lines at the end of ``old`` stay a binding of their own here, where a whole parse
+    would count them as the start of the next binding: the keys, values and text are the same.
+
+    Returns:
+        The bindings, or ``None`` when ``new`` must be parsed whole.
+    """
+    if not new.startswith(old) or (old and not old.endswith("\n")) or any(b.error for b in old_bindings):
+        return None
+    return old_bindings + _parse_dotenv(new[len(old):])
 
 
 def _tighten_mode(path: Path) -> None:

@@ -293,3 +293,59 @@ def test_keyring_put_rolls_back_when_one_value_fails(tmp_path):
         assert store.items() == {}
     finally:
         keyring.set_keyring(previous)
+
+
+# -- one store object over many writes (clean of a many-notebook directory) ---------------------
+
+_dotenv_names = st.sampled_from(["A", "B", "TOKEN", "TOKEN_2", "OPENAI_API_KEY", "X_1"])
+_dotenv_values = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=20)
+_dotenv_starts = st.sampled_from([
+    "", "# a comment\n", "A=1\n", "A=1", "\n\n", "export B='x'\n\n", 'BROKEN="unclosed\n', "C\nD=2\n",
+])
+
+
+@settings(max_examples=150, deadline=None)
+@given(start=_dotenv_starts, puts=st.lists(st.dictionaries(_dotenv_names, _dotenv_values, min_size=1, max_size=3), max_size=6))
+def test_one_store_object_writes_and_reads_as_a_fresh_one_each_time(tmp_path_factory, start, puts):
+    """A store reused for many puts (its parse cached) writes the same bytes and reads the same values as a new store per put."""
+    folder = tmp_path_factory.mktemp("env")
+    reused_path, fresh_path = folder / "reused.env", folder / "fresh.env"
+    reused_path.write_text(start)
+    fresh_path.write_text(start)
+    reused = DotenvStore(reused_path)
+    for values in puts:
+        try:
+            reused.put(values)
+        except StoreError:
+            with pytest.raises(StoreError):
+                DotenvStore(fresh_path).put(values)
+            continue
+        DotenvStore(fresh_path).put(values)
+        assert reused_path.read_bytes() == fresh_path.read_bytes()
+        expected = {k: v for k, v in dotenv_values(fresh_path, interpolate=False).items() if v is not None}
+        assert reused.items() == expected
+        assert DotenvStore(fresh_path).items() == expected
+
+
+def test_a_cached_parse_is_not_used_once_the_file_changed(tmp_path):
+    """Another writer's change to the .env is seen by a store object that read the file before."""
+    path = tmp_path / ".env"
+    store = DotenvStore(path)
+    store.put({"A": "one"})
+    assert store.items() == {"A": "one"}
+    path.write_text("A='two'\nB=three\n")
+    assert store.items() == {"A": "two", "B": "three"}
+    store.put({"C": "four"})
+    assert dotenv_values(path, interpolate=False) == {"A": "two", "B": "three", "C": "four"}
+
+
+def test_git_is_asked_at_every_write_unless_once_is_asked_for(repo):
+    """A long-lived store refuses a .env that git started tracking after its first write; a per-run store asks once."""
+    every, once = DotenvStore(repo / ".env"), DotenvStore(repo / ".env", git_check_once=True)
+    every.put({"A": "1"})
+    once.put({"B": "2"})
+    git(repo, "add", "-f", ".env")
+    with pytest.raises(StoreError, match="git tracks this file"):
+        every.put({"C": "3"})
+    once.put({"D": "4"})  # asked git at its first write, as documented
+    assert "D" in dotenv_values(repo / ".env")
