@@ -11,7 +11,10 @@ machine, so the kernel's own CPU time per cell (``time.process_time()`` in the k
 threads: the shell thread printing and the IOPub thread where the guard redacts) is reported too.
 Two kernel processes can differ by ~10% on the same cell, so each guarded kernel also runs the
 cell with its guard uninstalled every round: the "same kernel" ratios compare one process with
-itself and are the steadiest figures on a shared machine.
+itself. On a machine shared with other work even those swing by 20%, so the guard's own CPU
+(thread time inside the redactor, summed over the threads that call it) is reported last, as
+a share of the same kernel's CPU for the cell without the guard: 1 + that share is the ratio
+the guard's work alone accounts for.
 
 ``--pieces`` instead times the guard's parts in this process over the 5 MB print's text cut into
 ~450 kB stream chunks (what the kernel's IOPub thread sends every 0.2 s while that cell runs).
@@ -46,6 +49,19 @@ _kg_redactor = Redactor()
 for _i, _v in enumerate(json.load(open({path!r}))):
     _kg_redactor.add_known(f"BENCH_{{_i}}_TOKEN", _v)
 _kg_uninstall = install_output_guard(get_ipython(), _kg_redactor)
+# The CPU the redactor spends, on whichever thread (mostly IOPub): the guard's own cost.
+import time as _kg_time
+_kg_cost = [0.0]
+def _kg_timed(method):
+    def timed(*args, **kwargs):
+        start = _kg_time.thread_time()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _kg_cost[0] += _kg_time.thread_time() - start
+    return timed
+_kg_redactor.redact = _kg_timed(_kg_redactor.redact)
+_kg_redactor.holdback_length = _kg_timed(_kg_redactor.holdback_length)
 def _kg_guard(on):
     global _kg_uninstall
     if _kg_uninstall is not None:
@@ -117,6 +133,35 @@ def pieces(chunk_count: int = 10) -> None:
         chunks = ["".join(lines[i : i + step]) for i in range(0, len(lines), step)]
         print(f"{label}:")
         _time_pieces(chunks)
+    _time_html_table()
+
+
+def _time_html_table() -> None:
+    """Time the redaction of the HTML table cell's display_data bundle, beside pandas building it."""
+    import numpy as np
+    import pandas as pd
+
+    from ipykeyguard.redact import Redactor
+
+    pd.set_option("display.max_rows", 30000)
+    df = pd.DataFrame(np.random.default_rng(1).random((20000, 6)), columns=list("abcdef"))
+    df["name"] = [f"item_{i}" for i in range(20000)]
+    start = time.perf_counter()
+    bundle = {"text/html": df._repr_html_(), "text/plain": repr(df)}
+    build_ms = (time.perf_counter() - start) * 1e3
+    print(f"HTML table ({sum(map(len, bundle.values())) / 1e6:.1f} MB bundle; pandas builds it in {build_ms:.0f} ms):")
+    values = bench_values()
+    for count in (1, 200):
+        redactor = Redactor()
+        for i, value in enumerate(values[:count]):
+            redactor.add_known(f"BENCH_{i}_TOKEN", value)
+        redactor.redact("warm-up")
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            redactor.redact_tree(bundle)
+            times.append(time.perf_counter() - start)
+        print(f"    {count:3d} known: redact_tree of the bundle {min(times) * 1e3:.1f} ms")
 
 
 def _time_pieces(chunks: list[str]) -> None:
@@ -193,13 +238,19 @@ def main(argv: list[str] | None = None) -> int:
         for cell_name, code in CELLS.items():  # one warm-up run each (imports, pandas)
             for k in kernels.values():
                 k.ok(code)
+        guard_cpu: dict[tuple[str, str], list[float]] = {}
+
         def timed(cell_name: str, label: str, k: RealKernel, code: str) -> Execution:
+            guarded = label.startswith("guard") and not label.endswith(" off")
             cpu_before = k.value("__import__('time').process_time()")
+            cost_before = k.value("_kg_cost[0]") if guarded else 0.0
             start = time.perf_counter()
             ex = k.ok(code)
             times.setdefault((cell_name, label), []).append(time.perf_counter() - start)
             # Asked after idle: by then the IOPub thread has redacted and sent everything.
             cpu.setdefault((cell_name, label), []).append(k.value("__import__('time').process_time()") - cpu_before)
+            if guarded:
+                guard_cpu.setdefault((cell_name, label), []).append(k.value("_kg_cost[0]") - cost_before)
             return ex
 
         for _ in range(args.rounds):
@@ -232,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
             if label != "no guard":
                 off = statistics.median(times[(cell_name, label + " off")])
                 off_cpu = statistics.median(cpu[(cell_name, label + " off")])
-                line += f"  | same kernel, guard off {off:.3f}s: {med / off:.2f}x, CPU {med_cpu / off_cpu:.2f}x"
+                own = statistics.median(guard_cpu[(cell_name, label)])
+                line += (f"  | same kernel, guard off {off:.3f}s: {med / off:.2f}x, CPU {med_cpu / off_cpu:.2f}x"
+                         f"  | guard's own CPU {own:.3f}s = {own / off_cpu:.0%} of the cell's")
             print(line)
     return 0
 
