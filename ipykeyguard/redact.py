@@ -54,18 +54,23 @@ _PREFIX_PROBE = 12
 
 #: Up to this many known values, each is looked for with ``value in text`` (a fast substring
 #: search, ~0.04 ms per value on 450 kB); above it, one Aho-Corasick pass finds them all
-#: (~1.5 ms on 450 kB whatever the count). Measured on the 5 MB print benchmark's stream chunks.
+#: (~0.7 ms on 450 kB with ahocorasick_rs, ~1.5 ms with pyahocorasick, whatever the count).
+#: Measured on the 5 MB print benchmark's stream chunks.
 _FEW_VALUES = 16
+
+#: Lone surrogates (text decoded with ``surrogateescape``) cannot be encoded as UTF-8.
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 class _KnownIndex:
     """An immutable snapshot of the known values, built once per change and shared by threads.
 
     Attributes:
-        automaton: An Aho-Corasick automaton over the values when there are more than
-            ``_FEW_VALUES`` of them (and pyahocorasick is installed), else ``None``.
+        finder: When there are more than ``_FEW_VALUES`` values (and an Aho-Corasick library
+            is installed), a function giving the ``(start, end)`` spans of the values in a
+            text, or ``None`` for a text it cannot search; else ``None``.
         pattern: One regex matching every value, longest first at a given position; ``None``
-            when there are no values or the automaton does the matching.
+            when there are no values, or until the finder meets a text it cannot search.
         masks: Value -> mask.
         longest: Length of the longest value (0 when empty).
         prefix_chars: Every character of every value but its last (what a held tail can hold).
@@ -74,15 +79,15 @@ class _KnownIndex:
             those values (to check longer tails).
     """
 
-    __slots__ = ("pattern", "automaton", "masks", "longest", "prefix_chars", "short_prefixes", "by_probe")
+    __slots__ = ("pattern", "finder", "masks", "longest", "prefix_chars", "short_prefixes", "by_probe")
 
     def __init__(self, masks: dict[str, str]) -> None:
         self.masks = masks
         self.longest = max((len(v) for v in masks), default=0)
-        # Many values: one automaton finds them all. Few values (or no pyahocorasick): the trie
-        # regex substitutes, after a cheap ``in`` test per value says some value occurs.
-        self.automaton = _values_automaton(list(masks)) if len(masks) > _FEW_VALUES else None
-        self.pattern = _compile_alternation(list(masks)) if masks and self.automaton is None else None
+        # Many values: one automaton finds them all. Few values (or no Aho-Corasick library):
+        # the trie regex substitutes, after a cheap ``in`` test per value says some value occurs.
+        self.finder = _values_finder(list(masks)) if len(masks) > _FEW_VALUES else None
+        self.pattern = _compile_alternation(list(masks)) if masks and self.finder is None else None
         self.prefix_chars = frozenset(ch for value in masks for ch in value[:-1])
         self.short_prefixes: frozenset[str] = frozenset(
             value[:cut] for value in masks for cut in range(1, min(len(value), _PREFIX_PROBE + 1)) if cut < len(value)
@@ -102,12 +107,18 @@ class _KnownIndex:
         masks = self.masks
         if not masks:
             return text
-        if self.automaton is not None:
-            return _replace_hits(text, self.automaton.iter(text), masks)
-        if len(masks) <= _FEW_VALUES and not any(value in text for value in masks):
+        if self.finder is not None:
+            spans = self.finder(text)
+            if spans is not None:
+                return _replace_spans(text, spans, masks)
+        elif len(masks) <= _FEW_VALUES and not any(value in text for value in masks):
             return text  # the common case: one substring search per value, no regex pass
         pattern = self.pattern
-        if pattern is None or pattern.search(text) is None:
+        if pattern is None:
+            # A text the finder cannot search: compiled once, on first need. Two threads may
+            # both compile it; either result is the same pattern.
+            pattern = self.pattern = _compile_alternation(list(masks))
+        if pattern.search(text) is None:
             return text
         return pattern.sub(lambda m: masks[m.group()], text)
 
@@ -139,9 +150,32 @@ class _KnownIndex:
         return 0
 
 
-def _values_automaton(values: list[str]) -> Any:
-    """An Aho-Corasick automaton over ``values`` (each stored as its own payload), or ``None``
-    when pyahocorasick is not installed (the trie regex then does the matching)."""
+def _values_finder(values: list[str]) -> Callable[[str], list[tuple[int, int]] | None] | None:
+    """A function giving the ``(start, end)`` spans of ``values`` in a text (in any order,
+    possibly overlapping), or ``None`` when no Aho-Corasick library is installed.
+
+    ahocorasick_rs (a Rust DFA, leftmost-longest) is preferred; pyahocorasick (every
+    occurrence) when it is missing or cannot take a value (a lone surrogate). The ahocorasick_rs
+    finder returns ``None`` for a text holding a lone surrogate, which it cannot encode: the
+    caller then uses the regex for that text.
+    """
+    try:
+        import ahocorasick_rs
+    except ImportError:
+        ahocorasick_rs = None
+    if ahocorasick_rs is not None and not any(_SURROGATE_RE.search(value) for value in values):
+        dfa = ahocorasick_rs.AhoCorasick(
+            values, matchkind=ahocorasick_rs.MatchKind.LeftmostLongest, implementation=ahocorasick_rs.Implementation.DFA
+        )
+
+        def find_with_dfa(text: str) -> list[tuple[int, int]] | None:
+            try:
+                found = dfa.find_matches_as_indexes(text)
+            except UnicodeEncodeError:
+                return None
+            return [(start, end) for _index, start, end in found]
+
+        return find_with_dfa
     try:
         import ahocorasick
     except ImportError:
@@ -150,23 +184,25 @@ def _values_automaton(values: list[str]) -> Any:
     for value in values:
         automaton.add_word(value, value)
     automaton.make_automaton()
-    return automaton
+
+    def find_with_trie(text: str) -> list[tuple[int, int]]:
+        return [(end + 1 - len(value), end + 1) for end, value in automaton.iter(text)]
+
+    return find_with_trie
 
 
-def _replace_hits(text: str, hits: Iterator[tuple[int, str]], masks: Mapping[str, str]) -> str:
-    """Replace the values an automaton found, as ``re.sub`` with the trie regex would.
+def _replace_spans(text: str, spans: list[tuple[int, int]], masks: Mapping[str, str]) -> str:
+    """Replace the values found at ``spans``, as ``re.sub`` with the trie regex would.
 
     Args:
         text: The text that was searched.
-        hits: ``(index of the last character, value)`` for every occurrence, overlapping ones
-            included (what ``Automaton.iter`` yields).
+        spans: ``(start, end)`` of value occurrences, overlapping ones allowed.
         masks: Value -> mask.
 
     Returns:
         The text with the leftmost-longest non-overlapping occurrences replaced; ``text`` itself
-        when there was no hit.
+        when there was none.
     """
-    spans = [(end + 1 - len(value), end + 1) for end, value in hits]
     if not spans:
         return text
     # Leftmost first; at one start the longest (the trie regex's greedy optional branches).

@@ -136,21 +136,34 @@ def _regex_replace(masks: dict[str, str], text: str) -> str:
     return pattern.sub(lambda m: masks[m.group()], text)
 
 
-def test_automaton_is_used_above_few_values_and_not_below():
+@pytest.fixture(params=["dfa", "trie"])
+def backend(request, monkeypatch) -> str:
+    """Run a test with the ahocorasick_rs finder, then with pyahocorasick's (ahocorasick_rs hidden)."""
+    if request.param == "trie":
+        monkeypatch.setitem(sys.modules, "ahocorasick_rs", None)  # `import ahocorasick_rs` raises ImportError
+    return request.param
+
+
+def _index(masks: dict[str, str], backend: str) -> _KnownIndex:
+    index = _KnownIndex(masks)
+    assert index.finder is not None and index.finder.__name__ == f"find_with_{backend}"
+    return index
+
+
+def test_automaton_is_used_above_few_values_and_not_below(backend):
     """Up to _FEW_VALUES values use substring tests plus the regex; more use one automaton."""
     rng = random.Random(3)
-    assert _KnownIndex(_filler_values(rng, _FEW_VALUES)).automaton is None
-    many = _KnownIndex(_filler_values(rng, _FEW_VALUES + 1))
-    assert many.automaton is not None and many.pattern is None
+    assert _KnownIndex(_filler_values(rng, _FEW_VALUES)).finder is None
+    many = _index(_filler_values(rng, _FEW_VALUES + 1), backend)
+    assert many.pattern is None
 
 
-def test_automaton_masks_overlapping_and_prefix_values_like_the_regex():
+def test_automaton_masks_overlapping_and_prefix_values_like_the_regex(backend):
     """Prefix-of-another, overlapping and adjacent values are replaced leftmost-longest, as re.sub would."""
     masks = _filler_values(random.Random(4), _FEW_VALUES)
     masks.update({"abcdef": "[secret:A]", "abcdefgh": "[secret:AB]", "defghijk": "[secret:D]",
                   "ghijklmn": "[secret:G]", "zzzzzz": "[secret:Z]"})
-    index = _KnownIndex(masks)
-    assert index.automaton is not None
+    index = _index(masks, backend)
     cases = {
         "x abcdefgh y": "x [secret:AB] y",           # longest value at one start wins
         "abcdefg": "[secret:A]g",                     # the longer one is incomplete: the shorter
@@ -166,16 +179,29 @@ def test_automaton_masks_overlapping_and_prefix_values_like_the_regex():
     assert index.replace(harmless) is harmless
 
 
-def test_automaton_matches_unicode_values_at_the_right_offsets():
+def test_automaton_matches_unicode_values_at_the_right_offsets(backend):
     """Values and text with accents, CJK and astral characters (emoji) are replaced exactly."""
     masks = _filler_values(random.Random(5), _FEW_VALUES)
     masks.update({"clé-😀-sécrète": "[secret:EMOJI]", "秘密のキー123": "[secret:CJK]"})
-    index = _KnownIndex(masks)
+    index = _index(masks, backend)
     text = "😀😀 a clé-😀-sécrète, 𝔘𝔫𝔦 秘密のキー123!"
     assert index.replace(text) == "😀😀 a [secret:EMOJI], 𝔘𝔫𝔦 [secret:CJK]!"
 
 
-def test_two_hundred_values_through_the_automaton_in_a_redactor():
+def test_lone_surrogates_in_text_or_values_are_still_masked(backend):
+    """A text with a lone surrogate (surrogateescape) and a value holding one are both matched exactly."""
+    masks = _filler_values(random.Random(12), _FEW_VALUES)
+    masks["plainvalue123"] = "[secret:PLAIN]"
+    index = _index(masks, backend)
+    text = "bad byte \udcff then plainvalue123 and \ud800"
+    assert index.replace(text) == "bad byte \udcff then [secret:PLAIN] and \ud800" == _regex_replace(masks, text)
+    masks["odd\udcffvalue"] = "[secret:ODD]"
+    odd = _KnownIndex(masks)
+    assert odd.finder is not None and odd.finder.__name__ == "find_with_trie"  # the DFA cannot take it
+    assert odd.replace("x odd\udcffvalue plainvalue123") == "x [secret:ODD] [secret:PLAIN]"
+
+
+def test_two_hundred_values_through_the_automaton_in_a_redactor(backend):
     """A Redactor with 200 values (automaton path) masks each, including a value inside a longer one."""
     rng = random.Random(8)
     values = [fakekeys.generic_secret(rng, n=32) for _ in range(199)]
@@ -183,7 +209,7 @@ def test_two_hundred_values_through_the_automaton_in_a_redactor():
     r = Redactor(min_confidence="certain")
     for i, v in enumerate(values):
         r.add_known(f"K{i}_TOKEN", v)
-    assert r._known().automaton is not None
+    assert r._known().finder.__name__ == f"find_with_{backend}"
     text = "".join(f"{i}: {v};" for i, v in enumerate(values))
     out = r.redact(text)
     for v in values:
@@ -192,28 +218,38 @@ def test_two_hundred_values_through_the_automaton_in_a_redactor():
     assert "0: [secret:K0_TOKEN];" in out and "199: [secret:K199_TOKEN];" in out
 
 
-@settings(max_examples=200, deadline=None)
+@pytest.mark.parametrize("hide", ["ahocorasick_rs", "ahocorasick"])
+@settings(max_examples=150, deadline=None)
 @given(
     values=st.lists(st.text(alphabet="abé😀", min_size=6, max_size=10), min_size=1, max_size=8, unique=True),
     pieces=st.lists(st.one_of(st.integers(min_value=0, max_value=7), st.text(alphabet="abé😀 ", max_size=5)),
                     max_size=12),
 )
-def test_automaton_replacement_equals_the_regex_replacement(values, pieces):
-    """On random values from a tiny alphabet (many overlaps and prefixes) the automaton gives re.sub's text."""
+def test_automaton_replacement_equals_the_regex_replacement(hide, values, pieces):
+    """On random values from a tiny alphabet (many overlaps and prefixes) each automaton gives re.sub's text."""
     masks = _filler_values(random.Random(6), _FEW_VALUES)
     masks.update({v: f"[secret:V{i}]" for i, v in enumerate(values)})
     text = "".join(values[p % len(values)] if isinstance(p, int) else p for p in pieces)
-    index = _KnownIndex(masks)
-    assert index.automaton is not None
+    saved = sys.modules.get(hide)
+    sys.modules[hide] = None  # hide one library: the other one builds the finder
+    try:
+        index = _KnownIndex(masks)
+    finally:
+        if saved is None:
+            del sys.modules[hide]
+        else:
+            sys.modules[hide] = saved
+    assert index.finder is not None
     assert index.replace(text) == _regex_replace(masks, text)
 
 
-def test_without_pyahocorasick_many_values_fall_back_to_the_regex(monkeypatch):
-    """If pyahocorasick cannot be imported, more than _FEW_VALUES values are still all masked."""
-    monkeypatch.setitem(sys.modules, "ahocorasick", None)  # makes `import ahocorasick` raise ImportError
+def test_without_any_automaton_library_many_values_fall_back_to_the_regex(monkeypatch):
+    """If neither ahocorasick_rs nor pyahocorasick can be imported, more than _FEW_VALUES values are still all masked."""
+    monkeypatch.setitem(sys.modules, "ahocorasick_rs", None)
+    monkeypatch.setitem(sys.modules, "ahocorasick", None)
     masks = _filler_values(random.Random(9), 40)
     index = _KnownIndex(masks)
-    assert index.automaton is None and index.pattern is not None
+    assert index.finder is None and index.pattern is not None
     text = " | ".join(masks)
     assert index.replace(text) == " | ".join(masks.values())
 
