@@ -207,9 +207,12 @@ def _dumps_indented(nb: dict, indent: str, ensure_ascii: bool) -> str:
                 return
             inner = newline + indent
             append("[" + inner)
-            if all(type(item) is str for item in value):
+            try:
+                # Lines of a source or an output: all strings, encoded and joined in C (the
+                # encoder raises TypeError on anything else; json.dumps writes a str subclass
+                # in a list just as a str).
                 append(("," + inner).join(map(encode, value)))
-            else:
+            except TypeError:
                 for index, item in enumerate(value):
                     if index:
                         append("," + inner)

@@ -120,6 +120,9 @@ def _replace_known(text: str, known: list[tuple[str, str]]) -> tuple[str, int]:
     return text, count
 
 
+_STR_ONLY = frozenset({str})
+
+
 def _copy_notebook(value):
     """A deep copy of JSON-shaped data, several times faster than :func:`copy.deepcopy`.
 
@@ -131,7 +134,7 @@ def _copy_notebook(value):
     if kind is dict:
         return {key: _copy_notebook(item) for key, item in value.items()}
     if kind is list:
-        if all(type(item) is str for item in value):
+        if set(map(type, value)) <= _STR_ONLY:
             return value[:]  # lines of a source or an output: strings are immutable
         return [_copy_notebook(item) for item in value]
     if kind in (str, int, float, bool) or value is None:
