@@ -136,7 +136,7 @@ def _regex_replace(masks: dict[str, str], text: str) -> str:
     return pattern.sub(lambda m: masks[m.group()], text)
 
 
-@pytest.fixture(params=["dfa", "trie"])
+@pytest.fixture(params=["rust", "trie"])
 def backend(request, monkeypatch) -> str:
     """Run a test with the ahocorasick_rs finder, then with pyahocorasick's (ahocorasick_rs hidden)."""
     if request.param == "trie":
@@ -197,7 +197,7 @@ def test_lone_surrogates_in_text_or_values_are_still_masked(backend):
     assert index.replace(text) == "bad byte \udcff then [secret:PLAIN] and \ud800" == _regex_replace(masks, text)
     masks["odd\udcffvalue"] = "[secret:ODD]"
     odd = _KnownIndex(masks)
-    assert odd.finder is not None and odd.finder.__name__ == "find_with_trie"  # the DFA cannot take it
+    assert odd.finder is not None and odd.finder.__name__ == "find_with_trie"  # ahocorasick_rs cannot take it
     assert odd.replace("x odd\udcffvalue plainvalue123") == "x [secret:ODD] [secret:PLAIN]"
 
 
