@@ -506,10 +506,18 @@ def _clean_all(targets: list["Target"], cleaner: _Cleaner, jobs: int) -> Iterato
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
+    try:
+        pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(cleaner.args, cleaner.config))
+    except (NotImplementedError, OSError, ImportError):
+        # No working process pool here (no sem_open, no /dev/shm): the pre-commit hook passes
+        # --jobs 0, and cleaning in one process beats failing.
+        for target in targets:
+            yield cleaner.clean_path(target)
+        return
     outcomes: dict[int, _Outcome] = {}
     chunksize = max(1, len(groups) // (jobs * 4))
     try:
-        with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(cleaner.args, cleaner.config)) as pool:
+        with pool:
             for done in pool.map(_clean_group_in_worker, groups, chunksize=chunksize):
                 outcomes.update(done)
     except BrokenProcessPool:
