@@ -9,6 +9,11 @@ by name, never by value.
 Guarantees:
 
 - The key is stored *before* the file is rewritten; if storing fails the file is untouched.
+  With ``--store dotenv`` the keys of several notebooks of one directory (up to
+  :data:`_BATCH_FILES`) go to the ``.env`` in one write, then those notebooks are written;
+  a value no ``.env`` can hold fails its own notebook only (checked before the batch).
+- A file that changed after it was read (a save from Jupyter meanwhile) is not overwritten:
+  an error says so, and the next run cleans the new content.
 - Files are replaced atomically (temporary file in the same directory, fsync, rename) with their
   permission bits kept: a crash leaves the old or the new file, never a mix. Each directory
   written to is fsynced once at the end of the run, which makes the renames durable (a power
@@ -249,15 +254,17 @@ class _LazyTaken(Mapping):
     """The store's ``taken_names``, read only if the cleaner asks (a notebook with no key never
     touches its ``.env``)."""
 
-    def __init__(self, store: "SecretStore") -> None:
+    def __init__(self, store: "SecretStore", pending: Mapping[str, str] | None = None) -> None:
         self._store = store
+        self._pending = pending or {}
         self._data: dict[str, str] | None = None
 
     def _load(self) -> dict[str, str]:
         if self._data is None:
             from .store import taken_names
 
-            self._data = taken_names(self._store)
+            # Names given to keys of earlier notebooks whose .env write is still pending.
+            self._data = {**taken_names(self._store), **self._pending}
         return self._data
 
     def __getitem__(self, key: str) -> str:
@@ -282,6 +289,30 @@ class _Outcome:
     lines: tuple[str, ...] = ()
     #: The directory of a file replaced without a directory fsync (one fsync per directory at the end).
     written_in: str | None = None
+
+
+@dataclass(repr=False)
+class _Pending:
+    """A cleaned notebook waiting for its keys to be stored (with those of its batch)."""
+
+    path: str
+    directory: str
+    new: bytes
+    read_stat: os.stat_result
+    report: "CleanReport"
+    store: "SecretStore"
+    line: str
+
+
+#: With --store dotenv, the keys of up to this many notebooks of one directory (or of this many
+#: bytes of their new content) go to the .env in one atomic write, before those notebooks are
+#: written: one .env rewrite and two fsyncs per batch instead of per notebook.
+_BATCH_FILES = 64
+_BATCH_BYTES = 64 << 20
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
 
 
 def _build_config(args: argparse.Namespace) -> "Config":
@@ -338,6 +369,19 @@ def _check_writable(path: str) -> os.stat_result:
     return st
 
 
+def _write(path: str, directory: str, new: bytes, checked: os.stat_result, line: str) -> _Outcome:
+    """Replace ``path`` with ``new`` (atomically, its mode kept) unless it changed since ``checked``."""
+    from .store import atomic_write_bytes
+
+    try:
+        if not _same_file(os.lstat(path), checked):
+            return _Outcome(path, error=f"{path}: changed while being cleaned; not changed (run clean again)")
+        atomic_write_bytes(path, new, mode=stat.S_IMODE(checked.st_mode), sync_directory=False)
+    except OSError as exc:
+        return _Outcome(path, error=f"{path}: cannot write: {exc.strerror or type(exc).__name__}; not changed")
+    return _Outcome(path, changed=True, lines=(line,), written_in=directory)
+
+
 # -- one file -----------------------------------------------------------------------------------
 
 
@@ -370,13 +414,16 @@ class _Cleaner:
             return store
         return open_store(kind, directory=directory)
 
-    def clean_loaded(self, path: str, raw: bytes, notebook: dict | None, text: str | None, store_dir: str):
+    def clean_loaded(
+        self, path: str, raw: bytes, notebook: dict | None, text: str | None, store_dir: str,
+        pending_names: Mapping[str, str] | None = None,
+    ):
         """Clean one file's content. Returns ``(new bytes or None when unchanged, report, store)``."""
         from .clean import clean_notebook, clean_text
 
         if notebook is not None:
             store = self.store_for(store_dir)
-            taken = _LazyTaken(store) if store.kind != "none" else {}
+            taken = _LazyTaken(store, pending_names) if store.kind != "none" else {}
             new_nb, report = clean_notebook(
                 notebook, scanner=self.scanner, taken=taken, move_code_keys=True, min_confidence=self.threshold
             )
@@ -389,11 +436,46 @@ class _Cleaner:
         data = new_text.encode("utf-8")
         return (_BOM + data if raw.startswith(_BOM) else data), report, None
 
-    def clean_path(self, target) -> _Outcome:
+    def clean_group(self, items: list[tuple[int, "Target"]]) -> Iterator[tuple[int, _Outcome]]:
+        """Clean ``(index, target)`` items in order; yields ``(index, outcome)`` in the same order.
+
+        With ``--store dotenv``, notebooks of one directory whose keys move are committed in
+        batches (see :data:`_BATCH_FILES`): their keys go to the ``.env`` in one write, then the
+        notebooks are written. Each notebook's keys are still stored before it is rewritten,
+        and a later notebook of the batch sees the names the earlier ones took.
+        """
+        waiting: list[tuple[int, _Outcome | _Pending]] = []
+        for index, target in items:
+            batch = [item for _i, item in waiting if isinstance(item, _Pending)]
+            if batch and (
+                len(batch) >= _BATCH_FILES
+                or sum(len(p.new) for p in batch) >= _BATCH_BYTES
+                or os.path.dirname(os.path.abspath(target.path)) != batch[0].directory
+            ):
+                yield from self._commit(waiting)
+                waiting, batch = [], []
+            pending_names = {name: fp for p in batch for name, fp in p.report.moved.items()}
+            waiting.append((index, self._prepare(target, pending_names)))
+            if not batch and not isinstance(waiting[-1][1], _Pending):
+                yield from waiting  # nothing waits for a store write: report at once
+                waiting = []
+        yield from self._commit(waiting)
+
+    def clean_path(self, target: "Target") -> _Outcome:
+        """Clean one file (read, clean, store its keys, write); the outcome names no value."""
+        return next(self.clean_group([(0, target)]))[1]
+
+    def _prepare(self, target: "Target", pending_names: Mapping[str, str]) -> "_Outcome | _Pending":
+        """Read and clean one file; write it now, or return it to be written after its batch's
+        keys are stored (``--store dotenv`` with keys moved out of code)."""
         from .files import FileReadError, read_target
-        from .store import StoreError, atomic_write_bytes
+        from .store import StoreError, check_dotenv_values
 
         path = target.path
+        try:
+            read_stat = os.lstat(path)  # before reading: a save made while we clean is detected
+        except OSError:
+            read_stat = None  # read_target reports it
         try:
             loaded = read_target(target, max_file_size=self.config.max_file_size)
         except FileReadError as exc:
@@ -402,7 +484,9 @@ class _Cleaner:
             return _Outcome(path)
         directory = os.path.dirname(os.path.abspath(path))
         try:
-            new, report, store = self.clean_loaded(path, loaded.raw, loaded.notebook, loaded.text, directory)
+            new, report, store = self.clean_loaded(
+                path, loaded.raw, loaded.notebook, loaded.text, directory, pending_names
+            )
         except StoreError as exc:
             return _Outcome(path, error=f"{path}: {exc}; not changed")
         except RecursionError:
@@ -413,19 +497,47 @@ class _Cleaner:
         stored_in = self._stored_in(store, path)
         if not self.write:
             return _Outcome(path, changed=True, lines=(f"{path}: {report.summary(stored_in=stored_in, dry_run=True)}", *lines))
+        line = f"{path}: {report.summary(stored_in=stored_in)}"
         try:
             st = _check_writable(path)
-            if report.secrets and store is not None and store.kind != "none":
+            if read_stat is None or not _same_file(st, read_stat):
+                raise _FileError(f"{path}: changed while being cleaned; not changed (run clean again)")
+            values = {name: secret.reveal() for name, secret in report.secrets.items()}
+            if values and store is not None and store.kind == "dotenv":
+                check_dotenv_values(values)  # a value the .env cannot hold fails this file alone
+                return _Pending(path, directory, new, st, report, store, line)
+            if values and store is not None and store.kind != "none":
                 # The key goes to the store first: if that fails the notebook still holds it.
-                store.put({name: secret.reveal() for name, secret in report.secrets.items()})
-            atomic_write_bytes(path, new, mode=stat.S_IMODE(st.st_mode), sync_directory=False)
+                store.put(values)
         except _FileError as exc:
             return _Outcome(path, error=str(exc))
         except StoreError as exc:
             return _Outcome(path, error=f"{path}: cannot store keys: {exc}; not changed")
         except OSError as exc:
-            return _Outcome(path, error=f"{path}: cannot write: {exc.strerror or type(exc).__name__}; not changed")
-        return _Outcome(path, changed=True, lines=(f"{path}: {report.summary(stored_in=stored_in)}",), written_in=directory)
+            return _Outcome(path, error=f"{path}: cannot check: {exc.strerror or type(exc).__name__}; not changed")
+        return _write(path, directory, new, st, line)
+
+    def _commit(self, waiting: list[tuple[int, "_Outcome | _Pending"]]) -> Iterator[tuple[int, _Outcome]]:
+        """Store the keys of the waiting notebooks in one write, then write those notebooks."""
+        from .store import StoreError
+
+        batch = [item for _i, item in waiting if isinstance(item, _Pending)]
+        failure: str | None = None
+        if batch:
+            values: dict[str, str] = {}
+            for pending in batch:
+                values.update({name: secret.reveal() for name, secret in pending.report.secrets.items()})
+            try:
+                batch[0].store.put(values)
+            except StoreError as exc:
+                failure = str(exc)
+        for index, item in waiting:
+            if isinstance(item, _Pending):
+                if failure is not None:
+                    item = _Outcome(item.path, error=f"{item.path}: cannot store keys: {failure}; not changed")
+                else:
+                    item = _write(item.path, item.directory, item.new, item.read_stat, item.line)
+            yield index, item
 
     def _stored_in(self, store: "SecretStore | None", path: str) -> str | None:
         if store is None or store.kind == "none":
@@ -452,7 +564,7 @@ def _init_worker(args: argparse.Namespace, config: "Config") -> None:
 
 def _clean_group_in_worker(group: list[tuple[int, "Target"]]) -> list[tuple[int, _Outcome]]:
     assert _worker_cleaner is not None, "worker not initialised"
-    return [(index, _worker_cleaner.clean_path(target)) for index, target in group]
+    return list(_worker_cleaner.clean_group(group))
 
 
 def _work_groups(targets: list["Target"], args: argparse.Namespace, write: bool) -> list[list[tuple[int, "Target"]]]:
@@ -499,8 +611,8 @@ def _clean_all(targets: list["Target"], cleaner: _Cleaner, jobs: int) -> Iterato
     if jobs > 1 and _total_size(targets) < PARALLEL_MIN_BYTES:
         jobs = 1
     if jobs <= 1:
-        for target in targets:
-            yield cleaner.clean_path(target)
+        for _index, outcome in cleaner.clean_group(list(enumerate(targets))):
+            yield outcome
         return
 
     from concurrent.futures import ProcessPoolExecutor
@@ -511,8 +623,8 @@ def _clean_all(targets: list["Target"], cleaner: _Cleaner, jobs: int) -> Iterato
     except (NotImplementedError, OSError, ImportError):
         # No working process pool here (no sem_open, no /dev/shm): the pre-commit hook passes
         # --jobs 0, and cleaning in one process beats failing.
-        for target in targets:
-            yield cleaner.clean_path(target)
+        for _index, outcome in cleaner.clean_group(list(enumerate(targets))):
+            yield outcome
         return
     outcomes: dict[int, _Outcome] = {}
     chunksize = max(1, len(groups) // (jobs * 4))

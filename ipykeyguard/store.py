@@ -54,6 +54,8 @@ __all__ = [
     "open_store",
     "taken_names",
     "is_valid_name",
+    "check_dotenv_values",
+    "fsync_directory",
 ]
 
 #: The kinds :func:`open_store` knows.
@@ -81,6 +83,18 @@ def _check_values(values: Mapping[str, str]) -> None:
         if "\x00" in value:
             # os.environ cannot hold NUL, so such a value could never be looked up again.
             raise StoreError(f"the value for {name} contains a NUL character")
+
+
+def check_dotenv_values(values: Mapping[str, str]) -> None:
+    """Raise the :class:`StoreError` that ``DotenvStore.put(values)`` would raise for the values
+    themselves (a bad name, a NUL, a value no ``.env`` quoting can hold), without writing.
+
+    Raises:
+        StoreError: the first value that cannot be stored; the message names it, never shows it.
+    """
+    _check_values(values)
+    for name, value in values.items():
+        _binding_line(name, value)
 
 
 @runtime_checkable

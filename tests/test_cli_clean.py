@@ -433,3 +433,52 @@ def test_each_file_is_fsynced_before_its_rename_and_each_directory_once_after(tm
     for directory in directory_syncs:
         last_rename = max(i for i, (call, p) in enumerate(calls) if call == "rename" and os.path.dirname(p) == directory)
         assert calls.index(("fsync", directory)) > last_rename
+
+
+def test_a_directory_of_notebooks_stores_its_keys_in_one_env_write_with_the_same_result(tmp_path):
+    """Cleaning six notebooks of one directory at once writes the .env once and gives the same files as six runs one by one."""
+    keys = [fakekeys.github_classic_token() for _ in range(4)]
+    # Two notebooks repeat a key (same name reused), two hold other keys under the same variable.
+    placed = [keys[0], keys[1], keys[0], keys[2], keys[3], keys[1]]
+    results = {}
+    for mode in ("one_by_one", "at_once"):
+        root = tmp_path / mode
+        root.mkdir()
+        for i, key in enumerate(placed):
+            nb = notebook([code_cell(f'TOKEN = "{key}"\nprint(TOKEN)',
+                                     [{"name": "stdout", "output_type": "stream", "text": [f"{key}\n"]}])])
+            write_nb(root / f"n{i}.ipynb", nb)
+        names = [f"n{i}.ipynb" for i in range(len(placed))]
+        if mode == "one_by_one":
+            for name in names:
+                assert cli("clean", name, cwd=root).returncode == 1
+        else:
+            proc, events, _main = _strace_fsyncs([sys.executable, "-m", "ipykeyguard", "clean", *names], root)
+            assert proc.returncode == 1, proc.stderr[-2000:]
+            env_writes = [p for _pid, call, p in events if call == "rename" and os.path.basename(p) == ".env"]
+            assert len(env_writes) == 1, f".env written {len(env_writes)} times"
+            # The keys are durable before the first notebook is replaced.
+            calls = [(call, os.path.basename(p)) for _pid, call, p in events]
+            first_notebook = min(i for i, (call, name) in enumerate(calls) if call == "rename" and name.endswith(".ipynb"))
+            assert calls.index(("rename", ".env")) < first_notebook
+        results[mode] = {p.name: p.read_bytes() for p in sorted(root.iterdir()) if p.is_file() and p.suffix != ".log"}
+    assert results["at_once"] == results["one_by_one"]
+    env = dotenv_values(tmp_path / "at_once" / ".env")
+    assert sorted(fingerprint(v) for v in env.values()) == sorted(fingerprint(k) for k in keys)
+
+
+def test_a_notebook_saved_while_being_cleaned_is_not_overwritten(tmp_path):
+    """A notebook whose file changed after it was read keeps the newer content, and the run says why."""
+    from ipykeyguard._cmd_clean import _write
+
+    path = tmp_path / "n.ipynb"
+    path.write_text('{"cells": []}\n')
+    checked = os.lstat(path)
+    time.sleep(0.01)
+    path.write_text('{"cells": [], "saved": "by the user"}\n')
+    outcome = _write(str(path), str(tmp_path), b"cleaned", checked, "n.ipynb: cleaned")
+    assert outcome.error and "changed while being cleaned" in outcome.error and not outcome.changed
+    assert path.read_text() == '{"cells": [], "saved": "by the user"}\n'
+    unchanged = os.lstat(path)
+    assert _write(str(path), str(tmp_path), b"cleaned", unchanged, "line").changed
+    assert path.read_bytes() == b"cleaned"

@@ -349,3 +349,19 @@ def test_git_is_asked_at_every_write_unless_once_is_asked_for(repo):
         every.put({"C": "3"})
     once.put({"D": "4"})  # asked git at its first write, as documented
     assert "D" in dotenv_values(repo / ".env")
+
+
+def test_check_dotenv_values_refuses_what_put_refuses_and_writes_nothing(tmp_path):
+    """check_dotenv_values raises put's error for a bad name, a NUL or an unquotable value, and accepts the rest."""
+    from ipykeyguard.store import check_dotenv_values
+
+    secret = fakekeys.generic_secret()
+    for bad in ({"1BAD": secret}, {"A": secret + "\x00"}, {"A": secret + "\nx\\"}):
+        with pytest.raises(StoreError) as info:
+            DotenvStore(tmp_path / ".env").put(bad)
+        with pytest.raises(StoreError) as checked:
+            check_dotenv_values(bad)
+        assert str(checked.value) == str(info.value)
+        assert secret not in str(checked.value), "key leaked"
+    check_dotenv_values({"A": secret, "B": "it's \"quoted\"\nand multi-line \\ inside", "C": "ends\\"})
+    assert not (tmp_path / ".env").exists()
