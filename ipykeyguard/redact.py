@@ -28,6 +28,7 @@ import re
 import threading
 from typing import Any, Callable, Hashable, Iterator, Mapping
 
+from ._multimatch import compile_alternation, values_finder
 from .config import Config
 from .findings import Confidence, mask_for
 from .scan import Scanner, default_scanner, scanner_for
@@ -54,21 +55,17 @@ _PREFIX_PROBE = 12
 
 #: Up to this many known values, each is looked for with ``value in text`` (a fast substring
 #: search, ~0.04 ms per value on 450 kB); above it, one Aho-Corasick pass finds them all
-#: (~1 ms on 450 kB with ahocorasick_rs, ~1.5 ms with pyahocorasick, whatever the count).
-#: Measured on the 5 MB print benchmark's stream chunks.
+#: (~1 ms on 450 kB, whatever the count). Measured on the 5 MB print benchmark's stream chunks.
 _FEW_VALUES = 16
-
-#: Lone surrogates (text decoded with ``surrogateescape``) cannot be encoded as UTF-8.
-_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 class _KnownIndex:
     """An immutable snapshot of the known values, built once per change and shared by threads.
 
     Attributes:
-        finder: When there are more than ``_FEW_VALUES`` values (and an Aho-Corasick library
-            is installed), a function giving the ``(start, end)`` spans of the values in a
-            text, or ``None`` for a text it cannot search; else ``None``.
+        finder: When there are more than ``_FEW_VALUES`` values and none holds a lone
+            surrogate, a function giving the ``(start, end)`` spans of the values in a text, or
+            ``None`` for a text it cannot search; else ``None``.
         pattern: One regex matching every value, longest first at a given position; ``None``
             when there are no values, or until the finder meets a text it cannot search.
         masks: Value -> mask.
@@ -84,10 +81,11 @@ class _KnownIndex:
     def __init__(self, masks: dict[str, str]) -> None:
         self.masks = masks
         self.longest = max((len(v) for v in masks), default=0)
-        # Many values: one automaton finds them all. Few values (or no Aho-Corasick library):
-        # the trie regex substitutes, after a cheap ``in`` test per value says some value occurs.
-        self.finder = _values_finder(list(masks)) if len(masks) > _FEW_VALUES else None
-        self.pattern = _compile_alternation(list(masks)) if masks and self.finder is None else None
+        # Many values: one automaton finds them all. Few values (or a value the automaton
+        # cannot hold): the trie regex substitutes, after a cheap ``in`` test per value says
+        # some value occurs.
+        self.finder = values_finder(list(masks)) if len(masks) > _FEW_VALUES else None
+        self.pattern = compile_alternation(list(masks)) if masks and self.finder is None else None
         self.prefix_chars = frozenset(ch for value in masks for ch in value[:-1])
         self.short_prefixes: frozenset[str] = frozenset(
             value[:cut] for value in masks for cut in range(1, min(len(value), _PREFIX_PROBE + 1)) if cut < len(value)
@@ -117,7 +115,7 @@ class _KnownIndex:
         if pattern is None:
             # A text the finder cannot search: compiled once, on first need. Two threads may
             # both compile it; either result is the same pattern.
-            pattern = self.pattern = _compile_alternation(list(masks))
+            pattern = self.pattern = compile_alternation(list(masks))
         if pattern.search(text) is None:
             return text
         return pattern.sub(lambda m: masks[m.group()], text)
@@ -150,124 +148,29 @@ class _KnownIndex:
         return 0
 
 
-def _values_finder(values: list[str]) -> Callable[[str], list[tuple[int, int]] | None] | None:
-    """A function giving the ``(start, end)`` spans of ``values`` in a text (in any order,
-    possibly overlapping), or ``None`` when no Aho-Corasick library is installed.
-
-    ahocorasick_rs (a Rust automaton, leftmost-longest) is preferred; pyahocorasick (every
-    occurrence) when it is missing or cannot take a value (a lone surrogate). The ahocorasick_rs
-    finder returns ``None`` for a text holding a lone surrogate, which it cannot encode: the
-    caller then uses the regex for that text. Its contiguous NFA, not its DFA: measured with
-    3000 keys, the DFA took 348 ms and 138 MB to build against 56 ms and 10 MB, for a search
-    only ~10% faster.
-    """
-    try:
-        import ahocorasick_rs
-    except ImportError:
-        ahocorasick_rs = None
-    if ahocorasick_rs is not None and not any(_SURROGATE_RE.search(value) for value in values):
-        nfa = ahocorasick_rs.AhoCorasick(
-            values,
-            matchkind=ahocorasick_rs.MatchKind.LeftmostLongest,
-            implementation=ahocorasick_rs.Implementation.ContiguousNFA,
-        )
-
-        def find_with_rust(text: str) -> list[tuple[int, int]] | None:
-            try:
-                found = nfa.find_matches_as_indexes(text)
-            except UnicodeEncodeError:
-                return None
-            return [(start, end) for _index, start, end in found]
-
-        return find_with_rust
-    try:
-        import ahocorasick
-    except ImportError:
-        return None
-    automaton = ahocorasick.Automaton()
-    for value in values:
-        automaton.add_word(value, value)
-    automaton.make_automaton()
-
-    def find_with_trie(text: str) -> list[tuple[int, int]]:
-        return [(end + 1 - len(value), end + 1) for end, value in automaton.iter(text)]
-
-    return find_with_trie
-
-
 def _replace_spans(text: str, spans: list[tuple[int, int]], masks: Mapping[str, str]) -> str:
-    """Replace the values found at ``spans``, as ``re.sub`` with the trie regex would.
+    """Replace the values found at ``spans`` by their masks.
 
     Args:
         text: The text that was searched.
-        spans: ``(start, end)`` of value occurrences, overlapping ones allowed.
+        spans: ``(start, end)`` of value occurrences, ascending and not overlapping (the
+            values finder's leftmost-longest matches, which are those of ``re.sub`` with the
+            trie regex).
         masks: Value -> mask.
 
     Returns:
-        The text with the leftmost-longest non-overlapping occurrences replaced; ``text`` itself
-        when there was none.
+        The text with those occurrences replaced; ``text`` itself when there was none.
     """
     if not spans:
         return text
-    # Leftmost first; at one start the longest (the trie regex's greedy optional branches).
-    spans.sort(key=lambda span: (span[0], -span[1]))
     pieces: list[str] = []
     done = 0
     for start, end in spans:
-        if start < done:
-            continue  # overlaps a value already replaced
         pieces.append(text[done:start])
         pieces.append(masks[text[start:end]])
         done = end
     pieces.append(text[done:])
     return "".join(pieces)
-
-
-def _trie_regex(values: list[str]) -> str:
-    """A regex source matching any of ``values``, built as a trie of literals.
-
-    At each position the engine follows one branch per character instead of trying every
-    value in turn, so the cost does not grow with the number of values. Where a value ends
-    inside a longer one, the longer continuation is an optional greedy group: longest wins.
-    """
-    end = ""  # characters are one long, so the empty string can mark the end of a value
-    trie: dict[str, Any] = {}
-    for value in values:
-        node = trie
-        for ch in value:
-            node = node.setdefault(ch, {})
-        node[end] = True
-
-    def emit(node: dict[str, Any]) -> str:
-        branches = []
-        for ch, child in node.items():
-            if ch == end:
-                continue
-            literal = [ch]
-            # Collapse single-child chains into one literal: keeps nesting shallow for long keys.
-            while len(child) == 1 and end not in child:
-                (next_ch, next_child), = child.items()
-                literal.append(next_ch)
-                child = next_child
-            branches.append(re.escape("".join(literal)) + emit(child))
-        if not branches:
-            return ""
-        if end in node:  # a value ends here: the longer continuations are optional (greedy)
-            return "(?:" + "|".join(branches) + ")?"
-        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-
-    return emit(trie)
-
-
-def _compile_alternation(values: list[str]) -> re.Pattern[str]:
-    """Compile ``values`` into one pattern (a trie; a flat longest-first alternation if the trie is too deep)."""
-    try:
-        return re.compile(_trie_regex(values))
-    except (RecursionError, re.error, OverflowError):
-        # Pathologically nested value sets (long chains of values that are prefixes of one
-        # another) can exceed the regex parser's recursion; the flat form is correct, just slower.
-        flat = sorted(values, key=len, reverse=True)
-        return re.compile("|".join(re.escape(v) for v in flat))
 
 
 class Redactor:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Callable, Iterable
+from typing import Iterable
 
+from ._multimatch import keyword_finder
 from .allowlist import allowed_lines, is_placeholder
 from .config import Config
 from .findings import Confidence, Finding, Location, Secret
@@ -24,27 +25,6 @@ _NAME_SPLIT_RE = re.compile(r"[^A-Za-z0-9]+")
 _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
 #: ``data:<mime>;base64,<payload>``: an embedded image or file, never a key.
 _DATA_URI_RE = re.compile(r"data:[A-Za-z0-9.+/-]{1,100}(?:;[A-Za-z0-9=.-]{1,40}){0,3};base64,[A-Za-z0-9+/=\s]{16,50000000}")
-
-
-def _trie_regex(words) -> str:
-    """A regex matching any of ``words``, factored as a trie, preferring the longest match."""
-    trie: dict = {}
-    for word in words:
-        node = trie
-        for ch in word:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def emit(node: dict) -> str:
-        branches = [re.escape(ch) + emit(sub) for ch, sub in sorted(node.items()) if ch]
-        if not branches:
-            return ""
-        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-        if "" in node:  # a word ends here: the longer continuations are optional (greedy)
-            body = "(?:" + body + ")?"
-        return body
-
-    return emit(trie)
 
 
 #: Texts up to this many characters are scanned whole by every candidate rule.
@@ -103,63 +83,6 @@ def _start_spans(occurrences: list[int], anchor: int) -> list[list[int]]:
     return spans
 
 
-#: Lone surrogates (text decoded with ``surrogateescape``) cannot be encoded as UTF-8.
-_SURROGATE_RE = re.compile("[\ud800-\udfff]")
-
-
-def _keyword_finder(keywords) -> "Callable[[str], dict[str, list[int]]] | None":
-    """A function giving ``{keyword: [start, ...]}`` for every occurrence of ``keywords`` in a
-    text, overlapping ones included; ``None`` when no Aho-Corasick library is installed (the
-    trie regex is used instead).
-
-    ahocorasick_rs (a DFA from the Rust aho-corasick crate) is preferred: measured on 450 kB
-    of stream output, ~3 ns per character against ~19 for pyahocorasick, whose trie walk
-    searches a node's children one by one, so each character that starts no keyword (digits,
-    spaces, punctuation) costs a scan of all the root's children.
-    """
-    if not keywords:
-        return None
-    keywords = list(keywords)
-    try:
-        import ahocorasick_rs
-    except ImportError:
-        ahocorasick_rs = None
-    if ahocorasick_rs is not None:
-        dfa = ahocorasick_rs.AhoCorasick(
-            keywords, matchkind=ahocorasick_rs.MatchKind.Standard, implementation=ahocorasick_rs.Implementation.DFA
-        )
-
-        def find_with_dfa(text: str) -> dict[str, list[int]]:
-            try:
-                found = dfa.find_matches_as_indexes(text, overlapping=True)
-            except UnicodeEncodeError:
-                # One U+FFFD per surrogate: no keyword holds either, so occurrences and
-                # offsets (in characters) are unchanged.
-                found = dfa.find_matches_as_indexes(_SURROGATE_RE.sub("\ufffd", text), overlapping=True)
-            hits: dict[str, list[int]] = {}
-            for index, start, _end in found:
-                hits.setdefault(keywords[index], []).append(start)
-            return hits
-
-        return find_with_dfa
-    try:
-        import ahocorasick
-    except ImportError:
-        return None
-    automaton = ahocorasick.Automaton()
-    for kw in keywords:
-        automaton.add_word(kw, kw)
-    automaton.make_automaton()
-
-    def find_with_trie(text: str) -> dict[str, list[int]]:
-        hits: dict[str, list[int]] = {}
-        for end, kw in automaton.iter(text):
-            hits.setdefault(kw, []).append(end - len(kw) + 1)
-        return hits
-
-    return find_with_trie
-
-
 def _whole_name(text: str, start: int, end: int, limit: int = 40) -> str:
     """The identifier around ``text[start:end]``, extended leftwards over name characters.
 
@@ -209,20 +132,8 @@ class Scanner:
             else:
                 self._always.append(rule)
         self._by_keyword = by_keyword
-        # The prefilter is one Aho-Corasick pass over the lower-cased text (_keyword_finder).
-        # Without an Aho-Corasick library it is one pass of one regex: a trie of every
-        # keyword inside a lookahead, so each position yields the longest keyword starting
-        # there (measured: about twice as fast as one ``in`` test per keyword on a typical
-        # cell). Every shorter keyword that occurs is a substring of some hit, so the
-        # substring closure below keeps the keyword set exact: a rule runs if and only if
-        # one of its keywords occurs.
-        self._find_keywords = _keyword_finder(by_keyword)
-        self._keyword_re = (
-            re.compile("(?=(" + _trie_regex(by_keyword) + "))")
-            if by_keyword and self._find_keywords is None
-            else None
-        )
-        self._contained = {hit: tuple(kw for kw in by_keyword if kw in hit) for hit in by_keyword}
+        # The prefilter: one Aho-Corasick pass over the lower-cased text.
+        self._find_keywords = keyword_finder(list(by_keyword)) if by_keyword else None
 
     # -- the engine ---------------------------------------------------------------------------
     def _keyword_hits(self, text: str) -> dict[str, list[int]] | None:
@@ -233,13 +144,7 @@ class Scanner:
         """
         lowered = text.lower()
         exact = len(lowered) == len(text)
-        hits: dict[str, list[int]] = {}
-        if self._find_keywords is not None:
-            hits = self._find_keywords(lowered)
-        elif self._keyword_re is not None:
-            for m in self._keyword_re.finditer(lowered):
-                for kw in self._contained[m.group(1)]:
-                    hits.setdefault(kw, []).append(m.start())
+        hits = self._find_keywords(lowered) if self._find_keywords is not None else {}
         return hits if exact else {kw: [] for kw in hits}
 
     def _candidate_rules(self, text: str) -> list[Rule]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
-import sys
+import re
 import threading
 
 import pytest
@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fakekeys
+from ipykeyguard._multimatch import compile_alternation, trie_regex
 from ipykeyguard.findings import fingerprint, mask_for
 from ipykeyguard.redact import (
     MIN_KNOWN_LENGTH,
@@ -20,8 +21,6 @@ from ipykeyguard.redact import (
     StreamRedactor,
     _FEW_VALUES,
     _KnownIndex,
-    _compile_alternation,
-    _trie_regex,
     secret_like_env,
 )
 from ipykeyguard.scan import Scanner, _start_spans
@@ -97,10 +96,8 @@ def test_values_with_regex_metacharacters_and_newlines_match_literally():
 
 def test_trie_regex_collapses_chains_and_makes_longer_values_optional():
     """The trie regex shares prefixes and matches each value exactly."""
-    import re
-
     values = ["abcdef", "abcdefgh", "abxyz1", "q12345"]
-    pattern = re.compile(_trie_regex(values))
+    pattern = re.compile(trie_regex(values))
     for v in values:
         assert pattern.fullmatch(v)
     assert not pattern.fullmatch("abcdefg")
@@ -132,38 +129,31 @@ def _filler_values(rng: random.Random, count: int) -> dict[str, str]:
 
 def _regex_replace(masks: dict[str, str], text: str) -> str:
     """The reference semantics: ``re.sub`` with the trie regex (leftmost, then longest)."""
-    pattern = _compile_alternation(list(masks))
+    pattern = compile_alternation(list(masks))
     return pattern.sub(lambda m: masks[m.group()], text)
 
 
-@pytest.fixture(params=["rust", "trie"])
-def backend(request, monkeypatch) -> str:
-    """Run a test with the ahocorasick_rs finder, then with pyahocorasick's (ahocorasick_rs hidden)."""
-    if request.param == "trie":
-        monkeypatch.setitem(sys.modules, "ahocorasick_rs", None)  # `import ahocorasick_rs` raises ImportError
-    return request.param
-
-
-def _index(masks: dict[str, str], backend: str) -> _KnownIndex:
+def _index(masks: dict[str, str]) -> _KnownIndex:
+    """An index that must be on the automaton path."""
     index = _KnownIndex(masks)
-    assert index.finder is not None and index.finder.__name__ == f"find_with_{backend}"
+    assert index.finder is not None and index.pattern is None
     return index
 
 
-def test_automaton_is_used_above_few_values_and_not_below(backend):
+def test_automaton_is_used_above_few_values_and_not_below():
     """Up to _FEW_VALUES values use substring tests plus the regex; more use one automaton."""
     rng = random.Random(3)
     assert _KnownIndex(_filler_values(rng, _FEW_VALUES)).finder is None
-    many = _index(_filler_values(rng, _FEW_VALUES + 1), backend)
+    many = _index(_filler_values(rng, _FEW_VALUES + 1))
     assert many.pattern is None
 
 
-def test_automaton_masks_overlapping_and_prefix_values_like_the_regex(backend):
+def test_automaton_masks_overlapping_and_prefix_values_like_the_regex():
     """Prefix-of-another, overlapping and adjacent values are replaced leftmost-longest, as re.sub would."""
     masks = _filler_values(random.Random(4), _FEW_VALUES)
     masks.update({"abcdef": "[secret:A]", "abcdefgh": "[secret:AB]", "defghijk": "[secret:D]",
                   "ghijklmn": "[secret:G]", "zzzzzz": "[secret:Z]"})
-    index = _index(masks, backend)
+    index = _index(masks)
     cases = {
         "x abcdefgh y": "x [secret:AB] y",           # longest value at one start wins
         "abcdefg": "[secret:A]g",                     # the longer one is incomplete: the shorter
@@ -179,29 +169,29 @@ def test_automaton_masks_overlapping_and_prefix_values_like_the_regex(backend):
     assert index.replace(harmless) is harmless
 
 
-def test_automaton_matches_unicode_values_at_the_right_offsets(backend):
+def test_automaton_matches_unicode_values_at_the_right_offsets():
     """Values and text with accents, CJK and astral characters (emoji) are replaced exactly."""
     masks = _filler_values(random.Random(5), _FEW_VALUES)
     masks.update({"clé-😀-sécrète": "[secret:EMOJI]", "秘密のキー123": "[secret:CJK]"})
-    index = _index(masks, backend)
+    index = _index(masks)
     text = "😀😀 a clé-😀-sécrète, 𝔘𝔫𝔦 秘密のキー123!"
     assert index.replace(text) == "😀😀 a [secret:EMOJI], 𝔘𝔫𝔦 [secret:CJK]!"
 
 
-def test_lone_surrogates_in_text_or_values_are_still_masked(backend):
+def test_lone_surrogates_in_text_or_values_are_still_masked():
     """A text with a lone surrogate (surrogateescape) and a value holding one are both matched exactly."""
     masks = _filler_values(random.Random(12), _FEW_VALUES)
     masks["plainvalue123"] = "[secret:PLAIN]"
-    index = _index(masks, backend)
+    index = _index(masks)
     text = "bad byte \udcff then plainvalue123 and \ud800"
     assert index.replace(text) == "bad byte \udcff then [secret:PLAIN] and \ud800" == _regex_replace(masks, text)
     masks["odd\udcffvalue"] = "[secret:ODD]"
     odd = _KnownIndex(masks)
-    assert odd.finder is not None and odd.finder.__name__ == "find_with_trie"  # ahocorasick_rs cannot take it
+    assert odd.finder is None and odd.pattern is not None  # ahocorasick_rs cannot take it: the regex does
     assert odd.replace("x odd\udcffvalue plainvalue123") == "x [secret:ODD] [secret:PLAIN]"
 
 
-def test_two_hundred_values_through_the_automaton_in_a_redactor(backend):
+def test_two_hundred_values_through_the_automaton_in_a_redactor():
     """A Redactor with 200 values (automaton path) masks each, including a value inside a longer one."""
     rng = random.Random(8)
     values = [fakekeys.generic_secret(rng, n=32) for _ in range(199)]
@@ -209,7 +199,7 @@ def test_two_hundred_values_through_the_automaton_in_a_redactor(backend):
     r = Redactor(min_confidence="certain")
     for i, v in enumerate(values):
         r.add_known(f"K{i}_TOKEN", v)
-    assert r._known().finder.__name__ == f"find_with_{backend}"
+    assert r._known().finder is not None
     text = "".join(f"{i}: {v};" for i, v in enumerate(values))
     out = r.redact(text)
     for v in values:
@@ -218,40 +208,19 @@ def test_two_hundred_values_through_the_automaton_in_a_redactor(backend):
     assert "0: [secret:K0_TOKEN];" in out and "199: [secret:K199_TOKEN];" in out
 
 
-@pytest.mark.parametrize("hide", ["ahocorasick_rs", "ahocorasick"])
 @settings(max_examples=150, deadline=None)
 @given(
     values=st.lists(st.text(alphabet="abé😀", min_size=6, max_size=10), min_size=1, max_size=8, unique=True),
     pieces=st.lists(st.one_of(st.integers(min_value=0, max_value=7), st.text(alphabet="abé😀 ", max_size=5)),
                     max_size=12),
 )
-def test_automaton_replacement_equals_the_regex_replacement(hide, values, pieces):
-    """On random values from a tiny alphabet (many overlaps and prefixes) each automaton gives re.sub's text."""
+def test_automaton_replacement_equals_the_regex_replacement(values, pieces):
+    """On random values from a tiny alphabet (many overlaps and prefixes) the automaton gives re.sub's text."""
     masks = _filler_values(random.Random(6), _FEW_VALUES)
     masks.update({v: f"[secret:V{i}]" for i, v in enumerate(values)})
     text = "".join(values[p % len(values)] if isinstance(p, int) else p for p in pieces)
-    saved = sys.modules.get(hide)
-    sys.modules[hide] = None  # hide one library: the other one builds the finder
-    try:
-        index = _KnownIndex(masks)
-    finally:
-        if saved is None:
-            del sys.modules[hide]
-        else:
-            sys.modules[hide] = saved
-    assert index.finder is not None
+    index = _index(masks)
     assert index.replace(text) == _regex_replace(masks, text)
-
-
-def test_without_any_automaton_library_many_values_fall_back_to_the_regex(monkeypatch):
-    """If neither ahocorasick_rs nor pyahocorasick can be imported, more than _FEW_VALUES values are still all masked."""
-    monkeypatch.setitem(sys.modules, "ahocorasick_rs", None)
-    monkeypatch.setitem(sys.modules, "ahocorasick", None)
-    masks = _filler_values(random.Random(9), 40)
-    index = _KnownIndex(masks)
-    assert index.finder is None and index.pattern is not None
-    text = " | ".join(masks)
-    assert index.replace(text) == " | ".join(masks.values())
 
 
 def test_short_values_are_ignored_and_remove_known_stops_masking(key):
@@ -465,36 +434,31 @@ def test_planned_scan_of_a_long_log_finds_what_a_whole_text_scan_finds(seed):
     assert "url-credentials" in {rule for rule, _s, _e in planned}
 
 
-def _scanners_per_backend(monkeypatch) -> dict[str, Scanner]:
-    """One scanner per keyword-prefilter backend: Rust DFA, pyahocorasick, trie regex."""
-    scanners = {"dfa": Scanner()}
-    assert scanners["dfa"]._find_keywords.__name__ == "find_with_dfa"
-    with monkeypatch.context() as m:
-        m.setitem(sys.modules, "ahocorasick_rs", None)
-        scanners["trie"] = Scanner()
-        assert scanners["trie"]._find_keywords.__name__ == "find_with_trie"
-        m.setitem(sys.modules, "ahocorasick", None)
-        scanners["regex"] = Scanner()
-        assert scanners["regex"]._find_keywords is None
-    return scanners
-
-
 _KEYWORD_SOUP = ["sk", "sk-", "sk-proj-", "token", "Token=", "key", "KEY-", "secret_", "://", "ghp_", "pat",
                  "é", "😀", "\ud800", "\udfff", " ", "\n", "x", "İ"]
 
 
-def test_every_keyword_backend_finds_the_same_occurrences(monkeypatch):
-    """Rust DFA, pyahocorasick and the regex fallback give the same keyword offsets, surrogates and non-ASCII included."""
-    scanners = _scanners_per_backend(monkeypatch)
+def _keyword_hits_by_regex(scanner: Scanner, text: str) -> dict[str, list[int]]:
+    """The reference: each keyword's occurrences in the lower-cased text by a lookahead regex of
+    its own; offsets dropped, as ``_keyword_hits`` drops them, where lower-casing changes the length."""
+    lowered = text.lower()
+    hits = {kw: [m.start() for m in re.finditer("(?=" + re.escape(kw) + ")", lowered)] for kw in scanner._by_keyword}
+    hits = {kw: starts for kw, starts in hits.items() if starts}
+    return hits if len(lowered) == len(text) else {kw: [] for kw in hits}
+
+
+def test_keyword_dfa_finds_the_occurrences_a_regex_finds():
+    """The Rust DFA prefilter gives the same keyword offsets as a regex per keyword, surrogates and non-ASCII included."""
+    scanner = Scanner()
     rng = random.Random(11)
     for _ in range(300):
         text = "".join(rng.choice(_KEYWORD_SOUP) for _ in range(rng.randrange(0, 40)))
-        results = {name: {kw: sorted(v) for kw, v in sc._keyword_hits(text).items()} for name, sc in scanners.items()}
-        assert results["dfa"] == results["trie"] == results["regex"], repr(text)
+        dfa = {kw: sorted(v) for kw, v in scanner._keyword_hits(text).items()}
+        assert dfa == _keyword_hits_by_regex(scanner, text), repr(text)
     surrogate = "x = 'ghp_\udc80' ; token=\ud800 key="
-    dfa = {kw: sorted(v) for kw, v in scanners["dfa"]._keyword_hits(surrogate).items()}
+    dfa = {kw: sorted(v) for kw, v in scanner._keyword_hits(surrogate).items()}
     assert {"ghp_", "token=", "key="} <= set(dfa)
-    assert dfa == {kw: sorted(v) for kw, v in scanners["regex"]._keyword_hits(surrogate).items()}
+    assert dfa == _keyword_hits_by_regex(scanner, surrogate)
 
 
 def test_dfa_prefilter_masks_a_key_next_to_a_lone_surrogate():

@@ -153,7 +153,7 @@ def test_notebook_findings_yields_leaves_and_scanner_is_cached():
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.text(alphabet=st.sampled_from(sorted({c for r in SCANNER.rules for k in r.keywords for c in k} | set("xyz \n_"))), max_size=200))
 def test_prefilter_selects_exactly_the_rules_whose_keywords_occur(text):
-    """The trie prefilter picks a rule if and only if one of its keywords occurs in the text."""
+    """The keyword prefilter picks a rule if and only if one of its keywords occurs in the text."""
     expected = {r.id for r in SCANNER.rules if any(k in text.lower() for k in r.keywords)}
     assert {r.id for r in SCANNER._candidate_rules(text)} == expected
 
