@@ -461,10 +461,6 @@ class _Cleaner:
                 waiting = []
         yield from self._commit(waiting)
 
-    def clean_path(self, target: "Target") -> _Outcome:
-        """Clean one file (read, clean, store its keys, write); the outcome names no value."""
-        return next(self.clean_group([(0, target)]))[1]
-
     def _prepare(self, target: "Target", pending_names: Mapping[str, str]) -> "_Outcome | _Pending":
         """Read and clean one file; write it now, or return it to be written after its batch's
         keys are stored (``--store dotenv`` with keys moved out of code)."""
