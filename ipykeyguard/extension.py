@@ -707,6 +707,14 @@ def _redact_bundle(bundle: Any, redact: Callable[[str], str]) -> None:
     for mimetype, value in bundle.items():
         if isinstance(value, str):
             bundle[mimetype] = redact(value)
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            # IPython keeps every write of a stream as its own string (a 5 MB print is ~10^5 of
+            # them) and reads them back concatenated: redact the concatenation once, which is
+            # far cheaper than one call per write and also masks a key split across writes.
+            joined = "".join(value)
+            redacted = redact(joined)
+            if redacted is not joined:
+                bundle[mimetype] = [redacted]
         elif isinstance(value, list):
             bundle[mimetype] = [redact(v) if isinstance(v, str) else v for v in value]
 
