@@ -87,6 +87,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from traitlets import Bool, Enum, List, Unicode, observe
 from traitlets.config import Configurable
 
+from ._traits import confidence_trait
 from ._output_guard import install_output_guard
 from .config import Config, ConfigError, load_config
 from .findings import Confidence, fingerprint
@@ -201,12 +202,9 @@ class KeyGuard(Configurable):
         help="The .env file of the 'dotenv' store; relative paths are resolved against the "
         "kernel's working directory when the extension loads. Default: .env in that directory.",
     ).tag(config=True)
-    min_confidence = Enum(
-        ["possible", "likely", "certain"],
-        default_value="likely",
-        help="Rewrite (or block) keys found with at least this confidence; weaker findings are "
-        "only warned about.",
-    ).tag(config=True)
+    min_confidence = confidence_trait(
+        "Rewrite (or block) keys found with at least this confidence; weaker findings are only warned about."
+    )
     allow = List(
         Unicode(),
         help="SHA-256 fingerprints of values that are not secrets (as shown by `ipykeyguard scan` "

@@ -33,6 +33,7 @@ from nbconvert.exporters import HTMLExporter, NotebookExporter
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool, Enum, List, Unicode
 
+from ._traits import confidence_trait
 from .clean import clean_notebook
 from .config import Config, find_pyproject, load_config
 from .findings import Confidence
@@ -49,11 +50,7 @@ class KeyGuardPreprocessor(Preprocessor):
     # Unlike nbconvert's own preprocessors this one is on whenever it is listed, including in
     # an exporter's default_preprocessors; --KeyGuardPreprocessor.enabled=False turns it off.
     enabled = Bool(True, help="Clean the notebook.").tag(config=True)
-    min_confidence = Enum(
-        ("possible", "likely", "certain"),
-        default_value="likely",
-        help="Only findings at least this sure are cleaned.",
-    ).tag(config=True)
+    min_confidence = confidence_trait("Only findings at least this sure are cleaned.")
     code_keys = Enum(
         ("mask", "move"),
         default_value="mask",

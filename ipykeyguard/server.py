@@ -43,6 +43,7 @@ from tornado.web import HTTPError
 from traitlets import Bool, Enum, Unicode
 from traitlets.config import LoggingConfigurable
 
+from ._traits import confidence_trait
 from .config import Config, ConfigError, find_pyproject, load_config
 from .findings import Confidence
 from .notebook import NotebookError, detect_indent, dump_notebook, iter_leaves, parse_notebook
@@ -93,11 +94,7 @@ class KeyGuardServer(LoggingConfigurable):
         help="Keys in code cells: 'move' them into the store and read them back with "
         "os.environ['NAME'] (the code keeps working), or 'mask' them like any other text.",
     ).tag(config=True)
-    min_confidence = Enum(
-        ("possible", "likely", "certain"),
-        default_value="likely",
-        help="Only findings at least this sure are cleaned.",
-    ).tag(config=True)
+    min_confidence = confidence_trait("Only findings at least this sure are cleaned.")
 
     def __init__(self, root_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -83,3 +83,18 @@ def kernel(workdir: Path, ipython_dir: Path) -> Iterator[Callable[..., RealKerne
     yield make
     for k in reversed(started):
         k.stop()
+
+
+class FakeKeys(dict):
+    """Fake keys by provider with a masked repr, so a failure report prints no key."""
+
+    def __repr__(self) -> str:
+        return f"FakeKeys({', '.join(self)})"
+
+
+@pytest.fixture()
+def keys():
+    """An OpenAI and a GitHub fake key, generated for this test (masked repr)."""
+    import fakekeys
+
+    return FakeKeys(openai=fakekeys.openai_project_key(), github=fakekeys.github_classic_token())

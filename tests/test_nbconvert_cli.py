@@ -13,24 +13,11 @@ import nbformat
 import pytest
 from dotenv import dotenv_values
 
-import fakekeys
 from ipykeyguard.findings import fingerprint
 
 pytestmark = pytest.mark.slow
 
 PREPROCESSORS = '--Exporter.preprocessors=["ipykeyguard.KeyGuardPreprocessor"]'
-
-
-class FakeKeys(dict):
-    """Fake keys by provider with a masked repr, so a failure report prints no key."""
-
-    def __repr__(self) -> str:
-        return f"FakeKeys({', '.join(self)})"
-
-
-@pytest.fixture()
-def keys():
-    return FakeKeys(openai=fakekeys.openai_project_key(), github=fakekeys.github_classic_token())
 
 
 @pytest.fixture()

@@ -18,18 +18,6 @@ from ipykeyguard.findings import fingerprint
 from ipykeyguard.preprocessor import KeyGuardHTMLExporter, KeyGuardNotebookExporter
 
 
-class FakeKeys(dict):
-    """Fake keys by provider with a masked repr, so a failure report prints no key."""
-
-    def __repr__(self) -> str:
-        return f"FakeKeys({', '.join(self)})"
-
-
-@pytest.fixture()
-def keys():
-    return FakeKeys(openai=fakekeys.openai_project_key(), github=fakekeys.github_classic_token())
-
-
 def leaky_notebook(keys: dict) -> nbformat.NotebookNode:
     """Code cell with an OpenAI key and its printed output; a GitHub token in markdown."""
     nb = nbformat.v4.new_notebook()
