@@ -25,14 +25,17 @@ from __future__ import annotations
 import copy
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from .config import Config
 from .findings import Confidence, Finding, Secret, mask_for
 from .notebook import CODE, iter_leaves, set_leaf
 from .scan import Scanner, notebook_findings, scanner_for
 
-__all__ = ["CleanReport", "clean_notebook", "clean_text", "KIND_LABELS"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import SecretStore
+
+__all__ = ["CleanReport", "clean_notebook", "clean_and_store", "clean_text", "KIND_LABELS"]
 
 #: How each leaf kind is named in summaries ("masked 3 outputs").
 KIND_LABELS = {
@@ -232,6 +235,46 @@ def clean_notebook(
         changed=out != nb,
     )
     return (out if report.changed else nb), report
+
+
+def clean_and_store(
+    nb: dict,
+    store: "SecretStore",
+    *,
+    config: Config | None = None,
+    move_code_keys: bool = True,
+    min_confidence: Confidence | str = Confidence.LIKELY,
+) -> tuple[dict, CleanReport]:
+    """:func:`clean_notebook`, then put the keys moved out of code cells into ``store``.
+
+    Names already in the store are reused for the same values. The caller writes the returned
+    notebook only after this returns, so a notebook never refers to a key the store lacks.
+
+    Args:
+        nb: The notebook; never mutated.
+        store: Where moved keys go (``open_store("none")`` keeps them nowhere).
+        config: Settings; the defaults when omitted.
+        move_code_keys: Rewrite code keys into lookups (``False`` masks them; nothing is stored).
+        min_confidence: Act on findings at or above this.
+
+    Returns:
+        ``(notebook, report)`` as :func:`clean_notebook` returns them.
+
+    Raises:
+        ipykeyguard.store.StoreError: the moved keys could not be stored.
+    """
+    from .store import taken_names
+
+    cleaned, report = clean_notebook(
+        nb,
+        config=config,
+        taken=taken_names(store) if move_code_keys else None,
+        move_code_keys=move_code_keys,
+        min_confidence=min_confidence,
+    )
+    if report.changed and report.secrets:
+        store.put({name: secret.reveal() for name, secret in report.secrets.items()})
+    return cleaned, report
 
 
 def _rewrite_code(

@@ -34,10 +34,9 @@ from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool, Enum, List, Unicode
 
 from ._traits import confidence_trait
-from .clean import clean_notebook
+from .clean import clean_and_store
 from .config import Config, find_pyproject, load_config
-from .findings import Confidence
-from .store import open_store, taken_names
+from .store import open_store
 
 __all__ = ["KeyGuardPreprocessor", "KeyGuardNotebookExporter", "KeyGuardHTMLExporter"]
 
@@ -92,17 +91,11 @@ class KeyGuardPreprocessor(Preprocessor):
         config = self._config(folder)
         move = self.code_keys == "move"
         store = self._open_store(folder) if move else open_store("none")
-        cleaned, report = clean_notebook(
-            nb,
-            config=config,
-            taken=taken_names(store) if move else None,
-            move_code_keys=move,
-            min_confidence=Confidence.parse(self.min_confidence),
+        cleaned, report = clean_and_store(
+            nb, store, config=config, move_code_keys=move, min_confidence=self.min_confidence
         )
         if not report.changed:
             return nb, resources
-        if report.secrets:
-            store.put({name: secret.reveal() for name, secret in report.secrets.items()})
         summary = report.summary(stored_in=store.description if store.kind != "none" else None)
         self.log.info("ipykeyguard: %s", summary)
         resources["ipykeyguard"] = summary

@@ -45,9 +45,8 @@ from traitlets.config import LoggingConfigurable
 
 from ._traits import confidence_trait
 from .config import Config, ConfigError, find_pyproject, load_config
-from .findings import Confidence
 from .notebook import NotebookError, detect_indent, dump_notebook, iter_leaves, parse_notebook
-from .store import StoreError, atomic_write_bytes, open_store, taken_names
+from .store import StoreError, atomic_write_bytes, open_store
 
 __all__ = ["KeyGuardServer", "SaveRefused", "DISABLE_HINT"]
 
@@ -231,7 +230,7 @@ class KeyGuardServer(LoggingConfigurable):
 
         With ``remember``, the texts of the result are kept for the post-save hook of this file.
         """
-        from .clean import clean_notebook
+        from .clean import clean_and_store
 
         if notebook_dir is None:
             notebook_dir = self._notebook_dir(path, contents_manager)
@@ -240,20 +239,13 @@ class KeyGuardServer(LoggingConfigurable):
             return None
         move = self.code_keys == "move"
         store = self._open_store(notebook_dir) if move else open_store("none")
-        cleaned, report = clean_notebook(
-            nb,
-            config=config,
-            taken=taken_names(store) if move else None,
-            move_code_keys=move,
-            min_confidence=Confidence.parse(self.min_confidence),
+        cleaned, report = clean_and_store(
+            nb, store, config=config, move_code_keys=move, min_confidence=self.min_confidence
         )
         if remember:
             self._remember_verified(notebook_dir / Path(path).name, cleaned)
         if not report.changed:
             return None
-        moved = _moved_values(report)
-        if moved:
-            store.put(moved)
         stored_in = store.description if store.kind != "none" else None
         self.log.info("ipykeyguard: cleaned %s: %s", path, report.summary(stored_in=stored_in))
         return cleaned
@@ -338,11 +330,6 @@ def _leaf_texts(nb: dict) -> list[str]:
     """Every text the scanner reads in ``nb``, sorted: each is scanned on its own, and nbformat
     writes keys in sorted order, so the walk order of a saved file differs from the model's."""
     return sorted(leaf.text for leaf in iter_leaves(nb))
-
-
-def _moved_values(report: Any) -> dict[str, str]:
-    """NAME -> plaintext of the keys the cleaning moved out of code, for ``store.put`` only."""
-    return {name: secret.reveal() for name, secret in report.secrets.items()}
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:

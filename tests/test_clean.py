@@ -164,3 +164,48 @@ def test_clean_text_masks_every_occurrence():
     assert report.changed and report.masked == 2
     same, report2 = clean_text("nothing here\n")
     assert same == "nothing here\n" and not report2.changed
+
+
+def _code_notebook(*sources: str) -> dict:
+    cells = [
+        {"cell_type": "code", "id": f"c{i}", "metadata": {}, "source": src, "outputs": [], "execution_count": None}
+        for i, src in enumerate(sources)
+    ]
+    return {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+def test_clean_and_store_stores_moved_keys_and_reuses_a_stored_name():
+    """clean_and_store puts each moved key in the store, and a key the store already holds keeps its name."""
+    from ipykeyguard.clean import clean_and_store
+    from ipykeyguard.store import open_store
+
+    first, second = fakekeys.openai_project_key(), fakekeys.openai_project_key()
+    store = open_store("memory")
+    cleaned, report = clean_and_store(_code_notebook(f'k = "{first}"'), store)
+    assert report.changed and set(store.items()) == {"OPENAI_API_KEY"}
+    assert store.get("OPENAI_API_KEY") == first, "stored value differs"
+    again, _ = clean_and_store(_code_notebook(f'a = "{first}"', f'b = "{second}"'), store)
+    text = json.dumps(again)
+    assert 'os.environ[\\"OPENAI_API_KEY\\"]' in text
+    assert len(store.items()) == 2 and first not in text and second not in text
+
+
+def test_clean_and_store_raises_when_the_store_fails_and_stores_nothing():
+    """A store that refuses the keys makes clean_and_store raise, so the caller writes no notebook."""
+    from ipykeyguard.clean import clean_and_store
+    from ipykeyguard.store import StoreError
+
+    class RefusingStore:
+        kind, description = "memory", "a store that refuses"
+
+        def items(self):
+            return {}
+
+        def get(self, name):
+            return None
+
+        def put(self, values):
+            raise StoreError("refused")
+
+    with pytest.raises(StoreError):
+        clean_and_store(_code_notebook(f'k = "{fakekeys.openai_project_key()}"'), RefusingStore())
