@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import base64
 import random
-import statistics
 import struct
-import time
 import zlib
 
 import pytest
@@ -184,7 +182,7 @@ def test_random_non_secret_text_yields_no_likely_finding(text):
     assert SCANNER.scan_text(text, min_confidence=Confidence.LIKELY) == []
 
 
-# -- speed ----------------------------------------------------------------------------------
+# -- a typical cell ---------------------------------------------------------------------------
 
 TYPICAL_CELL = '''import os
 import numpy as np
@@ -219,14 +217,8 @@ print(f"done: {len(results)} rows")
 '''
 
 
-@pytest.mark.slow
-def test_typical_cell_scans_fast():
-    """A 30-line cell without keys scans in well under a millisecond (median; guard is generous
-    because the test machine is shared)."""
+def test_typical_cell_without_keys_has_no_finding():
+    """A typical data-science cell (a tokenizer, an api_key read from os.environ, dict keys) yields no finding at all."""
     assert SCANNER.scan_text(TYPICAL_CELL) == []
-    times = []
-    for _ in range(300):
-        start = time.perf_counter()
-        SCANNER.scan_text(TYPICAL_CELL)
-        times.append(time.perf_counter() - start)
-    assert statistics.median(times) < 0.005
+
+
