@@ -98,3 +98,17 @@ def keys():
     import fakekeys
 
     return FakeKeys(openai=fakekeys.openai_project_key(), github=fakekeys.github_classic_token())
+
+
+def write_leaky_notebook(path: Path, source_tail: str = "") -> str:
+    """Write a one-cell notebook whose code assigns a fresh fake OpenAI key and whose stream
+    output echoes it (indent 1, sorted keys: how Jupyter writes). Returns the key."""
+    import fakekeys
+
+    key = fakekeys.openai_project_key()
+    nb = {"cells": [{"cell_type": "code", "execution_count": 1, "id": "c1", "metadata": {},
+                     "outputs": [{"name": "stdout", "output_type": "stream", "text": [key + "\n"]}],
+                     "source": f'OPENAI_API_KEY = "{key}"{source_tail}'}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(nb, indent=1, sort_keys=True) + "\n")
+    return key

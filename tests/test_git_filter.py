@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import fakekeys
+from conftest import write_leaky_notebook
 from ipykeyguard._cmd_filter import ATTRIBUTES_LINE
 
 
@@ -34,13 +35,7 @@ def repo(tmp_path):
 
 
 def write_leaky(path: Path, extra_source: str = "") -> str:
-    key = fakekeys.openai_project_key()
-    nb = {"cells": [{"cell_type": "code", "execution_count": 1, "id": "c1", "metadata": {},
-                     "outputs": [{"name": "stdout", "output_type": "stream", "text": [key + "\n"]}],
-                     "source": f'OPENAI_API_KEY = "{key}"\nprint(OPENAI_API_KEY){extra_source}'}],
-          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
-    path.write_text(json.dumps(nb, indent=1, sort_keys=True) + "\n")
-    return key
+    return write_leaky_notebook(path, "\nprint(OPENAI_API_KEY)" + extra_source)
 
 
 def test_install_is_idempotent_and_uses_this_interpreter(repo):

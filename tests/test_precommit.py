@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-import fakekeys
+from conftest import write_leaky_notebook
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,16 +49,6 @@ def repo(tmp_path):
     return path
 
 
-def leaky_notebook(path: Path) -> str:
-    key = fakekeys.openai_project_key()
-    nb = {"cells": [{"cell_type": "code", "execution_count": 1, "id": "c1", "metadata": {},
-                     "outputs": [{"name": "stdout", "output_type": "stream", "text": [key + "\n"]}],
-                     "source": f'OPENAI_API_KEY = "{key}"'}],
-          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
-    path.write_text(json.dumps(nb, indent=1, sort_keys=True) + "\n")
-    return key
-
-
 def clean_notebook_file(path: Path) -> None:
     nb = {"cells": [{"cell_type": "markdown", "id": "m1", "metadata": {}, "source": "# nothing secret"}],
           "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
@@ -73,7 +63,7 @@ def test_commit_with_a_key_is_refused_and_fixed_then_passes(repo, precommit_env)
         f"repos:\n- repo: {REPO_ROOT}\n  rev: {rev}\n  hooks:\n  - id: ipykeyguard-clean\n  - id: ipykeyguard-scan\n"
     )
     run(repo, *precommit_cmd(), "install", env=precommit_env, check=True)
-    key = leaky_notebook(repo / "n.ipynb")
+    key = write_leaky_notebook(repo / "n.ipynb")
     run(repo, "git", "add", ".pre-commit-config.yaml", "n.ipynb", check=True)
     refused = run(repo, "git", "commit", "-m", "leaky", env=precommit_env)
     assert refused.returncode != 0, refused.stdout + refused.stderr
@@ -108,7 +98,7 @@ def test_try_repo_clean_hook_passes_clean_files_fast_in_one_process(repo, precom
 
 def test_try_repo_clean_hook_fixes_a_key(repo, precommit_env):
     """``pre-commit try-repo`` on uncommitted hooks: the clean hook fails on a leaky file and fixes it."""
-    key = leaky_notebook(repo / "n.ipynb")
+    key = write_leaky_notebook(repo / "n.ipynb")
     (repo / "notes.txt").write_text(f"key: {key}\n")
     run(repo, "git", "add", "n.ipynb", "notes.txt", check=True)
     result = run(repo, *precommit_cmd(), "try-repo", str(REPO_ROOT), "ipykeyguard-clean", "--files", "n.ipynb", "notes.txt",
