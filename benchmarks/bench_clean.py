@@ -98,7 +98,7 @@ def our_clean_argv(target: Path, jobs: int | None = None, store: str = "none") -
 def api_clean(target: Path) -> int:
     """Stand-in for ``ipykeyguard clean --store none DIR`` built on the Python API."""
     import ipykeyguard
-    from ipykeyguard.notebook import detect_indent, dump_notebook, read_notebook
+    from ipykeyguard.transforms.notebook import detect_indent, dump_notebook, read_notebook
 
     changed = 0
     for path in sorted(target.rglob("*.ipynb")):

@@ -5,7 +5,7 @@ hits both alike: a trivial cell (``x = 1``) and a 200-line cell of ordinary code
 The figures are ratios of round trips (execute_request to idle + reply), guarded over plain,
 of the medians and of the fastest runs (the minimum is the steadier figure on a shared, loaded
 machine); the target is under 1.05. A third kernel has the guard loaded with its output guard
-(the Session.send wrapper of ``ipykeyguard._output_guard``) undone, so the input guard's own share
+(the Session.send wrapper of ``ipykeyguard.kernel.output_guard``) undone, so the input guard's own share
 of the overhead shows separately (``input`` columns).
 
     python benchmarks/bench_kernel_input.py [--runs 40]

@@ -43,8 +43,8 @@ from kernelharness import Execution, RealKernel  # noqa: E402
 
 INSTALL = """\
 import json
-from ipykeyguard._output_guard import install_output_guard
-from ipykeyguard.redact import Redactor
+from ipykeyguard.kernel.output_guard import install_output_guard
+from ipykeyguard.transforms.redact import Redactor
 _kg_redactor = Redactor()
 for _i, _v in enumerate(json.load(open({path!r}))):
     _kg_redactor.add_known(f"BENCH_{{_i}}_TOKEN", _v)
@@ -141,7 +141,7 @@ def _time_html_table() -> None:
     import numpy as np
     import pandas as pd
 
-    from ipykeyguard.redact import Redactor
+    from ipykeyguard.transforms.redact import Redactor
 
     pd.set_option("display.max_rows", 30000)
     df = pd.DataFrame(np.random.default_rng(1).random((20000, 6)), columns=list("abcdef"))
@@ -166,8 +166,8 @@ def _time_html_table() -> None:
 
 def _time_pieces(chunks: list[str]) -> None:
     """Time each part of the guard over ``chunks``, with 1 and with 200 known values."""
-    from ipykeyguard._output_guard import _SessionSendGuard
-    from ipykeyguard.redact import Redactor
+    from ipykeyguard.kernel.output_guard import _SessionSendGuard
+    from ipykeyguard.transforms.redact import Redactor
 
     values = bench_values()
 

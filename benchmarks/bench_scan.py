@@ -166,8 +166,8 @@ class OurScanner:
 
 def api_scan(paths: list[str]) -> int:
     """Stand-in for ``ipykeyguard scan --format json PATHS`` built on the Python API."""
-    from ipykeyguard.notebook import NotebookError, read_notebook
-    from ipykeyguard.scan import scan_notebook
+    from ipykeyguard.transforms.notebook import NotebookError, read_notebook
+    from ipykeyguard.engine.scan import scan_notebook
 
     files: list[Path] = []
     for p in map(Path, paths):
@@ -369,7 +369,7 @@ def adversarial_megabyte(rules) -> str:
 def micro_benchmarks(reps: int) -> dict:
     """scan_text of a 30-line cell (median per call, without and with a key) and of 1 MB of
     adversarial text (best of up to 3), in this process."""
-    from ipykeyguard.scan import default_scanner, scan_text
+    from ipykeyguard.engine.scan import default_scanner, scan_text
 
     out = {}
     for label, with_key in (("scan_text_30_lines_us", False), ("scan_text_30_lines_with_key_us", True)):

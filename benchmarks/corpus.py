@@ -16,7 +16,7 @@ Planted keys
     ``ipykeyguard/rules.toml`` (``rule:<id>``: the rule's first example with its secret re-drawn
     character-class by character-class, checked against that rule). Each family is planted in
     every location it can naturally appear in (see ``LOCATIONS``). Checksummed formats carry
-    correct checksums (``ipykeyguard.validators``).
+    correct checksums (``ipykeyguard.engine.validators``).
 
 Hard negatives
     About a quarter of the notebooks carry no key at all but do carry placeholders
@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ipykeyguard.validators import base62_crc32
+from ipykeyguard.engine.validators import base62_crc32
 
 __all__ = ["GENERATOR_VERSION", "NOTEBOOK_DIR", "Plant", "FAMILIES", "LOCATIONS", "generate_corpus", "rules_digest"]
 
@@ -546,8 +546,8 @@ def rule_plant_makers() -> dict[str, Callable[[random.Random], Plant]]:
     checksum or structure still valid when the original was), checked against that rule; a rule
     whose example cannot be redrawn keeps the example's secret.
     """
-    from ipykeyguard.config import Config
-    from ipykeyguard.scan import Scanner
+    from ipykeyguard.engine.config import Config
+    from ipykeyguard.engine.scan import Scanner
 
     scanner = Scanner(Config())
     makers: dict[str, Callable[[random.Random], Plant]] = {}
@@ -952,7 +952,7 @@ def rules_digest() -> str:
     """SHA-256 of the shipped rules file (rule-derived families depend on it)."""
     from importlib import resources
 
-    return _sha256(resources.files("ipykeyguard").joinpath("rules.toml").read_text(encoding="utf-8"))
+    return _sha256(resources.files("ipykeyguard.engine").joinpath("rules.toml").read_text(encoding="utf-8"))
 
 
 def _notebook(cells: list[dict], widgets: dict, nb_meta: dict) -> dict:

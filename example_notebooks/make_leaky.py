@@ -36,8 +36,8 @@ import sys
 import zlib
 from pathlib import Path
 
-from ipykeyguard.notebook import dump_notebook
-from ipykeyguard.validators import base62_crc32
+from ipykeyguard.transforms.notebook import dump_notebook
+from ipykeyguard.engine.validators import base62_crc32
 
 SEED = 20240229
 HERE = Path(__file__).resolve().parent

@@ -2,7 +2,7 @@
 
 The core (scanning, rewriting, redacting, cleaning) is pure Python and importing this package
 imports no host framework: IPython, nbconvert and jupyter_server are imported only by the
-adapters that need them (:mod:`ipykeyguard.extension`, :mod:`ipykeyguard.preprocessor`,
+adapters that need them (:mod:`ipykeyguard.kernel`, :mod:`ipykeyguard.nbconvert`,
 :mod:`ipykeyguard.server`), on first use.
 
 Public API::
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .config import Config, ConfigError, load_config
-from .findings import Confidence, Finding, Location, Secret
-from .notebook import NotebookError
-from .rules import Rule, RuleError, RuleSet
-from .scan import Scanner, scan_notebook, scan_text
+from .engine.config import Config, ConfigError, load_config
+from .engine.findings import Confidence, Finding, Location, Secret
+from .transforms.notebook import NotebookError
+from .engine.rules import Rule, RuleError, RuleSet
+from .engine.scan import Scanner, scan_notebook, scan_text
 
 __version__ = "0.1.0"
 
@@ -50,19 +50,19 @@ __all__ = [
 
 # Names served lazily so that importing ipykeyguard stays cheap and framework-free.
 _LAZY = {
-    "rewrite_source": ("rewrite", "rewrite_source"),
-    "Rewrite": ("rewrite", "Rewrite"),
-    "clean_notebook": ("clean", "clean_notebook"),
-    "CleanReport": ("clean", "CleanReport"),
-    "Redactor": ("redact", "Redactor"),
-    "KeyGuardPreprocessor": ("preprocessor", "KeyGuardPreprocessor"),
+    "rewrite_source": ("transforms.rewrite", "rewrite_source"),
+    "Rewrite": ("transforms.rewrite", "Rewrite"),
+    "clean_notebook": ("transforms.clean", "clean_notebook"),
+    "CleanReport": ("transforms.clean", "CleanReport"),
+    "Redactor": ("transforms.redact", "Redactor"),
+    "KeyGuardPreprocessor": ("nbconvert.preprocessor", "KeyGuardPreprocessor"),
 }
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .clean import CleanReport, clean_notebook
-    from .preprocessor import KeyGuardPreprocessor
-    from .redact import Redactor
-    from .rewrite import Rewrite, rewrite_source
+    from .transforms.clean import CleanReport, clean_notebook
+    from .nbconvert.preprocessor import KeyGuardPreprocessor
+    from .transforms.redact import Redactor
+    from .transforms.rewrite import Rewrite, rewrite_source
 
 
 def __getattr__(name: str) -> Any:
@@ -79,14 +79,14 @@ def __getattr__(name: str) -> Any:
 
 def load_ipython_extension(ipython: Any) -> None:
     """Entry point of ``%load_ext ipykeyguard`` (and of ``c.InteractiveShellApp.extensions``)."""
-    from .extension import load_ipython_extension as load
+    from .kernel.extension import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """Entry point of ``%unload_ext ipykeyguard``: undoes every hook and patch."""
-    from .extension import unload_ipython_extension as unload
+    from .kernel.extension import unload_ipython_extension as unload
 
     unload(ipython)
 
@@ -97,6 +97,6 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
-    from .server import _load_jupyter_server_extension as load
+    from .server.hooks import _load_jupyter_server_extension as load
 
     load(serverapp)

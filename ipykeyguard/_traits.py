@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from traitlets import Enum
 
-from .findings import Confidence
+from .engine.findings import Confidence
 
 
 def confidence_trait(help: str, default: str = "likely") -> Enum:

@@ -10,7 +10,7 @@ import base64
 import random as _random
 import string
 
-from ipykeyguard.validators import base62_crc32
+from ipykeyguard.engine.validators import base62_crc32
 
 ALNUM = string.ascii_letters + string.digits
 URLSAFE = ALNUM + "-_"
@@ -118,7 +118,7 @@ def gitlab_routable_token(rng: _random.Random | None = None, *, prefix: str = "g
     base36 CRC32, or a wrong one when ``valid`` is false."""
     import zlib
 
-    from ipykeyguard.validators import base36
+    from ipykeyguard.engine.validators import base36
 
     rng = _rand(rng)
     payload = b"c:1\no:fake\nu:" + chars(3, HEX, rng).encode()

@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from ipykeyguard import scan_text
-from ipykeyguard.allowlist import allowed_lines, is_placeholder
-from ipykeyguard.findings import Confidence
+from ipykeyguard.engine.allowlist import allowed_lines, is_placeholder
+from ipykeyguard.engine.findings import Confidence
 
 import fakekeys
 
@@ -87,8 +87,8 @@ def test_allow_next_line_comment():
 
 def test_allowed_fingerprint_is_not_reported():
     """A value whose SHA-256 is in the config's allow set is not reported."""
-    from ipykeyguard.config import Config
-    from ipykeyguard.findings import fingerprint
+    from ipykeyguard.engine.config import Config
+    from ipykeyguard.engine.findings import fingerprint
 
     key = fakekeys.github_classic_token()
     config = Config(allow=frozenset({fingerprint(key)}))
@@ -98,7 +98,7 @@ def test_allowed_fingerprint_is_not_reported():
 
 def test_random_base64_that_spells_a_placeholder_word_is_still_a_key():
     """Mixed-case runs like `xXxX` and phrases like `AddA` inside random base64 do not make a key a placeholder."""
-    from ipykeyguard.allowlist import is_placeholder
+    from ipykeyguard.engine.allowlist import is_placeholder
 
     assert not is_placeholder("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDAddAq7zXxXxQ1")
     assert not is_placeholder("ghp_R2d2C3poXxXx9AbCdEfGhIjKlMnOpQrStUvWx")

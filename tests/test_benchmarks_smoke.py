@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ipykeyguard.notebook import read_notebook
-from ipykeyguard.scan import scan_notebook
+from ipykeyguard.transforms.notebook import read_notebook
+from ipykeyguard.engine.scan import scan_notebook
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -94,7 +94,7 @@ def test_every_family_makes_a_format_exact_key(corpus_mod):
     """Each hand-written family generator yields a key that the shipped rules find where it is written."""
     import random
 
-    from ipykeyguard.scan import scan_text
+    from ipykeyguard.engine.scan import scan_text
 
     missed = []
     for family, make in corpus_mod.FAMILIES.items():

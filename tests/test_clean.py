@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 import fakekeys
-from ipykeyguard.clean import clean_notebook, clean_text
-from ipykeyguard.findings import Confidence
-from ipykeyguard.notebook import iter_leaves
-from ipykeyguard.scan import scan_notebook
+from ipykeyguard.transforms.clean import clean_notebook, clean_text
+from ipykeyguard.engine.findings import Confidence
+from ipykeyguard.transforms.notebook import iter_leaves
+from ipykeyguard.engine.scan import scan_notebook
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
 CASES = sorted(p.name[: -len(".expected.ipynb")] for p in GOLDEN.glob("*.expected.ipynb"))
@@ -176,8 +176,8 @@ def _code_notebook(*sources: str) -> dict:
 
 def test_clean_and_store_stores_moved_keys_and_reuses_a_stored_name():
     """clean_and_store puts each moved key in the store, and a key the store already holds keeps its name."""
-    from ipykeyguard.clean import clean_and_store
-    from ipykeyguard.store import open_store
+    from ipykeyguard.transforms.clean import clean_and_store
+    from ipykeyguard.storage.store import open_store
 
     first, second = fakekeys.openai_project_key(), fakekeys.openai_project_key()
     store = open_store("memory")
@@ -192,8 +192,8 @@ def test_clean_and_store_stores_moved_keys_and_reuses_a_stored_name():
 
 def test_clean_and_store_raises_when_the_store_fails_and_stores_nothing():
     """A store that refuses the keys makes clean_and_store raise, so the caller writes no notebook."""
-    from ipykeyguard.clean import clean_and_store
-    from ipykeyguard.store import StoreError
+    from ipykeyguard.transforms.clean import clean_and_store
+    from ipykeyguard.storage.store import StoreError
 
     class RefusingStore:
         kind, description = "memory", "a store that refuses"

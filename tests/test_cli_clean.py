@@ -17,7 +17,7 @@ import pytest
 from dotenv import dotenv_values
 
 import fakekeys
-from ipykeyguard.findings import fingerprint
+from ipykeyguard.engine.findings import fingerprint
 
 
 def cli(*args, cwd, stdin=None, env=None):
@@ -268,8 +268,8 @@ def test_a_kill_mid_write_leaves_the_old_or_the_new_file(tmp_path):
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from ipykeyguard._cmd_clean import _dumps_indented, serialize_like  # noqa: E402
-from ipykeyguard.clean import _copy_notebook  # noqa: E402
+from ipykeyguard.cli.clean import _dumps_indented, serialize_like  # noqa: E402
+from ipykeyguard.transforms.clean import _copy_notebook  # noqa: E402
 
 _json_scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
@@ -469,7 +469,7 @@ def test_a_directory_of_notebooks_stores_its_keys_in_one_env_write_with_the_same
 
 def test_a_notebook_saved_while_being_cleaned_is_not_overwritten(tmp_path):
     """A notebook whose file changed after it was read keeps the newer content, and the run says why."""
-    from ipykeyguard._cmd_clean import _write
+    from ipykeyguard.cli.clean import _write
 
     path = tmp_path / "n.ipynb"
     path.write_text('{"cells": []}\n')

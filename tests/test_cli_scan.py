@@ -1,6 +1,6 @@
 """``ipykeyguard scan``: formats, exit codes, bad inputs, recursion, jobs, baselines, config, stdin.
 
-Most tests call ``cli.main([...])`` in-process for speed; the ones about the installed command
+Most tests call ``cli.app([...])`` in-process for speed; the ones about the installed command
 (start-up imports, stdin, the shipped example) run the real ``ipykeyguard`` executable.
 """
 
@@ -19,7 +19,7 @@ import pytest
 
 import fakekeys
 from ipykeyguard import cli
-from ipykeyguard.findings import fingerprint
+from ipykeyguard.engine.findings import fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
 LEAKY = REPO / "example_notebooks" / "leaky.ipynb"
@@ -44,7 +44,7 @@ def run_exe(*args: str, cwd: Path | None = None, stdin: bytes | None = None) -> 
 def scan(capsys, *args: str) -> tuple[int, str, str]:
     """Run ``ipykeyguard scan ARGS`` in-process; returns (exit code, stdout, stderr)."""
     capsys.readouterr()
-    code = cli.main(["scan", *args])
+    code = cli.app(["scan", *args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -349,14 +349,16 @@ def test_symlink_loops_neither_hang_nor_pass_silently(capsys, tmp_path, keys):
 
 
 def _scan_as_unprivileged_user(args: list[str]) -> tuple[int, str, str]:
-    """Run cli.main(["scan", *args]) in a forked child that dropped root to 'nobody'.
+    """Run cli.app(["scan", *args]) in a forked child that dropped root to 'nobody'.
 
     Root reads any file whatever its mode, so a permission error needs a real unprivileged
     process. Everything the scan imports is imported first: the child may not read /root.
     """
-    import ipykeyguard._cmd_scan  # noqa: F401
+    import ipykeyguard.cli.scan  # noqa: F401
     import ipykeyguard.reports.text  # noqa: F401
-    from ipykeyguard import files, reports, scan  # noqa: F401
+    from ipykeyguard import reports  # noqa: F401
+    from ipykeyguard.cli import files  # noqa: F401
+    from ipykeyguard.engine import scan  # noqa: F401
 
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -370,7 +372,7 @@ def _scan_as_unprivileged_user(args: list[str]) -> tuple[int, str, str]:
             sys.stderr = open(2, "w", closefd=False)
             os.setgid(65534)
             os.setuid(65534)
-            code = cli.main(["scan", *args])
+            code = cli.app(["scan", *args])
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
@@ -605,7 +607,7 @@ def test_a_scan_imports_no_heavy_framework():
     """Scanning a notebook through the CLI imports none of jsonschema, nbformat, IPython, jupyter_server, nbconvert or a process pool."""
     code = (
         "import sys; from ipykeyguard import cli; "
-        f"rc = cli.main(['scan', '--isolated', {str(LEAKY)!r}]); "
+        f"rc = cli.app(['scan', '--isolated', {str(LEAKY)!r}]); "
         "heavy = sorted(m for m in ('jsonschema', 'nbformat', 'IPython', 'jupyter_server', 'nbconvert', "
         "'concurrent.futures.process', 'traitlets') if m in sys.modules); "
         "print('HEAVY', heavy, rc)"

@@ -10,7 +10,7 @@ import venv
 import pytest
 
 from fakekeys import openai_project_key
-from ipykeyguard._cmd_enable import BEGIN_MARKER, END_MARKER, add_block, config_block, remove_block
+from ipykeyguard.cli.enable import BEGIN_MARKER, END_MARKER, add_block, config_block, remove_block
 from ipykeyguard.cli import CLIError
 
 USER_CONFIG = "c = get_config()\nc.InteractiveShellApp.exec_lines = ['ENABLE_MARKER = 41 + 1']\n"

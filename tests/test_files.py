@@ -1,4 +1,4 @@
-"""ipykeyguard.files: discovering targets and reading them with content-free errors."""
+"""ipykeyguard.cli.files: discovering targets and reading them with content-free errors."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import fakekeys
-from ipykeyguard.config import Config
-from ipykeyguard.files import (
+from ipykeyguard.engine.config import Config
+from ipykeyguard.cli.files import (
     BINARY_SNIFF_BYTES,
     STDIN,
     FileReadError,

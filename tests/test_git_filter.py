@@ -12,7 +12,7 @@ import pytest
 
 import fakekeys
 from conftest import write_leaky_notebook
-from ipykeyguard._cmd_filter import ATTRIBUTES_LINE
+from ipykeyguard.cli.filter import ATTRIBUTES_LINE
 
 
 def git(cwd, *args, check=True):

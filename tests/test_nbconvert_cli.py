@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from dotenv import dotenv_values
 
-from ipykeyguard.findings import fingerprint
+from ipykeyguard.engine.findings import fingerprint
 
 pytestmark = pytest.mark.slow
 

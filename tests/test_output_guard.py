@@ -17,8 +17,8 @@ from typing import Callable, Iterator
 import pytest
 
 import fakekeys
-from ipykeyguard.findings import fingerprint
-from ipykeyguard.redact import WITHHELD_NOTICE
+from ipykeyguard.engine.findings import fingerprint
+from ipykeyguard.transforms.redact import WITHHELD_NOTICE
 from kernelharness import Execution, RealKernel
 
 pytestmark = pytest.mark.kernel
@@ -28,8 +28,8 @@ OPENAI_MASK = "[secret:OPENAI_API_KEY]"
 
 INSTALL_DIRECTLY = """\
 import os
-from ipykeyguard._output_guard import install_output_guard
-from ipykeyguard.redact import Redactor, secret_like_env
+from ipykeyguard.kernel.output_guard import install_output_guard
+from ipykeyguard.transforms.redact import Redactor, secret_like_env
 _kg_redactor = Redactor()
 for _kg_name, _kg_value in secret_like_env(os.environ).items():
     _kg_redactor.add_known(_kg_name, _kg_value)
@@ -383,9 +383,9 @@ def test_guard_loaded_at_startup_by_config_covers_the_first_cell(tmp_path, keys)
 
 class _Setup:
     FAILING = """\
-from ipykeyguard._output_guard import install_output_guard
-from ipykeyguard.redact import Redactor
-from ipykeyguard.scan import Scanner
+from ipykeyguard.kernel.output_guard import install_output_guard
+from ipykeyguard.transforms.redact import Redactor
+from ipykeyguard.engine.scan import Scanner
 class _Broken(Scanner):
     def scan_text(self, text, **kw):
         raise RuntimeError('boom')

@@ -109,8 +109,8 @@ def test_terminal_uninstall_restores_streams_and_releases_held_text(tmp_path, ke
     """A held key prefix is shown at the end of the cell; uninstalling puts the real sys.stdout back."""
     lines = [
         "import os, sys",
-        "from ipykeyguard._output_guard import install_output_guard",
-        "from ipykeyguard.redact import Redactor",
+        "from ipykeyguard.kernel.output_guard import install_output_guard",
+        "from ipykeyguard.transforms.redact import Redactor",
         "r = Redactor(); r.add_known('MY_SERVICE_TOKEN', os.environ['MY_SERVICE_TOKEN']); real = sys.stdout",
         "un = install_output_guard(get_ipython(), r)",
         "print('wrapped', sys.stdout is not real)",

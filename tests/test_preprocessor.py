@@ -14,8 +14,8 @@ from traitlets.config import Config
 
 import fakekeys
 from ipykeyguard import KeyGuardPreprocessor
-from ipykeyguard.findings import fingerprint
-from ipykeyguard.preprocessor import KeyGuardHTMLExporter, KeyGuardNotebookExporter
+from ipykeyguard.engine.findings import fingerprint
+from ipykeyguard.nbconvert.preprocessor import KeyGuardHTMLExporter, KeyGuardNotebookExporter
 
 
 def leaky_notebook(keys: dict) -> nbformat.NotebookNode:
@@ -128,7 +128,7 @@ def test_keyguard_exporters_clean_without_a_preprocessor_list(exporter_class, ke
     """The keyguard exporters clean with no preprocessor configured, and run the guard after
     execution and before output extraction."""
     names = [p if isinstance(p, str) else p.__name__ for p in exporter_class().default_preprocessors]
-    ours = names.index("ipykeyguard.preprocessor.KeyGuardPreprocessor")
+    ours = names.index("ipykeyguard.nbconvert.KeyGuardPreprocessor")
     assert names.index("nbconvert.preprocessors.ExecutePreprocessor") < ours
     assert ours < names.index("nbconvert.preprocessors.ExtractOutputPreprocessor")
     body, _ = exporter_class().from_notebook_node(leaky_notebook(keys))

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fakekeys import openai_project_key
 from kernelharness import RealKernel
 
-from ipykeyguard.findings import fingerprint
+from ipykeyguard.engine.findings import fingerprint
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fakekeys
-from ipykeyguard._multimatch import compile_alternation, trie_regex
-from ipykeyguard.findings import fingerprint, mask_for
-from ipykeyguard.redact import (
+from ipykeyguard.engine.matcher import compile_alternation, trie_regex
+from ipykeyguard.engine.findings import fingerprint, mask_for
+from ipykeyguard.transforms.redact import (
     MIN_KNOWN_LENGTH,
     WITHHELD_NOTICE,
     Redactor,
@@ -23,7 +23,7 @@ from ipykeyguard.redact import (
     _KnownIndex,
     secret_like_env,
 )
-from ipykeyguard.scan import Scanner, _start_spans
+from ipykeyguard.engine.scan import Scanner, _start_spans
 
 
 def assert_no_key(key: str, text: str, where: str = "output") -> None:

@@ -1,4 +1,4 @@
-"""Tests for ipykeyguard.rewrite: one per context, exact output text, names, failure modes,
+"""Tests for ipykeyguard.transforms.rewrite: one per context, exact output text, names, failure modes,
 and real-kernel checks of the IPython semantics the rewrite forms rely on."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import tokenize
 import pytest
 
 from fakekeys import aws_access_key_id, generic_secret, github_classic_token, openai_legacy_key, openai_project_key
-from ipykeyguard.findings import Confidence, fingerprint
-from ipykeyguard.rewrite import Rewrite, rewrite_source
-from ipykeyguard.scan import Scanner
+from ipykeyguard.engine.findings import Confidence, fingerprint
+from ipykeyguard.transforms.rewrite import Rewrite, rewrite_source
+from ipykeyguard.engine.scan import Scanner
 
 K = "OPENAI_API_KEY"
 
@@ -204,7 +204,7 @@ env = "ESC_KEY"
 
 def test_escaped_key_text_stores_the_runtime_value(tmp_path):
     """When the key's text holds an escape, the stored value is what the literal evaluates to."""
-    from ipykeyguard.config import Config
+    from ipykeyguard.engine.config import Config
 
     rules = tmp_path / "rules.toml"
     rules.write_text(ESCAPE_RULE)
@@ -219,7 +219,7 @@ def test_escaped_key_text_stores_the_runtime_value(tmp_path):
 
 def test_bash_variable_before_a_word_character_gets_braces(tmp_path):
     """In a %%bash body a key followed by a word character becomes ${NAME}, so the name ends there."""
-    from ipykeyguard.config import Config
+    from ipykeyguard.engine.config import Config
 
     rules = tmp_path / "rules.toml"
     rules.write_text(ESCAPE_RULE)
@@ -485,7 +485,7 @@ def test_rewrite_module_imports_no_ipython():
     import subprocess
     import sys
 
-    code = "import sys, ipykeyguard.rewrite as r; r.rewrite_source('x = 1'); print('IPython' in sys.modules)"
+    code = "import sys, ipykeyguard.transforms.rewrite as r; r.rewrite_source('x = 1'); print('IPython' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -1,4 +1,4 @@
-"""Property tests for ipykeyguard.rewrite: for generated cells with planted fake keys the rewrite
+"""Property tests for ipykeyguard.transforms.rewrite: for generated cells with planted fake keys the rewrite
 parses wherever the input parsed, evaluates to the same values once the variables are set, holds
 no key, and is idempotent."""
 
@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fakekeys
-from ipykeyguard.findings import Confidence
-from ipykeyguard.rewrite import rewrite_source
-from ipykeyguard.scan import default_scanner
+from ipykeyguard.engine.findings import Confidence
+from ipykeyguard.transforms.rewrite import rewrite_source
+from ipykeyguard.engine.scan import default_scanner
 
 GENERATORS = [
     fakekeys.openai_project_key,

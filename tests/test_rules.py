@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from ipykeyguard.config import Config
-from ipykeyguard.findings import Confidence
-from ipykeyguard.rules import RuleError, RuleSet, default_rules, parse_rules
-from ipykeyguard.scan import Scanner
+from ipykeyguard.engine.config import Config
+from ipykeyguard.engine.findings import Confidence
+from ipykeyguard.engine.rules import RuleError, RuleSet, default_rules, parse_rules
+from ipykeyguard.engine.scan import Scanner
 
 RULES = default_rules()
 SCANNER = Scanner(Config())
@@ -195,9 +195,9 @@ def test_shipped_rules_pass_the_full_checks_skipped_at_start_up():
     """The shipped rules file loads with every regex check on (start-up trusts it and defers compiling)."""
     from importlib import resources
 
-    from ipykeyguard.rules import parse_rules
+    from ipykeyguard.engine.rules import parse_rules
 
-    text = resources.files("ipykeyguard").joinpath("rules.toml").read_text(encoding="utf-8")
+    text = resources.files("ipykeyguard.engine").joinpath("rules.toml").read_text(encoding="utf-8")
     checked = parse_rules(text, "rules.toml", trusted=False)
     assert [r.id for r in checked] == [r.id for r in RULES]
     assert all(r.max_width is not None for r in checked)

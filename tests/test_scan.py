@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ipykeyguard import scan_notebook, scan_text
-from ipykeyguard.config import Config
-from ipykeyguard.findings import Confidence
-from ipykeyguard.scan import Scanner, env_name_from, notebook_findings, scanner_for
+from ipykeyguard.engine.config import Config
+from ipykeyguard.engine.findings import Confidence
+from ipykeyguard.engine.scan import Scanner, env_name_from, notebook_findings, scanner_for
 
 import fakekeys
 import strategies

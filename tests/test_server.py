@@ -25,7 +25,7 @@ from dotenv import dotenv_values
 
 import fakekeys
 import ipykeyguard
-from ipykeyguard.findings import fingerprint
+from ipykeyguard.engine.findings import fingerprint
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fakekeys
-from ipykeyguard.findings import fingerprint
-from ipykeyguard.store import (
+from ipykeyguard.engine.findings import fingerprint
+from ipykeyguard.storage.store import (
     DotenvStore,
     MemoryStore,
     NullStore,
@@ -353,7 +353,7 @@ def test_git_is_asked_at_every_write_unless_once_is_asked_for(repo):
 
 def test_check_dotenv_values_refuses_what_put_refuses_and_writes_nothing(tmp_path):
     """check_dotenv_values raises put's error for a bad name, a NUL or an unquotable value, and accepts the rest."""
-    from ipykeyguard.store import check_dotenv_values
+    from ipykeyguard.storage.store import check_dotenv_values
 
     secret = fakekeys.generic_secret()
     for bad in ({"1BAD": secret}, {"A": secret + "\x00"}, {"A": secret + "\nx\\"}):

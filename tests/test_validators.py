@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from ipykeyguard.validators import VALIDATORS, base36, base62_crc32, shannon_entropy
+from ipykeyguard.engine.validators import VALIDATORS, base36, base62_crc32, shannon_entropy
 
 import fakekeys
 

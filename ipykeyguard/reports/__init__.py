@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
-from ..findings import Confidence
+from ..engine.findings import Confidence
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..findings import Finding
+    from ..engine.findings import Finding
 
 __all__ = ["FORMATS", "ReportFinding", "ReportError", "RuleInfo", "ScanReport", "render"]
 

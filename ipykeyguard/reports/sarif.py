@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
-from ..findings import Confidence
+from ..engine.findings import Confidence
 from . import ReportFinding, ScanReport
 
 __all__ = ["render", "to_dict", "SARIF_SCHEMA_URI"]

@@ -41,7 +41,7 @@ import threading
 from pathlib import Path
 from typing import Mapping, Protocol, runtime_checkable
 
-from .findings import fingerprint
+from ..engine.findings import fingerprint
 
 __all__ = [
     "StoreError",

@@ -18,12 +18,12 @@ EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
 #: subcommand name -> module that implements it
 COMMANDS = {
-    "scan": "_cmd_scan",
-    "clean": "_cmd_clean",
-    "enable": "_cmd_enable",
-    "disable": "_cmd_enable",
-    "install-filter": "_cmd_filter",
-    "uninstall-filter": "_cmd_filter",
+    "scan": "scan",
+    "clean": "clean",
+    "enable": "enable",
+    "disable": "enable",
+    "install-filter": "filter",
+    "uninstall-filter": "filter",
 }
 
 
@@ -42,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     parser = _Parser(
         prog="ipykeyguard",
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         if module_name in seen:
             continue
         seen.add(module_name)
-        module = importlib.import_module(f"ipykeyguard.{module_name}")
+        module = importlib.import_module(f"ipykeyguard.cli.{module_name}")
         module.add_parser(sub)
     return parser
 

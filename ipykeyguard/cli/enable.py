@@ -52,7 +52,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .cli import EXIT_OK, CLIError
+from .app import EXIT_OK, CLIError
 
 __all__ = ["BEGIN_MARKER", "END_MARKER", "config_block", "config_conflicts", "add_block", "remove_block",
            "target_files", "run"]

@@ -55,11 +55,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .clean import CleanReport
-    from .config import Config
+    from ..transforms.clean import CleanReport
+    from ..engine.config import Config
     from .files import Target
-    from .scan import Scanner
-    from .store import SecretStore
+    from ..engine.scan import Scanner
+    from ..storage.store import SecretStore
 
 __all__ = ["add_parser", "run", "serialize_like", "is_store_file"]
 
@@ -113,7 +113,7 @@ def add_parser(subparsers) -> None:
 
 
 def _jobs(text: str) -> int:
-    from ._cmd_scan import _non_negative_int
+    from .scan import _non_negative_int
 
     return _non_negative_int(text)
 
@@ -139,7 +139,7 @@ def serialize_like(nb: dict, raw: bytes) -> bytes:
     Returns:
         The new file's bytes.
     """
-    from .notebook import detect_indent
+    from ..transforms.notebook import detect_indent
 
     bom = raw.startswith(_BOM)
     body = raw[3:] if bom else raw
@@ -261,7 +261,7 @@ class _LazyTaken(Mapping):
 
     def _load(self) -> dict[str, str]:
         if self._data is None:
-            from .store import taken_names
+            from ..storage.store import taken_names
 
             # Names given to keys of earlier notebooks whose .env write is still pending.
             self._data = {**taken_names(self._store), **self._pending}
@@ -316,7 +316,7 @@ def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
 
 
 def _build_config(args: argparse.Namespace) -> "Config":
-    from ._cmd_scan import build_config
+    from .scan import build_config
 
     scan_args = argparse.Namespace(
         paths=list(args.paths) or ([args.stdin_filename] if args.stdin_filename else []),
@@ -330,7 +330,7 @@ def _build_config(args: argparse.Namespace) -> "Config":
 
 
 def _threshold(args: argparse.Namespace, config: "Config"):
-    from .findings import Confidence
+    from ..engine.findings import Confidence
 
     if args.min_confidence is not None:
         return Confidence.parse(args.min_confidence)
@@ -371,7 +371,7 @@ def _check_writable(path: str) -> os.stat_result:
 
 def _write(path: str, directory: str, new: bytes, checked: os.stat_result, line: str) -> _Outcome:
     """Replace ``path`` with ``new`` (atomically, its mode kept) unless it changed since ``checked``."""
-    from .store import atomic_write_bytes
+    from ..storage.store import atomic_write_bytes
 
     try:
         if not _same_file(os.lstat(path), checked):
@@ -387,7 +387,7 @@ def _write(path: str, directory: str, new: bytes, checked: os.stat_result, line:
 
 class _Cleaner:
     def __init__(self, args: argparse.Namespace, config: "Config") -> None:
-        from .scan import scanner_for
+        from ..engine.scan import scanner_for
 
         self.args = args
         self.config = config
@@ -398,7 +398,7 @@ class _Cleaner:
         self._dotenv: dict[str, "SecretStore"] = {}
 
     def store_for(self, directory: str) -> "SecretStore":
-        from .store import DotenvStore, open_store
+        from ..storage.store import DotenvStore, open_store
 
         kind = self.args.store
         if kind == "keyring":
@@ -419,7 +419,7 @@ class _Cleaner:
         pending_names: Mapping[str, str] | None = None,
     ):
         """Clean one file's content. Returns ``(new bytes or None when unchanged, report, store)``."""
-        from .clean import clean_notebook, clean_text
+        from ..transforms.clean import clean_notebook, clean_text
 
         if notebook is not None:
             store = self.store_for(store_dir)
@@ -465,7 +465,7 @@ class _Cleaner:
         """Read and clean one file; write it now, or return it to be written after its batch's
         keys are stored (``--store dotenv`` with keys moved out of code)."""
         from .files import FileReadError, read_target
-        from .store import StoreError, check_dotenv_values
+        from ..storage.store import StoreError, check_dotenv_values
 
         path = target.path
         try:
@@ -515,7 +515,7 @@ class _Cleaner:
 
     def _commit(self, waiting: list[tuple[int, "_Outcome | _Pending"]]) -> Iterator[tuple[int, _Outcome]]:
         """Store the keys of the waiting notebooks in one write, then write those notebooks."""
-        from .store import StoreError
+        from ..storage.store import StoreError
 
         batch = [item for _i, item in waiting if isinstance(item, _Pending)]
         failure: str | None = None
@@ -667,7 +667,7 @@ def _run_paths(args: argparse.Namespace, cleaner: _Cleaner) -> int:
             if outcome.lines and not args.quiet:
                 print("\n".join(outcome.lines), flush=True)
     finally:
-        from .store import fsync_directory
+        from ..storage.store import fsync_directory
 
         # Each file was fsynced before its rename; one fsync per directory makes the renames
         # durable (instead of one per file: half the disk flushes on a many-notebook run).
@@ -686,7 +686,7 @@ def _decode_for_filter(raw: bytes, name: str, as_notebook: bool):
     Raises:
         _FileError: the content is not UTF-8.
     """
-    from .notebook import NotebookError, parse_notebook
+    from ..transforms.notebook import NotebookError, parse_notebook
 
     if as_notebook:
         try:
@@ -704,7 +704,7 @@ def _decode_for_filter(raw: bytes, name: str, as_notebook: bool):
 
 
 def _run_stdin(args: argparse.Namespace, cleaner: _Cleaner) -> int:
-    from .store import StoreError
+    from ..storage.store import StoreError
 
     name = args.stdin_filename or "<stdin>"
     limit = cleaner.config.max_file_size
@@ -760,7 +760,7 @@ def _run_textconv(args: argparse.Namespace, cleaner: _Cleaner) -> int:
 
 
 def _CLIError(message: str):
-    from .cli import CLIError
+    from .app import CLIError
 
     return CLIError(message)
 

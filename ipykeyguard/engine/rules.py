@@ -265,7 +265,7 @@ def default_rules() -> list[Rule]:
     """The rules shipped with ipykeyguard (parsed once per process)."""
     global _DEFAULT
     if _DEFAULT is None:
-        text = resources.files("ipykeyguard").joinpath("rules.toml").read_text(encoding="utf-8")
+        text = resources.files("ipykeyguard.engine").joinpath("rules.toml").read_text(encoding="utf-8")
         _DEFAULT = parse_rules(text, "ipykeyguard/rules.toml", trusted=True)
     return list(_DEFAULT)
 

@@ -12,7 +12,7 @@ import re
 import threading
 from typing import Iterable
 
-from ._multimatch import keyword_finder
+from .matcher import keyword_finder
 from .allowlist import allowed_lines, is_placeholder
 from .config import Config
 from .findings import Confidence, Finding, Location, Secret
@@ -355,7 +355,7 @@ def notebook_findings(nb: dict, scanner: Scanner, *, min_confidence: Confidence 
     Yields:
         ``(leaf, findings)`` pairs in notebook order.
     """
-    from .notebook import iter_leaves
+    from ..transforms.notebook import iter_leaves
 
     for leaf in iter_leaves(nb):
         found = scanner.scan_text(leaf.text, cell=leaf.cell, field=leaf.field, min_confidence=min_confidence)

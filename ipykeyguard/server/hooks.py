@@ -43,10 +43,10 @@ from tornado.web import HTTPError
 from traitlets import Bool, Enum, Unicode
 from traitlets.config import LoggingConfigurable
 
-from ._traits import confidence_trait
-from .config import Config, ConfigError, find_pyproject, load_config
-from .notebook import NotebookError, detect_indent, dump_notebook, iter_leaves, parse_notebook
-from .store import StoreError, atomic_write_bytes, open_store
+from .._traits import confidence_trait
+from ..engine.config import Config, ConfigError, find_pyproject, load_config
+from ..transforms.notebook import NotebookError, detect_indent, dump_notebook, iter_leaves, parse_notebook
+from ..storage.store import StoreError, atomic_write_bytes, open_store
 
 __all__ = ["KeyGuardServer", "SaveRefused", "DISABLE_HINT"]
 
@@ -230,7 +230,7 @@ class KeyGuardServer(LoggingConfigurable):
 
         With ``remember``, the texts of the result are kept for the post-save hook of this file.
         """
-        from .clean import clean_and_store
+        from ..transforms.clean import clean_and_store
 
         if notebook_dir is None:
             notebook_dir = self._notebook_dir(path, contents_manager)

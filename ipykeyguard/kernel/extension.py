@@ -87,14 +87,14 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from traitlets import Bool, Enum, List, Unicode, observe
 from traitlets.config import Configurable
 
-from ._traits import confidence_trait
-from ._output_guard import install_output_guard
-from .config import Config, ConfigError, load_config
-from .findings import Confidence, fingerprint
-from .redact import Redactor, secret_like_env
-from .rewrite import Rewrite, rewrite_source
-from .scan import scanner_for
-from .store import SecretStore, StoreError, open_store
+from .._traits import confidence_trait
+from .output_guard import install_output_guard
+from ..engine.config import Config, ConfigError, load_config
+from ..engine.findings import Confidence, fingerprint
+from ..transforms.redact import Redactor, secret_like_env
+from ..transforms.rewrite import Rewrite, rewrite_source
+from ..engine.scan import scanner_for
+from ..storage.store import SecretStore, StoreError, open_store
 
 __all__ = [
     "KeyGuard",
@@ -174,7 +174,7 @@ def _move_notice(moved: list[str], already: list[str], destination: str) -> str:
 def _raise_line(message: str) -> str:
     """A one-line cell that raises :class:`KeyGuardRejected` with ``message`` (no secret in it)."""
     return (
-        f"raise __import__('ipykeyguard.extension', fromlist=['_']).KeyGuardRejected({message!r})\n"
+        f"raise __import__('ipykeyguard.kernel.extension', fromlist=['_']).KeyGuardRejected({message!r})\n"
     )
 
 

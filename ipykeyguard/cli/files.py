@@ -19,8 +19,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterable
 
-from .config import Config
-from .notebook import NotebookError, parse_notebook
+from ..engine.config import Config
+from ..transforms.notebook import NotebookError, parse_notebook
 
 __all__ = [
     "STDIN",

@@ -3,7 +3,7 @@
 :func:`clean_notebook` is pure: it takes a notebook dict and returns a cleaned copy plus a
 :class:`CleanReport`; it reads and writes nothing. The CLI, the Jupyter Server pre-save hook and
 the nbconvert preprocessor all call it, and ``scan`` walks the same leaves with the same scanner
-(:func:`ipykeyguard.scan.notebook_findings`), so what ``scan`` reports is what ``clean`` changes.
+(:func:`ipykeyguard.engine.scan.notebook_findings`), so what ``scan`` reports is what ``clean`` changes.
 
 Policy:
 
@@ -27,13 +27,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 
-from .config import Config
-from .findings import Confidence, Finding, Secret, mask_for
+from ..engine.config import Config
+from ..engine.findings import Confidence, Finding, Secret, mask_for
 from .notebook import CODE, iter_leaves, set_leaf
-from .scan import Scanner, notebook_findings, scanner_for
+from ..engine.scan import Scanner, notebook_findings, scanner_for
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .store import SecretStore
+    from ..storage.store import SecretStore
 
 __all__ = ["CleanReport", "clean_notebook", "clean_and_store", "clean_text", "KIND_LABELS"]
 
@@ -261,9 +261,9 @@ def clean_and_store(
         ``(notebook, report)`` as :func:`clean_notebook` returns them.
 
     Raises:
-        ipykeyguard.store.StoreError: the moved keys could not be stored.
+        ipykeyguard.storage.store.StoreError: the moved keys could not be stored.
     """
-    from .store import taken_names
+    from ..storage.store import taken_names
 
     cleaned, report = clean_notebook(
         nb,

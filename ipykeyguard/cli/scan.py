@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import Config
+    from ..engine.config import Config
     from .files import Target
-    from .reports import ReportError, ReportFinding, ScanReport
-    from .scan import Scanner
+    from ..reports import ReportError, ReportFinding, ScanReport
+    from ..engine.scan import Scanner
 
 __all__ = ["add_parser", "run", "scan_paths", "FileOutcome"]
 
@@ -135,9 +135,9 @@ def build_config(args: argparse.Namespace) -> "Config":
     Raises:
         CLIError: the config or baseline file is unreadable or malformed (exit 2).
     """
-    from .cli import CLIError
-    from .config import Config, ConfigError, load_baseline, load_config
-    from .findings import Confidence
+    from .app import CLIError
+    from ..engine.config import Config, ConfigError, load_baseline, load_config
+    from ..engine.findings import Confidence
 
     try:
         if args.isolated:
@@ -185,8 +185,8 @@ def scan_target(target: "Target", scanner: "Scanner", stdin: BinaryIO | None = N
         The findings (no plaintext), or the reason the file could not be scanned.
     """
     from .files import FileReadError, read_target
-    from .reports import ReportError, ReportFinding
-    from .scan import notebook_findings
+    from ..reports import ReportError, ReportFinding
+    from ..engine.scan import notebook_findings
 
     try:
         loaded = read_target(target, max_file_size=scanner.config.max_file_size, stdin=stdin)
@@ -212,7 +212,7 @@ _worker_scanner: "Scanner | None" = None
 
 def _init_worker(config: "Config") -> None:
     global _worker_scanner
-    from .scan import Scanner
+    from ..engine.scan import Scanner
 
     _worker_scanner = Scanner(config)
 
@@ -234,7 +234,7 @@ def _scan_all(targets: list["Target"], scanner: "Scanner", jobs: int, stdin: Bin
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    from .cli import CLIError
+    from .app import CLIError
 
     chunksize = max(1, len(on_disk) // (jobs * 4))
     try:
@@ -262,8 +262,8 @@ def scan_paths(
         The report; its ``exit_code`` is the command's.
     """
     from .files import discover
-    from .reports import ReportError, RuleInfo, ScanReport
-    from .scan import scanner_for
+    from ..reports import ReportError, RuleInfo, ScanReport
+    from ..engine.scan import scanner_for
 
     scanner = scanner_for(config)
     found = discover(paths, config)
@@ -288,7 +288,7 @@ def scan_paths(
 def _write_baseline(path: str, report: "ScanReport") -> None:
     import json
 
-    from .cli import CLIError
+    from .app import CLIError
 
     entries = sorted({(f.path, f.rule, f.hash) for f in report.findings})
     document = {
@@ -303,7 +303,7 @@ def _write_baseline(path: str, report: "ScanReport") -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ipykeyguard scan``; returns the exit status (0 clean, 1 findings, 2 errors)."""
-    from .reports import render
+    from ..reports import render
 
     config = build_config(args)
     report = scan_paths(args.paths, config, jobs=args.jobs)

@@ -73,7 +73,7 @@ def _git(*args: str, check: bool = True) -> "subprocess.CompletedProcess":
     import shutil
     import subprocess
 
-    from .cli import CLIError
+    from .app import CLIError
 
     exe = shutil.which("git")
     if exe is None:
@@ -85,7 +85,7 @@ def _git(*args: str, check: bool = True) -> "subprocess.CompletedProcess":
 
 
 def _scope(args: argparse.Namespace) -> list[str]:
-    from .cli import CLIError
+    from .app import CLIError
 
     if args.global_:
         return ["--global"]
@@ -107,7 +107,7 @@ def _attributes_file(args: argparse.Namespace) -> Path:
 
 
 def _read_lines(path: Path) -> list[str]:
-    from .cli import CLIError
+    from .app import CLIError
 
     try:
         return path.read_text(encoding="utf-8").splitlines()
@@ -118,8 +118,8 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def _write_lines(path: Path, lines: list[str]) -> None:
-    from .cli import CLIError
-    from .store import atomic_write_bytes
+    from .app import CLIError
+    from ..storage.store import atomic_write_bytes
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ Two sources of secrets are masked:
   ``%keyguard mask``). They are matched exactly - a few by one substring test each, more by one
   Aho-Corasick pass, so the cost of a pass does not grow with the number of values - and each
   is replaced by ``mask_for(name)`` (leftmost first, the longest value where several start).
-* **Rules** - whatever the :class:`~ipykeyguard.scan.Scanner` finds at or above
+* **Rules** - whatever the :class:`~ipykeyguard.engine.scan.Scanner` finds at or above
   ``min_confidence`` is replaced by :attr:`Finding.mask`.
 
 A mask names the variable or rule and never holds a character of the key. Text with nothing to
@@ -28,10 +28,10 @@ import re
 import threading
 from typing import Any, Callable, Hashable, Iterator, Mapping
 
-from ._multimatch import compile_alternation, values_finder
-from .config import Config
-from .findings import Confidence, mask_for
-from .scan import Scanner, default_scanner, scanner_for
+from ..engine.matcher import compile_alternation, values_finder
+from ..engine.config import Config
+from ..engine.findings import Confidence, mask_for
+from ..engine.scan import Scanner, default_scanner, scanner_for
 
 __all__ = [
     "Redactor",

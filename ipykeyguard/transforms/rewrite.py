@@ -73,9 +73,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Iterable, Iterator, Mapping
 
-from .config import Config
-from .findings import Confidence, Finding, Secret, fingerprint, mask_for
-from .scan import Scanner, env_name_from, scanner_for
+from ..engine.config import Config
+from ..engine.findings import Confidence, Finding, Secret, fingerprint, mask_for
+from ..engine.scan import Scanner, env_name_from, scanner_for
 
 __all__ = ["Rewrite", "rewrite_source"]
 

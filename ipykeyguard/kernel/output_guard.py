@@ -23,7 +23,7 @@ import sys
 import threading
 from typing import Any, Callable
 
-from .redact import WITHHELD_NOTICE, Redactor, StreamRedactor
+from ..transforms.redact import WITHHELD_NOTICE, Redactor, StreamRedactor
 
 __all__ = ["install_output_guard"]
 
