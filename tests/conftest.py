@@ -16,6 +16,7 @@ files there before calling the factory).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -23,6 +24,12 @@ from typing import Any, Callable, Iterator
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# Tests start `ipython`, `jupyter` and `ipykeyguard` by name: make those the ones of the environment
+# running the tests, whether or not it was activated (a venv used by its full path, conda, system).
+_BIN = str(Path(sys.executable).parent)
+if os.environ.get("PATH", "").split(os.pathsep)[0] != _BIN:
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
 from kernelharness import RealKernel  # noqa: E402
 

@@ -192,8 +192,12 @@ def scan_target(target: "Target", scanner: "Scanner", stdin: BinaryIO | None = N
         loaded = read_target(target, max_file_size=scanner.config.max_file_size, stdin=stdin)
         if loaded.kind == "binary":
             return FileOutcome(target.path, binary=True)
+        positions: list = []
         if loaded.notebook is not None:
-            found = [f for _leaf, in_leaf in notebook_findings(loaded.notebook, scanner) for f in in_leaf]
+            located = [(leaf, f) for leaf, in_leaf in notebook_findings(loaded.notebook, scanner) for f in in_leaf]
+            found = [f for _leaf, f in located]
+            if located:
+                positions = _file_positions(loaded, located)
         else:
             found = scanner.scan_text(loaded.text or "")
     except FileReadError as exc:
@@ -204,7 +208,19 @@ def scan_target(target: "Target", scanner: "Scanner", stdin: BinaryIO | None = N
         # The exception text could quote file content, so only its type is reported.
         message = f"internal error while scanning ({type(exc).__name__}); please report this"
         return FileOutcome(target.path, error=ReportError(target.path, message))
-    return FileOutcome(target.path, [ReportFinding.from_finding(target.path, f) for f in found])
+    positions = positions or [None] * len(found)
+    return FileOutcome(target.path, [ReportFinding.from_finding(target.path, f, at) for f, at in zip(found, positions)])
+
+
+def _file_positions(loaded, located: list) -> list:
+    """Where each notebook finding sits in the file's JSON text (``None`` where unknown)."""
+    from ..transforms.notebook import file_positions
+
+    try:
+        text = loaded.raw.decode("utf-8")
+        return file_positions(text, loaded.notebook, [(leaf, f.start) for leaf, f in located])
+    except (UnicodeDecodeError, AttributeError):  # read from a notebook that was not UTF-8 bytes
+        return [None] * len(located)
 
 
 _worker_scanner: "Scanner | None" = None

@@ -40,6 +40,10 @@ class ReportFinding:
         confidence: How sure the match is.
         hash: SHA-256 hex of the secret.
         env: The environment variable the secret belongs in.
+        file_line: For notebooks, the 1-based line of the ``.ipynb`` file's JSON text that holds
+            the secret (what tools reading the file as text, such as code scanning, point at);
+            for text files the same as ``line``; ``None`` where it could not be placed.
+        file_column: The column on ``file_line`` (code points), likewise.
     """
 
     path: str
@@ -51,14 +55,28 @@ class ReportFinding:
     confidence: Confidence
     hash: str
     env: str
+    file_line: int | None = None
+    file_column: int | None = None
 
     @classmethod
-    def from_finding(cls, path: str, finding: "Finding") -> "ReportFinding":
-        """The report row for ``finding`` found in ``path`` (the secret itself is dropped)."""
+    def from_finding(
+        cls, path: str, finding: "Finding", file_position: tuple[int, int] | None = None
+    ) -> "ReportFinding":
+        """The report row for ``finding`` found in ``path`` (the secret itself is dropped).
+
+        Args:
+            path: The file, as shown in reports.
+            finding: The finding.
+            file_position: For a notebook finding, its ``(line, column)`` in the file's text
+                (:func:`ipykeyguard.transforms.notebook.file_positions`).
+        """
         loc = finding.location
+        if loc.field is None:
+            file_position = (loc.line, loc.column)
+        file_line, file_column = file_position if file_position else (None, None)
         return cls(
             path, loc.cell, loc.field, loc.line, loc.column, finding.rule, finding.confidence,
-            finding.fingerprint, finding.env,
+            finding.fingerprint, finding.env, file_line, file_column,
         )
 
     @property
@@ -78,6 +96,8 @@ class ReportFinding:
             "confidence": str(self.confidence),
             "hash": self.hash,
             "env": self.env,
+            "file_line": self.file_line,
+            "file_column": self.file_column,
         }
 
 

@@ -7,10 +7,11 @@ environment variable (never the secret), and ``partialFingerprints["secretSha256
 SHA-256 of the secret, so that consumers can track a finding across commits.
 
 Locations: the artifact URI is the path relative to ``%SRCROOT%`` (the working directory) when
-the path given was relative, else an absolute ``file:`` URI. For text files the region is the
-line and column in the file. For notebooks the region's line and column count within the cell's
-field (SARIF has no notion of a cell), and a logical location plus the result's ``properties``
-(``cell``, ``field``) say which cell and field that is. Files that could not be read are tool
+the path given was relative, else an absolute ``file:`` URI. The region is always a line and
+column of the file as text, because that is how consumers such as GitHub code scanning read
+``startLine``: for a notebook, the line of the ``.ipynb`` JSON text that holds the secret. Which
+cell and field that is, and the line and column inside the cell, are given by a logical location
+and the result's ``properties`` (``cell``, ``field``, ``cellLine``, ``cellColumn``). Files that could not be read are tool
 execution notifications of level ``error``, and ``executionSuccessful`` is false.
 """
 
@@ -56,16 +57,28 @@ def _where(finding: ReportFinding) -> str:
     return f"{cell} ({finding.field}, line {finding.line})"
 
 
+def _region(finding: ReportFinding) -> dict:
+    if finding.file_line is None:
+        # Not placed in the file's text (should not happen for a parsed notebook): point at the
+        # file's first line rather than at a cell's line number that means nothing in the file.
+        return {"startLine": 1} if finding.in_notebook else {"startLine": finding.line, "startColumn": finding.column}
+    region = {"startLine": finding.file_line}
+    if finding.file_column is not None:
+        region["startColumn"] = finding.file_column
+    return region
+
+
 def _result(finding: ReportFinding, rule_index: dict[str, int], descriptions: dict[str, str]) -> dict:
     description = descriptions.get(finding.rule, finding.rule)
     location: dict = {
         "physicalLocation": {
             "artifactLocation": _artifact(finding.path),
-            "region": {"startLine": finding.line, "startColumn": finding.column},
+            "region": _region(finding),
         }
     }
     properties: dict = {"confidence": str(finding.confidence), "env": finding.env}
     if finding.in_notebook:
+        properties.update(cellLine=finding.line, cellColumn=finding.column)
         cell = "metadata" if finding.cell is None else f"cells[{finding.cell}]"
         location["logicalLocations"] = [
             {
