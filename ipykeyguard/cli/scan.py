@@ -82,7 +82,10 @@ def add_parser(subparsers) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="files or directories to scan; '-' reads standard input")
+    parser.add_argument(
+        "paths", nargs="*", metavar="PATH",
+        help="files or directories to scan; '-' reads standard input (with --history: the repository, default .)",
+    )
     parser.add_argument("--format", choices=_FORMATS, default="text", help="report format (default: text)")
     parser.add_argument(
         "--min-confidence",
@@ -107,6 +110,9 @@ def add_parser(subparsers) -> None:
         "--max-file-size", type=_positive_int, default=None, metavar="BYTES",
         help="report larger files as not scanned (exit 2) (default: the config's, else 50 MiB)",
     )
+    from .history import add_arguments as add_history_arguments
+
+    add_history_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -304,9 +310,20 @@ def _write_baseline(path: str, report: "ScanReport") -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``ipykeyguard scan``; returns the exit status (0 clean, 1 findings, 2 errors)."""
     from ..reports import render
+    from .app import CLIError
 
+    if getattr(args, "history", False):
+        from . import history
+
+        return history.run(args)
+    if getattr(args, "since", None) or getattr(args, "until", None):
+        raise CLIError("--since and --until go with --history")
+    if not args.paths:
+        raise CLIError("the following arguments are required: PATH")
     config = build_config(args)
     report = scan_paths(args.paths, config, jobs=args.jobs)
+    if report.findings:  # the exposure ledger (never raises; sqlite3 is imported only here)
+        __import__("ipykeyguard.storage.ledger").storage.ledger.record_findings("scan", "found", report.findings)
     out, err = render(report, args.format)
     if out:
         sys.stdout.write(out)
