@@ -441,7 +441,8 @@ def record_findings(source: str, action: str, findings: Iterable[Any], *, where:
 def record_clean(source: str, place: Any, report: Any) -> bool:
     """Record what one clean did (a :class:`~ipykeyguard.transforms.clean.CleanReport`); never raises.
 
-    Keys moved out of code are ``moved``; every other key acted on was ``masked``.
+    Keys moved out of code are ``moved``; every other occurrence acted on (an output, markdown,
+    a key the rewriter could not move) was ``masked``.
     """
     try:
         if report is None or not getattr(report, "changed", False):
@@ -451,7 +452,8 @@ def record_clean(source: str, place: Any, report: Any) -> bool:
             Exposure(fp, name, None, source, "moved", _place(place)) for name, fp in report.moved.items()
         ]
         for f in report.findings:
-            if f.fingerprint not in moved:
+            # The moved key's own code span is the "moved" row; its echo in an output was masked.
+            if f.fingerprint not in moved or f.location.field != "source":
                 items.append(Exposure(f.fingerprint, f.env, f.rule, source, "masked", _place(place, f.location.cell)))
     except Exception as exc:  # noqa: BLE001 - never break the caller
         _report(f"ipykeyguard: could not record exposures ({type(exc).__name__})")
