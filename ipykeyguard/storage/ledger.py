@@ -16,8 +16,9 @@ mode (readers never block the writer) with a busy timeout, and each record is on
 transaction, so writers queue for milliseconds instead of failing.
 
 Failure: recording is best effort and never breaks a cell, a save or a scan. :func:`record`
-never raises; a failure is reported once per process on the process's real stderr (the
-kernel's log, not the user's cell). A database that is not SQLite or is corrupt is reported,
+never raises; a failure is reported once per process on the process's own stderr
+(``sys.__stderr__``: the terminal for the CLI, the server's log for the save hook; ipykernel
+forwards a kernel's fd 2 to the running cell's stderr, where it is one line, once). A database that is not SQLite or is corrupt is reported,
 moved aside as ``exposures.sqlite3.corrupt-<time>`` (kept for inspection) and rebuilt empty.
 """
 
@@ -370,7 +371,7 @@ _report_lock = threading.Lock()
 
 
 def _report(message: str) -> None:
-    """Say ``message`` once per process on the real stderr (in a kernel: its log, not a cell)."""
+    """Say ``message`` once per process on the process's own stderr (``sys.__stderr__``)."""
     with _report_lock:
         if message in _reported:
             return
