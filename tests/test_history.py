@@ -348,3 +348,43 @@ def test_history_findings_go_to_the_exposure_ledger(history, tmp_path):
     raw = ledger.read_bytes() + (Path(f"{ledger}-wal").read_bytes() if Path(f"{ledger}-wal").exists() else b"")
     leaked = holds_plaintext(raw.decode("latin-1"), keys)
     assert not leaked
+
+
+FILTER_REPO_CALLBACK = """
+import subprocess
+if b"\\0" not in blob.data[:8192]:
+    done = subprocess.run(["ipykeyguard", "clean", "--stdin", "--store", "none", "--quiet"],
+                          input=blob.data, capture_output=True)
+    if done.returncode == 0:
+        blob.data = done.stdout
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("git-filter-repo") is None, reason="needs git-filter-repo (pip install git-filter-repo)")
+def test_git_filter_repo_with_clean_stdin_rewrites_the_keys_out_of_history(tmp_path):
+    """The documented rewrite (git filter-repo, `ipykeyguard clean --stdin` as the blob callback) leaves a history in which scan --history finds nothing."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    keys = FakeKeys(code=fakekeys.openai_project_key(), output=fakekeys.github_classic_token(), plain=fakekeys.npm_token())
+    (repo / "nb.ipynb").write_text(notebook(f'client = OpenAI(api_key="{keys["code"]}")\n', f"token {keys['output']}\n"))
+    (repo / "settings.py").write_text(f'NPM = "{keys["plain"]}"\n')
+    (repo / "logo.bin").write_bytes(b"\x89PNG\r\n\x1a\n\0\0binary")
+    commit(repo, "leaky")
+    (repo / "nb.ipynb").write_text(notebook("client = OpenAI()\n"))
+    (repo / "settings.py").write_text("import os\n")
+    commit(repo, "removed, but history keeps them")
+    before = run_cli("scan", "--history", str(repo), cwd=tmp_path)
+    assert before.returncode == 1
+    done = subprocess.run(["git", "filter-repo", "--force", "--quiet", "--blob-callback", FILTER_REPO_CALLBACK],
+                          cwd=repo, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-500:]
+    after = run_cli("scan", "--history", "--format", "json", str(repo), cwd=tmp_path)
+    assert after.returncode == 0, [f["rule"] for f in json.loads(after.stdout)["findings"]]
+    everything = subprocess.run(["git", "log", "--all", "-p", "--binary"], cwd=repo, capture_output=True, text=True).stdout
+    leaked = holds_plaintext(everything, keys)
+    assert not leaked
+    assert (repo / "logo.bin").read_bytes() == b"\x89PNG\r\n\x1a\n\0\0binary", "binary blobs pass unchanged"
+    rewritten = json.loads(git(repo, "show", "HEAD~1:nb.ipynb"))
+    assert 'os.environ["OPENAI_API_KEY"]' in "".join(rewritten["cells"][1]["source"])
