@@ -478,7 +478,7 @@ def scan_history(
         errors=[ReportError(path, message) for path, message in found.errors],
         min_confidence=config.min_confidence,
         rules=[RuleInfo(r.id, r.description, r.confidence, r.env) for r in scanner.rules],
-        history=HistoryStats(commits, len(wanted), head),
+        history=HistoryStats(commits, len(wanted), head, root),
     )
     report.files_scanned = len(wanted) - len(found.errors)
     ordered = sorted(earliest.values(), key=lambda item: (item[0].order, item[0].path, item[1][4] or -1, item[1][6], item[1][7]))

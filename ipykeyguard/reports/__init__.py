@@ -152,15 +152,17 @@ class RuleInfo:
 
 @dataclass(frozen=True)
 class HistoryStats:
-    """What ``scan --history`` read: commits walked, distinct blobs scanned, the HEAD it compared with."""
+    """What ``scan --history`` read: commits walked, distinct blobs scanned, the HEAD it compared
+    with, and the repository's top folder (finding paths are relative to it)."""
 
     commits: int
     blobs_scanned: int
     head: str | None
+    root: str | None = None
 
     def to_dict(self) -> dict:
         """The JSON object for these counts."""
-        return {"commits": self.commits, "blobs_scanned": self.blobs_scanned, "head": self.head}
+        return {"commits": self.commits, "blobs_scanned": self.blobs_scanned, "head": self.head, "root": self.root}
 
 
 @dataclass

@@ -157,7 +157,8 @@ def to_dict(report: ScanReport) -> dict:
                 "rules": rules,
             }
         },
-        "originalUriBaseIds": {SRCROOT: {"uri": _directory_uri(Path.cwd())}},
+        # History paths are relative to the repository's top folder, plain scans' to the cwd.
+        "originalUriBaseIds": {SRCROOT: {"uri": _directory_uri(Path(report.history.root) if report.history and report.history.root else Path.cwd())}},
         "invocations": [
             {
                 "executionSuccessful": not report.errors,
@@ -168,6 +169,8 @@ def to_dict(report: ScanReport) -> dict:
         "results": [_result(f, rule_index, descriptions) for f in report.findings],
         "properties": {"summary": report.summary()},
     }
+    if report.history is not None and report.history.head:
+        run["versionControlProvenance"] = [{"repositoryUri": _directory_uri(Path(report.history.root or ".")), "revisionId": report.history.head}]
     return {"$schema": SARIF_SCHEMA_URI, "version": "2.1.0", "runs": [run]}
 
 
