@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             report = json.loads(proc.stdout)
             found = {f["hash"] for f in report["findings"]}
             blobs = report["summary"]["history"]["blobs_scanned"]
-            rows.append((f"ipykeyguard --jobs {jobs}", seconds, len(found & set(planted)), blobs))
+            rows.append((f"ipykeyguard --jobs {jobs}", seconds, found & set(planted), blobs))
         ours_best = min(r[1] for r in rows)
 
         binary = gitleaks_binary()
@@ -233,11 +233,15 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 report_path.unlink(missing_ok=True)
             gl_found = {hashlib.sha256(leak.get("Secret", "").encode()).hexdigest() for leak in leaks}
-            rows.append(("gitleaks 8.30 git", gl_time, len(gl_found & set(planted)), None))
+            rows.append(("gitleaks 8.30 git", gl_time, gl_found & set(planted), None))
             del leaks, gl_found
-        print(f"\n{'tool':<24} {'seconds':>8} {'keys found':>11} {'blobs scanned':>14}")
+        kinds = sorted(set(planted.values()))
+        print(f"\n{'tool':<24} {'seconds':>8} {'keys found':>11} {'blobs scanned':>14}   found by place ({', '.join(kinds)})")
         for name, seconds, hits, blobs in rows:
-            print(f"{name:<24} {seconds:>8.2f} {hits:>5}/{len(planted):<5} {'' if blobs is None else blobs:>14}")
+            per_kind = ", ".join(
+                f"{sum(1 for fp in hits if planted[fp] == k)}/{sum(1 for v in planted.values() if v == k)}" for k in kinds
+            )
+            print(f"{name:<24} {seconds:>8.2f} {len(hits):>5}/{len(planted):<5} {'' if blobs is None else blobs:>14}   {per_kind}")
         if gl_time is not None:
             print(f"\nratio gitleaks git / ipykeyguard scan --history (best of our two runs): {gl_time / ours_best:.2f}x")
         else:
