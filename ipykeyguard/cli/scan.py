@@ -47,6 +47,13 @@ text output, one line per finding (cell N is the 0-based cell index, line counts
   FILE:LINE:COLUMN: RULE (CONFIDENCE)
 errors go to stderr as 'PATH: error: MESSAGE', followed by a summary line.
 
+exposed keys (in a saved output, an exported file, or git history) end their line with
+  '; exposed: rotate it: revoke it at PROVIDER and issue a new one: URL'
+
+--history [PATH] scans every blob git holds (every ref; --since/--until narrow it), each once,
+and names the commit that introduced each key and whether HEAD still holds it; the text report
+then ends with the keys to rotate, by variable name and provider. See docs/HISTORY.md.
+
 exit status: 0 nothing found, 1 findings, 2 usage/config error or any file not scanned
 (2 wins over 1: the scan was incomplete).
 """
