@@ -71,3 +71,27 @@ def test_a_default_table_is_required():
     """Without a [default] table the data is rejected (generic rules would have no advice)."""
     with pytest.raises(RotationError, match=r"\[default\] table is required"):
         parse_rotation('[acme]\nname = "Acme"\nurl = "https://acme.example/"\nrules = ["acme-key"]\n')
+
+
+def test_a_key_in_an_export_or_a_saved_output_is_reported_exposed_and_one_in_code_is_not(tmp_path):
+    """A plain scan marks keys in an exported HTML file as exposed with the rotation hint; a key in a source file is not called exposed."""
+    import json
+    import os
+    import subprocess
+
+    import fakekeys
+
+    token = fakekeys.github_classic_token()
+    (tmp_path / "report.html").write_text(f"<pre>token = {token}</pre>\n")
+    (tmp_path / "settings.py").write_text(f'TOKEN = "{fakekeys.npm_token()}"\n')
+    env = {**os.environ, "IPYKEYGUARD_LEDGER": "off"}
+    done = subprocess.run(["ipykeyguard", "scan", "--isolated", "--format", "json", "report.html", "settings.py"],
+                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1
+    by_path = {f["path"]: f for f in json.loads(done.stdout)["findings"]}
+    assert by_path["report.html"]["exposed"] == "exported file"
+    assert by_path["report.html"]["rotate"]["hint"] == rotation_for("github-pat-classic").hint
+    assert by_path["settings.py"]["exposed"] is None and by_path["settings.py"]["rotate"] is None
+    text = subprocess.run(["ipykeyguard", "scan", "--isolated", "report.html"], cwd=tmp_path, capture_output=True,
+                          text=True, env=env, timeout=120).stdout
+    assert text.strip().endswith(f"; exposed: rotate it: {rotation_for('github-pat-classic').hint}")
