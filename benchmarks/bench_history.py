@@ -99,7 +99,6 @@ def build_repository(path: Path, commits: int, notebooks: int, n_keys: int, seed
     mark = 0
     when = 1_600_000_000
     last_main: int | None = None
-    branch_from: int | None = None
     branch_last: int | None = None
 
     def data(payload: bytes) -> None:

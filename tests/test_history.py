@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -388,3 +387,17 @@ def test_git_filter_repo_with_clean_stdin_rewrites_the_keys_out_of_history(tmp_p
     assert (repo / "logo.bin").read_bytes() == b"\x89PNG\r\n\x1a\n\0\0binary", "binary blobs pass unchanged"
     rewritten = json.loads(git(repo, "show", "HEAD~1:nb.ipynb"))
     assert 'os.environ["OPENAI_API_KEY"]' in "".join(rewritten["cells"][1]["source"])
+
+
+@pytest.mark.slow
+def test_the_history_benchmark_runs_and_prints_no_key(tmp_path):
+    """benchmarks/bench_history.py runs on a tiny history, finds every planted key and prints no key (no timing is asserted)."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_history.py"
+    done = subprocess.run(["python", str(script), "--commits", "120", "--notebooks", "8", "--keys", "4", "--keep", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.startswith("repository: ") and "8 notebooks, 4 keys planted" in done.stdout.splitlines()[0]
+    ours = [line for line in done.stdout.splitlines() if line.startswith("ipykeyguard --jobs")]
+    assert len(ours) == 2 and all(" 4/4 " in line for line in ours)
+    printed = done.stdout + done.stderr
+    assert not any(prefix in printed for prefix in ("ghp_FAKE", "npm_FAKE", "sk-FAKE"))
