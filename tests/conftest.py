@@ -119,3 +119,12 @@ def write_leaky_notebook(path: Path, source_tail: str = "") -> str:
           "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     path.write_text(json.dumps(nb, indent=1, sort_keys=True) + "\n")
     return key
+
+
+# The exposure ledger (ipykeyguard.storage.ledger) is written by the kernel, the save hook,
+# clean and scan. Tests must never write the user's real one: every test process and every
+# kernel, server and CLI it starts inherits this path; ledger tests set their own per test.
+import os  # noqa: E402
+import tempfile  # noqa: E402
+
+os.environ.setdefault("IPYKEYGUARD_LEDGER", os.path.join(tempfile.mkdtemp(prefix="ipykeyguard-ledger-"), "exposures.sqlite3"))

@@ -20,6 +20,7 @@ import pytest
 import fakekeys
 from ipykeyguard import cli
 from ipykeyguard.engine.findings import fingerprint
+from ipykeyguard.engine.rotation import rotation_for
 
 REPO = Path(__file__).resolve().parents[1]
 LEAKY = REPO / "example_notebooks" / "leaky.ipynb"
@@ -119,9 +120,11 @@ def test_text_format_is_one_grep_friendly_line_per_finding(capsys, leaky_tree):
     nb, py = leaky_tree / "nb.ipynb", leaky_tree / "settings.py"
     assert code == 1
     assert out.splitlines() == [
-        f"{nb}: notebook metadata line 1: npm-access-token (certain) in metadata.widgets.state.m1.state.value",
+        f"{nb}: notebook metadata line 1: npm-access-token (certain) in metadata.widgets.state.m1.state.value"
+        f"; exposed: rotate it: {rotation_for('npm-access-token').hint}",
         f"{nb}: cell 0 line 1: openai-api-key (certain)",
-        f"{nb}: cell 1 line 1: github-pat-classic (certain) in outputs[0].text",
+        f"{nb}: cell 1 line 1: github-pat-classic (certain) in outputs[0].text"
+        f"; exposed: rotate it: {rotation_for('github-pat-classic').hint}",
         f"{py}:3:11: aws-access-key-id (likely)",
         f"{py}:4:12: generic-secret-assignment (likely)",
     ]
@@ -141,7 +144,10 @@ def test_json_format_has_findings_errors_and_summary_with_hashes(capsys, leaky_t
         "path": str(leaky_tree / "nb.ipynb"), "cell": 0, "field": "source", "line": 1, "column": 26,
         "rule": "openai-api-key", "confidence": "certain", "hash": fingerprint(keys["openai"]), "env": "OPENAI_API_KEY",
         "file_line": file_line, "file_column": file_column,
+        "exposed": None, "rotate": None,
     }
+    in_output = report["findings"][2]
+    assert in_output["exposed"] == "saved output" and in_output["rotate"]["url"].startswith("https://")
     text_finding = report["findings"][3]
     assert (text_finding["cell"], text_finding["field"], text_finding["line"]) == (None, None, 3)
     assert (text_finding["file_line"], text_finding["file_column"]) == (3, text_finding["column"])
@@ -150,6 +156,12 @@ def test_json_format_has_findings_errors_and_summary_with_hashes(capsys, leaky_t
     assert report["summary"] == {
         "files_scanned": 3, "files_with_findings": 2, "findings": 5, "errors": 1, "skipped_binary": 0,
         "skipped_links": 0, "excluded": 0, "min_confidence": "possible", "exit_code": 2,
+        "to_rotate": [
+            {"env": env, "provider": r.name, "url": r.url}
+            for env, r in sorted(
+                (("GITHUB_TOKEN", rotation_for("github-pat-classic")), ("NPM_TOKEN", rotation_for("npm-access-token")))
+            )
+        ],
     }
 
 

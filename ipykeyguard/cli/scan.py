@@ -47,6 +47,13 @@ text output, one line per finding (cell N is the 0-based cell index, line counts
   FILE:LINE:COLUMN: RULE (CONFIDENCE)
 errors go to stderr as 'PATH: error: MESSAGE', followed by a summary line.
 
+exposed keys (in a saved output, an exported file, or git history) end their line with
+  '; exposed: rotate it: revoke it at PROVIDER and issue a new one: URL'
+
+--history [PATH] scans every blob git holds (every ref; --since/--until narrow it), each once,
+and names the commit that introduced each key and whether HEAD still holds it; the text report
+then ends with the keys to rotate, by variable name and provider. See docs/HISTORY.md.
+
 exit status: 0 nothing found, 1 findings, 2 usage/config error or any file not scanned
 (2 wins over 1: the scan was incomplete).
 """
@@ -82,7 +89,10 @@ def add_parser(subparsers) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="files or directories to scan; '-' reads standard input")
+    parser.add_argument(
+        "paths", nargs="*", metavar="PATH",
+        help="files or directories to scan; '-' reads standard input (with --history: the repository, default .)",
+    )
     parser.add_argument("--format", choices=_FORMATS, default="text", help="report format (default: text)")
     parser.add_argument(
         "--min-confidence",
@@ -107,6 +117,9 @@ def add_parser(subparsers) -> None:
         "--max-file-size", type=_positive_int, default=None, metavar="BYTES",
         help="report larger files as not scanned (exit 2) (default: the config's, else 50 MiB)",
     )
+    from .history import add_arguments as add_history_arguments
+
+    add_history_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -320,9 +333,20 @@ def _write_baseline(path: str, report: "ScanReport") -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``ipykeyguard scan``; returns the exit status (0 clean, 1 findings, 2 errors)."""
     from ..reports import render
+    from .app import CLIError
 
+    if getattr(args, "history", False):
+        from . import history
+
+        return history.run(args)
+    if getattr(args, "since", None) or getattr(args, "until", None):
+        raise CLIError("--since and --until go with --history")
+    if not args.paths:
+        raise CLIError("the following arguments are required: PATH")
     config = build_config(args)
     report = scan_paths(args.paths, config, jobs=args.jobs)
+    if report.findings:  # the exposure ledger (never raises; sqlite3 is imported only here)
+        __import__("ipykeyguard.storage.ledger").storage.ledger.record_findings("scan", "found", report.findings)
     out, err = render(report, args.format)
     if out:
         sys.stdout.write(out)

@@ -468,6 +468,7 @@ class KeyGuard(Configurable):
         new = {name: value for name, value in moves.items() if self._stored.get(name) != fingerprints[name]}
         if new:
             self.secret_store.put(new)
+        __import__("ipykeyguard.storage.ledger").storage.ledger.record_moves("kernel", fingerprints)  # never raises
         for name, value in moves.items():
             os.environ[name] = value
             self._stored[name] = fingerprints[name]

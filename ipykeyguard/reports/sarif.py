@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..engine.findings import Confidence
+from ..engine.rotation import EXPOSED, rotation_for
 from . import ReportFinding, ScanReport
 
 __all__ = ["render", "to_dict", "SARIF_SCHEMA_URI"]
@@ -77,6 +78,13 @@ def _result(finding: ReportFinding, rule_index: dict[str, int], descriptions: di
         }
     }
     properties: dict = {"confidence": str(finding.confidence), "env": finding.env}
+    rotation = finding.rotate
+    advice = f"move it to the environment variable {finding.env} and read it from there."
+    if rotation is not None:
+        properties.update(exposed=finding.exposed, rotate=rotation.to_dict())
+        advice = f"{EXPOSED} ({finding.exposed}): {rotation.hint}; then " + advice
+    if finding.commit is not None:
+        properties.update(commit=finding.commit, inHead=finding.in_head)
     if finding.in_notebook:
         properties.update(cellLine=finding.line, cellColumn=finding.column)
         cell = "metadata" if finding.cell is None else f"cells[{finding.cell}]"
@@ -92,8 +100,9 @@ def _result(finding: ReportFinding, rule_index: dict[str, int], descriptions: di
         "ruleId": finding.rule,
         "level": _LEVEL[finding.confidence],
         "message": {
-            "text": f"{description} in {_where(finding)}; move it to the environment variable "
-            f"{finding.env} and read it from there."
+            "text": f"{description} in {_where(finding)}"
+            + (f" (introduced in commit {finding.commit})" if finding.commit is not None else "")
+            + f"; {advice}"
         },
         "locations": [location],
         "partialFingerprints": {FINGERPRINT_KEY: finding.hash},
@@ -114,6 +123,11 @@ def to_dict(report: ScanReport) -> dict:
     for info in report.rules:
         rule_index[info.id] = len(rules)
         descriptions[info.id] = info.description
+        rotation = rotation_for(info.id)
+        help_text = (
+            f"Keep it in the environment variable {info.env}, not in the notebook. If the key was "
+            f"committed, printed into a saved output or exported, it is {EXPOSED}: {rotation.hint}."
+        )
         rules.append(
             {
                 "id": info.id,
@@ -121,8 +135,18 @@ def to_dict(report: ScanReport) -> dict:
                 "fullDescription": {
                     "text": f"{info.description}. Keep it in the environment variable {info.env}, not in the notebook."
                 },
+                "help": {
+                    "text": help_text,
+                    "markdown": (
+                        f"Keep it in the environment variable `{info.env}`, not in the notebook. If the key was "
+                        f"committed, printed into a saved output or exported, it is **{EXPOSED}**: revoke it at "
+                        f"{rotation.name} and issue a new one ([rotate]({rotation.url}))."
+                    ),
+                },
+                "helpUri": rotation.url,
                 "defaultConfiguration": {"level": _LEVEL[info.confidence]},
                 "properties": {
+                    "rotate": rotation.to_dict(),
                     "confidence": str(info.confidence),
                     "precision": _PRECISION[info.confidence],
                     "tags": ["security", "secret"],
@@ -146,7 +170,8 @@ def to_dict(report: ScanReport) -> dict:
                 "rules": rules,
             }
         },
-        "originalUriBaseIds": {SRCROOT: {"uri": _directory_uri(Path.cwd())}},
+        # History paths are relative to the repository's top folder, plain scans' to the cwd.
+        "originalUriBaseIds": {SRCROOT: {"uri": _directory_uri(Path(report.history.root) if report.history and report.history.root else Path.cwd())}},
         "invocations": [
             {
                 "executionSuccessful": not report.errors,
@@ -157,6 +182,8 @@ def to_dict(report: ScanReport) -> dict:
         "results": [_result(f, rule_index, descriptions) for f in report.findings],
         "properties": {"summary": report.summary()},
     }
+    if report.history is not None and report.history.head:
+        run["versionControlProvenance"] = [{"repositoryUri": _directory_uri(Path(report.history.root or ".")), "revisionId": report.history.head}]
     return {"$schema": SARIF_SCHEMA_URI, "version": "2.1.0", "runs": [run]}
 
 
