@@ -626,6 +626,9 @@ class KeyGuard(Configurable):
         self._record("output guard", install_output_guard(shell, self.redactor))
         self._record("prompt guard", install_prompt_guard(
             PromptGuard(self.redactor, lambda: self.prompts, self._prompt_endpoints)))
+        if isinstance(getattr(shell, "configurables", None), list):  # `%config KeyGuard.prompts = 'block'`
+            shell.configurables.append(self)
+            self._record("%config KeyGuard", lambda: shell.configurables.remove(self))
 
         magics = KeyGuardMagics(shell, guard=self)
         shell.register_magics(magics)
