@@ -67,9 +67,9 @@ def chat_body(prompt: str) -> dict:
                                           {"role": "user", "content": prompt}]}
 
 
-def make_senders(url: str, clients: list[str]) -> dict[str, Callable[[dict], None]]:
+def make_senders(url: str, clients: list[str], api_key: str) -> dict[str, Callable[[dict], None]]:
     senders: dict[str, Callable[[dict], None]] = {}
-    key_header = {"Authorization": "Bearer sk-bench-not-a-key"}
+    key_header = {"Authorization": "Bearer " + api_key}
     if "httpx" in clients:
         import httpx
 
@@ -84,7 +84,7 @@ def make_senders(url: str, clients: list[str]) -> dict[str, Callable[[dict], Non
     if "openai" in clients:
         import openai
 
-        oc = openai.OpenAI(api_key="sk-bench-not-a-key", base_url=url + "/v1", max_retries=0)
+        oc = openai.OpenAI(api_key=api_key, base_url=url + "/v1", max_retries=0)
         senders["openai"] = lambda body: oc.chat.completions.create(model="stub", messages=body["messages"])
     return senders
 
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'client':9} {'prompt':>7} {'body':9} {'unguarded ms':>12} {'guarded ms':>11} "
           f"{'added ms':>9} {'ratio':>6} {'guard alone ms':>15}")
     with LLMStub() as stub:
-        senders = make_senders(stub.url, args.clients.split(","))
+        senders = make_senders(stub.url, args.clients.split(","), fakekeys.openai_project_key(rng))
         for size in sizes:
             text = notebook_text(size, rng)
             bodies = {"no secret": chat_body(text),
