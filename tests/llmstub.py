@@ -116,6 +116,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.endswith("/api/chat"):
             ctype, reply = "application/json", json.dumps(
                 {"model": "stub", "message": {"role": "assistant", "content": "stub reply"}, "done": True}).encode()
+        elif path.endswith("/api/generate"):
+            ctype, reply = "application/json", json.dumps(
+                {"model": "stub", "response": "stub reply", "done": True}).encode()
         else:
             ctype, reply = "application/json", b'{"ok": true}'
         self.send_response(200)

@@ -10,7 +10,6 @@ the body holds a mask instead of the key, is valid JSON of the same shape with a
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -95,7 +94,8 @@ def start_guarded(tmp: Path, stub: LLMStub, key: str, config: str = "", load: bo
     work.mkdir(exist_ok=True)
     if config:
         (ipdir / "profile_default" / "ipython_kernel_config.py").write_text(config)
-    k = RealKernel(work, ipython_dir=ipdir, env={"OPENAI_API_KEY": key})
+    # LiteLLM fetches its model price map from GitHub at import unless told to use its local copy.
+    k = RealKernel(work, ipython_dir=ipdir, env={"OPENAI_API_KEY": key, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
     k.start()
     if load:
         k.ok("%load_ext ipykeyguard")
@@ -271,7 +271,6 @@ def test_a_secret_the_guard_does_not_know_is_masked_by_rule(guarded, stub):
     assert "masked GITHUB_TOKEN" in ex.stderr
 
 
-@pytest.mark.skipif(shutil.which("jupyter") is None, reason="needs jupyter on PATH")
 def test_langchain_is_covered_when_installed(guarded, stub, key):
     """LangChain's OpenAI chat model sends through the openai SDK, so its prompt is masked too."""
     pytest.importorskip("langchain_openai")
@@ -280,3 +279,17 @@ def test_langchain_is_covered_when_installed(guarded, stub, key):
                "ChatOpenAI(api_key=KEY, base_url=URL + '/v1', model='stub', max_retries=0).invoke(PROMPT)")
     (arrived,) = stub.requests
     assert_no_key(key, arrived.body, "the request body")
+
+
+def test_litellm_is_covered_when_installed(guarded, stub, key):
+    """LiteLLM's OpenAI-compatible and Ollama calls (through the openai SDK and httpx) are masked too."""
+    pytest.importorskip("litellm")
+    stub.requests.clear()
+    guarded.ok("import litellm\n"
+               "r = litellm.completion(model='openai/stub', api_base=URL + '/v1', api_key=KEY, messages=BODY['messages'])\n"
+               "assert r.choices[0].message.content == 'stub reply'\n"
+               "litellm.completion(model='ollama/llama3', api_base=URL, messages=BODY['messages'])", timeout=180)
+    assert [r.path for r in stub.requests] == ["/v1/chat/completions", "/api/generate"]
+    for arrived in stub.requests:
+        assert_no_key(key, arrived.body, arrived.path)
+        assert MASK in arrived.body.decode()
