@@ -218,6 +218,7 @@ def test_block_mode_refuses_and_sends_nothing(tmp_path, stub, key):
         stub.requests.clear()
         k.ok("import httpx\nhttpx.post(URL + '/upload', content=RAW)")  # not a model call: sent
         assert len(stub.requests) == 1
+        assert "prompts to language models: block" in k.ok("%keyguard").stdout
     finally:
         k.stop()
 

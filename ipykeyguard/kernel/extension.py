@@ -720,6 +720,8 @@ class KeyGuard(Configurable):
             f"store: {self.secret_store.description}{store_note}",
             f"stored keys ({len(names)}): {', '.join(names) if names else '-'}",
             f"allowed fingerprints: {len(self.allow)}",
+            f"prompts to language models: {self.prompts}"
+            + (f" (+{len(self.prompt_endpoints)} endpoints)" if self.prompt_endpoints else ""),
         ]
         return "\n".join(lines)
 
