@@ -294,3 +294,18 @@ def test_litellm_is_covered_when_installed(guarded, stub, key):
     for arrived in stub.requests:
         assert_no_key(key, arrived.body, arrived.path)
         assert MASK in arrived.body.decode()
+
+
+def test_jupyter_ai_magic_prompt_is_masked_when_installed(guarded, stub, key):
+    """The %%ai magic's prompt, with a key interpolated from the user namespace, reaches the model
+    masked: jupyter-ai-magics sends through LangChain and the openai SDK, which the guard covers."""
+    pytest.importorskip("jupyter_ai_magics")
+    stub.requests.clear()
+    guarded.ok("%load_ext jupyter_ai_magics")
+    params = json.dumps({"openai_api_base": stub.url + "/v1", "max_retries": 0}, separators=(",", ":"))
+    ex = guarded.run(f"%%ai openai-chat:gpt-4o --model-parameters {params}\nExplain this: {{PROMPT}}", timeout=180)
+    assert ex.status == "ok", f"{ex.content.get('ename')}: {ex.content.get('evalue')}"
+    (arrived,) = stub.requests
+    assert_no_key(key, arrived.body, "the %%ai request body")
+    assert MASK in arrived.body.decode()
+    assert "masked OPENAI_API_KEY" in ex.stderr
