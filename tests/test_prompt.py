@@ -126,6 +126,19 @@ def test_json_body_leaves_are_masked_with_structure_and_other_values_kept(key, r
     assert isinstance(out.body, bytes)
 
 
+@pytest.mark.parametrize("style", [
+    {},  # json.dumps defaults (requests, urllib users): spaced, ASCII with \\u escapes
+    {"separators": (",", ":"), "ensure_ascii": False},  # httpx and the SDKs: compact, UTF-8
+])
+def test_masked_body_differs_from_the_original_only_where_the_key_was(key, redactor, style):
+    """The body is re-serialised in the original's style, so only the key's span changes."""
+    body = {"model": "m", "messages": [{"role": "user", "content": f"Grüße, 東京: {key}\n\"quoted\""}], "t": 0.7}
+    raw = json.dumps(body, **style).encode()
+    out = redact_body(raw, redactor)
+    mask = mask_for("OPENAI_API_KEY")
+    assert out.body == raw.replace(key.encode(), mask.encode())
+
+
 def test_rule_matches_are_masked_by_the_rule_variable_name(redactor):
     """A secret the guard does not know yet is masked by rule, and reported by its variable name."""
     token = fakekeys.github_classic_token()

