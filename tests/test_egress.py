@@ -44,6 +44,8 @@ CLIENTS = {
     "httpx-stream": ("import httpx\nwith httpx.stream('POST', CHAT, json=dict(BODY, stream=True), headers=AUTH) as r:\n"
                      "    chunks = list(r.iter_lines())\nassert chunks[-2] == 'data: [DONE]', chunks[-2:]"),
     "requests": "import requests\nrequests.post(CHAT, json=BODY, headers=AUTH).raise_for_status()",
+    "urllib3": ("import urllib3\n"
+                "r = urllib3.request('POST', CHAT, body=RAW, headers=AUTH)\nassert r.status == 200"),
     "urllib": ("import urllib.request\n"
                "urllib.request.urlopen(urllib.request.Request(CHAT, data=RAW, headers=AUTH)).read()"),
     "aiohttp-json": ("import aiohttp\nasync with aiohttp.ClientSession() as s:\n"
@@ -154,6 +156,7 @@ def test_prompt_reaches_the_model_masked_with_auth_intact(guarded, stub, key, cl
 @pytest.mark.parametrize("client, code", [
     ("httpx", "httpx.post(URL + '/upload', content=RAW, headers=AUTH)"),
     ("requests", "requests.post(URL + '/upload', data=RAW, headers=AUTH)"),
+    ("urllib3", "urllib3.request('POST', URL + '/upload', body=RAW, headers=AUTH)"),
     ("urllib", "urllib.request.urlopen(urllib.request.Request(URL + '/upload', data=RAW, headers=AUTH)).read()"),
     ("aiohttp", "async with aiohttp.ClientSession() as s:\n"
                 "    async with s.post(URL + '/upload', data=RAW, headers=AUTH) as r:\n        await r.read()"),
@@ -161,7 +164,7 @@ def test_prompt_reaches_the_model_masked_with_auth_intact(guarded, stub, key, cl
 def test_non_model_requests_are_sent_byte_identical(guarded, stub, key, client, code):
     """A request that is not a model call goes out exactly as built, key and all, with no notice."""
     stub.requests.clear()
-    ex = guarded.run(f"import httpx, requests, urllib.request, aiohttp\n{code}")
+    ex = guarded.run(f"import httpx, requests, urllib3, urllib.request, aiohttp\n{code}")
     assert ex.status == "ok", f"{ex.content.get('ename')}: {ex.content.get('evalue')}"
     (arrived,) = stub.requests
     expected_raw = json.dumps({"model": "stub", "temperature": 0.5, "messages": [
@@ -229,9 +232,10 @@ def test_reload_does_not_stack_and_unload_restores_every_original(tmp_path, stub
     k = start_guarded(tmp_path, stub, key)
     try:
         check = (
-            "import httpx, httpx2, requests, http.client, aiohttp\n"
+            "import httpx, httpx2, requests, urllib3, http.client, aiohttp\n"
             "targets = [(httpx.Client, 'send'), (httpx.AsyncClient, 'send'), (httpx2.Client, 'send'),\n"
             "           (httpx2.AsyncClient, 'send'), (requests.Session, 'send'),\n"
+            "           (urllib3.connectionpool.HTTPConnectionPool, 'urlopen'),\n"
             "           (http.client.HTTPConnection, 'request'), (aiohttp.ClientSession, '_request')]\n"
             "def depth(f):\n"
             "    n = 0\n"
@@ -240,15 +244,17 @@ def test_reload_does_not_stack_and_unload_restores_every_original(tmp_path, stub
             "    return n\n"
             "print(json.dumps([depth(getattr(c, n)) for c, n in targets]))\n"
         )
-        assert json.loads(k.ok(check).stdout) == [1] * 7  # imported after %load_ext: patched on import
+        assert json.loads(k.ok(check).stdout) == [1] * 8  # imported after %load_ext: patched on import
         k.ok("%reload_ext ipykeyguard")
         k.ok("%reload_ext ipykeyguard")
-        assert json.loads(k.ok(check).stdout) == [1] * 7
+        assert json.loads(k.ok(check).stdout) == [1] * 8
         stub.requests.clear()
         ex = k.ok("httpx.post(CHAT, content=RAW, headers=AUTH)")
         assert ex.stderr.count("ipykeyguard: masked OPENAI_API_KEY") == 1
+        ex = k.ok("requests.post(CHAT, data=RAW, headers=AUTH)")  # Session.send, then urllib3
+        assert ex.stderr.count("ipykeyguard: masked OPENAI_API_KEY") == 1
         k.ok("%unload_ext ipykeyguard")
-        assert json.loads(k.ok(check).stdout) == [0] * 7
+        assert json.loads(k.ok(check).stdout) == [0] * 8
         assert k.value("httpx.Client.send.__qualname__") == "Client.send"
         stub.requests.clear()
         k.ok("httpx.post(CHAT, content=RAW, headers=AUTH)")

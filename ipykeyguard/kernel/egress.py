@@ -21,6 +21,9 @@ passes (the SDKs, LangChain and LiteLLM all sit on these; see ``docs/PROMPTS.md`
 * **requests**: ``Session.send`` (every ``requests.post``/``Session.request`` ends there with a
   ``PreparedRequest``); the body is replaced on a copy and ``prepare_content_length`` recomputes
   the header.
+* **urllib3** used directly: ``HTTPConnectionPool.urlopen``, the one call every urllib3 request
+  (``urllib3.request``, ``PoolManager.request``) ends in with its body. ``requests`` also ends
+  there; its body arrives already masked, so nothing is done twice.
 * **urllib.request / http.client**: ``HTTPConnection.request`` (urllib's ``do_open`` calls it
   with the body and a ``Content-length`` header, which is rewritten to match).
 * **aiohttp**: ``ClientSession._request``, the one coroutine behind ``request``/``post``/...
@@ -222,6 +225,27 @@ def _patch_requests(module: Any, guard_ref: "_GuardRef") -> list[Callable[[], No
     return [_set_class_attr(module.Session, "send", send)]
 
 
+# -- urllib3 (direct use; requests also ends here, already masked by Session.send) -----------------
+
+def _patch_urllib3(module: Any, guard_ref: "_GuardRef") -> list[Callable[[], None]]:
+    pool_class = module.connectionpool.HTTPConnectionPool
+    original = pool_class.urlopen
+
+    @functools.wraps(original)
+    def urlopen(self: Any, method: str, url: str, body: Any = None, headers: Any = None,
+                *args: Any, **kwargs: Any) -> Any:
+        guard = guard_ref.current
+        if guard is not None and isinstance(body, (bytes, str)) and guard.applies(self.host, url, headers):
+            new = guard.body(body, self.host, url)
+            if new is not body:
+                length = str(len(new.encode("utf-8") if isinstance(new, str) else new))
+                headers = {k: (length if k.lower() == "content-length" else v) for k, v in (headers or {}).items()}
+                body = new
+        return original(self, method, url, body, headers, *args, **kwargs)
+
+    return [_set_class_attr(pool_class, "urlopen", urlopen)]
+
+
 # -- http.client (urllib.request) ------------------------------------------------------------------
 
 def _patch_http_client(module: Any, guard_ref: "_GuardRef") -> list[Callable[[], None]]:
@@ -282,6 +306,7 @@ _PATCHERS: dict[str, Callable[[Any, "_GuardRef"], list[Callable[[], None]]]] = {
     "httpx": _patch_httpx,
     "httpx2": _patch_httpx,
     "requests": _patch_requests,
+    "urllib3": _patch_urllib3,
     "http.client": _patch_http_client,
     "aiohttp": _patch_aiohttp,
 }
@@ -377,7 +402,7 @@ def install_prompt_guard(guard: PromptGuard, modules: Iterable[str] = tuple(_PAT
     Args:
         guard: Decides what each request becomes.
         modules: Which libraries to cover (default: all of ``httpx``, ``httpx2``,
-            ``requests``, ``http.client``, ``aiohttp``).
+            ``requests``, ``urllib3``, ``http.client``, ``aiohttp``).
 
     Returns:
         A function that restores every original and stops watching imports; calling it twice
