@@ -143,3 +143,23 @@ def test_bench_clean_runs_on_copies(tmp_path, tiny_corpus, corpus_mod):
     assert {p.name: p.read_bytes() for p in nbdir.glob("*.ipynb")} == before
     secrets = _secrets_in(nbdir)
     assert not any(s in proc.stdout + proc.stderr for s in secrets), "key leaked into the benchmark output"
+
+
+def test_prompt_guard_benchmark_runs_and_prints_no_key():
+    """bench_prompt_guard.py runs a tiny round against the loopback stub, prints its ratio table,
+    and never prints the key it plants (seeded, so the test can recompute it)."""
+    import random
+
+    import fakekeys
+
+    key = fakekeys.openai_project_key(random.Random(2024))
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_prompt_guard.py"), "--rounds", "2", "--per-round", "2",
+         "--clients", "httpx,requests", "--sizes", "800"],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "guard alone ms" in proc.stdout
+    assert len([line for line in proc.stdout.splitlines() if line.startswith(("httpx ", "requests "))]) == 4
+    if key in proc.stdout + proc.stderr:
+        pytest.fail("the benchmark printed its planted key", pytrace=False)
