@@ -31,12 +31,14 @@ def _constraints() -> str:
     return "\n".join(sorted(lines)) + "\n"
 
 
-def make_env(path: Path, *requirements: str) -> Path:
+def make_env(path: Path, *requirements: str, pinned: bool = True) -> Path:
     """Create a virtual environment at ``path`` holding ``requirements`` and their dependencies.
 
     Args:
         path: where to create the environment.
         requirements: pip requirement specifiers or paths (a wheel, or ``REPO`` for the source tree).
+        pinned: Constrain every distribution installed here to this environment's version (quick,
+            from pip's cache); ``False`` for requirements that conflict with this environment.
 
     Returns:
         The environment's python executable.
@@ -51,7 +53,7 @@ def make_env(path: Path, *requirements: str) -> Path:
     if requirements:
         subprocess.run(
             [sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
-             "--disable-pip-version-check", "-c", str(constraints), *requirements],
+             "--disable-pip-version-check", *(["-c", str(constraints)] if pinned else []), *requirements],
             check=True, capture_output=True, text=True, timeout=900,
         )
     return python

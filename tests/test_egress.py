@@ -9,6 +9,7 @@ the body holds a mask instead of the key, is valid JSON of the same shape with a
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -89,7 +90,8 @@ def prompt_for(key: str) -> str:
     return "Why does this fail?\nclient = OpenAI(api_key='" + key + "')\nThanks"
 
 
-def start_guarded(tmp: Path, stub: LLMStub, key: str, config: str = "", load: bool = True) -> RealKernel:
+def start_guarded(tmp: Path, stub: LLMStub, key: str, config: str = "", load: bool = True,
+                  python: str | None = None) -> RealKernel:
     """A kernel whose environment holds the key, with the guard loaded (before any HTTP import)."""
     work, ipdir = tmp / "work", tmp / "ipython"
     (ipdir / "profile_default").mkdir(parents=True, exist_ok=True)
@@ -97,7 +99,8 @@ def start_guarded(tmp: Path, stub: LLMStub, key: str, config: str = "", load: bo
     if config:
         (ipdir / "profile_default" / "ipython_kernel_config.py").write_text(config)
     # LiteLLM fetches its model price map from GitHub at import unless told to use its local copy.
-    k = RealKernel(work, ipython_dir=ipdir, env={"OPENAI_API_KEY": key, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    k = RealKernel(work, ipython_dir=ipdir, env={"OPENAI_API_KEY": key, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+                   python=python)
     k.start()
     if load:
         k.ok("%load_ext ipykeyguard")
@@ -302,10 +305,26 @@ def test_litellm_is_covered_when_installed(guarded, stub, key):
         assert MASK in arrived.body.decode()
 
 
-def test_jupyter_ai_magic_prompt_is_masked_when_installed(guarded, stub, key):
+@pytest.fixture(scope="module")
+def jupyter_ai_kernel(tmp_path_factory, stub, key):
+    """A guarded kernel that has jupyter-ai-magics: this environment's, or else one of its own
+    (jupyter-ai-magics 2.31 pins langchain < 0.4, which this environment's LangChain tests exceed)."""
+    python = None
+    if importlib.util.find_spec("jupyter_ai_magics") is None:
+        from nestedenv import REPO, make_env
+
+        python = str(make_env(tmp_path_factory.mktemp("jai") / "venv", "jupyter-ai-magics==2.31.7",
+                              "langchain-openai<0.4", "ipykernel", str(REPO), pinned=False))
+    k = start_guarded(tmp_path_factory.mktemp("egress-jai"), stub, key, python=python)
+    yield k
+    k.stop()
+
+
+@pytest.mark.slow
+def test_jupyter_ai_magic_prompt_is_masked(jupyter_ai_kernel, stub, key):
     """The %%ai magic's prompt, with a key interpolated from the user namespace, reaches the model
     masked: jupyter-ai-magics sends through LangChain and the openai SDK, which the guard covers."""
-    pytest.importorskip("jupyter_ai_magics")
+    guarded = jupyter_ai_kernel
     stub.requests.clear()
     guarded.ok("%load_ext jupyter_ai_magics")
     params = json.dumps({"openai_api_base": stub.url + "/v1", "max_retries": 0}, separators=(",", ":"))
