@@ -57,8 +57,9 @@ TARGET_SCAN_TEXT_US = 100.0
 def ensure_corpus(path: Path, n_notebooks: int, seed: int, regenerate: bool = False) -> dict:
     """The manifest of a corpus at ``path``, generating it unless a matching one is cached.
 
-    A cached corpus is reused only when it was made by the same generator version, seed, size
-    and rules file (rule-derived families depend on the rules).
+    A cached corpus is reused only when it was made by the same generator (version and source
+    digest), seed and size. The rules are not an input: the corpus is drawn from the providers'
+    documented formats (``formats.py``), never from ``rules.toml``.
     """
     manifest_path = path / "manifest.json"
     if manifest_path.exists() and not regenerate:
@@ -70,7 +71,7 @@ def ensure_corpus(path: Path, n_notebooks: int, seed: int, regenerate: bool = Fa
             manifest.get("generator_version") == corpus_mod.GENERATOR_VERSION
             and manifest.get("seed") == seed
             and manifest.get("n_notebooks") == n_notebooks
-            and manifest.get("rules_digest") == corpus_mod.rules_digest()
+            and manifest.get("generator_digest") == corpus_mod.generator_digest()
         ):
             return manifest
     if path.exists():
@@ -342,7 +343,7 @@ def thirty_line_cell(with_key: bool) -> str:
         "errors.head()",
     ]
     if with_key:
-        lines[17] = 'openai_key = "%s"' % corpus_mod._gen_openai(random.Random(7)).secret
+        lines[17] = 'openai_key = "%s"' % corpus_mod.FAMILIES["openai"](random.Random(7)).secret
     return "\n".join(lines)
 
 
