@@ -115,10 +115,10 @@ def gen_openai(rng):
     """Project (``sk-proj-``), service-account (``sk-svcacct-``), admin (``sk-admin-``) and user
     (legacy ``sk-``) keys, with and without the ``T3BlbkFJ`` marker (base64 of ``OpenAI``)."""
     prefix = rng.choice(["sk-proj-", "sk-svcacct-", "sk-admin-", "sk-"])
-    marked = rng.random() < 0.5
+    marked = prefix == "sk-" or rng.random() < 0.5
     if prefix == "sk-":
-        # Legacy user keys: 48 alphanumerics, the marker at characters 20-27 when present.
-        key = "sk-" + (_fake(rng, 20) + "T3BlbkFJ" + _chars(rng, 20) if marked else _fake(rng, 48))
+        # Legacy user keys: 48 alphanumerics with the marker at characters 20-27.
+        key = "sk-" + _fake(rng, 20) + "T3BlbkFJ" + _chars(rng, 20)
     elif marked:
         half = rng.choice([20, 58, 74])
         key = prefix + _fake(rng, half, URLSAFE) + "T3BlbkFJ" + _chars(rng, half, URLSAFE)
@@ -339,7 +339,8 @@ def gen_gitlab(rng):
     prefix = rng.choice(["glpat-", "gldt-", "glrt-", "glptt-", "glft-"])
     routing = f"o:{rng.randint(1, 10**8):x}\nu:{rng.randint(1, 10**8):x}\n".encode()
     payload = _b64url(_bytes(rng, 16) + routing + bytes([len(routing)]))
-    head = f"{prefix}{payload}.01.{_base_n(len(payload), BASE36, 2)}"
+    runner = f"t{rng.randint(1, 3)}_" if prefix == "glrt-" else ""  # runner tokens: glrt-t<n>_
+    head = f"{prefix}{runner}{payload}.01.{_base_n(len(payload), BASE36, 2)}"
     token = head + _base_n(_crc32(head), BASE36, 7)
     return _token("gitlab", token, "GITLAB_TOKEN", f"routable {prefix}")
 
@@ -623,7 +624,7 @@ def gen_generic_bearer(rng):
 
 def gen_db_url(rng):
     """Database URLs with a password (SQLAlchemy's ``dialect+driver://user:password@host``)."""
-    password = _fake(rng, 16) + rng.choice(["", "!", "%40x", "#2"])
+    password = _fake(rng, 16) + rng.choice(["", "!", "%40x", "~2"])
     scheme, user, host = rng.choice([
         ("postgresql", "analyst", "db.internal.acme-analytics.net:5432/warehouse"),
         ("postgresql+psycopg2", "etl", "10.20.0.7/warehouse"),
