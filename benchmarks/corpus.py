@@ -469,6 +469,7 @@ def generate_corpus(
     seed: int = 2024,
     negative_fraction: float = 0.25,
     families: dict | None = None,
+    rounds: int = 3,
 ) -> dict:
     """Write ``n_notebooks`` notebooks and ``manifest.json`` into ``outdir``; returns the manifest.
 
@@ -479,6 +480,8 @@ def generate_corpus(
         seed: Everything is derived from it: same seed, same bytes.
         negative_fraction: Share of notebooks that are hard negatives (no key).
         families: {name: generator} to plant (default: every family in ``formats.FAMILIES``).
+        rounds: How many keys of each (family, location) pair: each is drawn afresh, so the
+            format variants of a family (prefixes, lengths, encodings) all appear.
 
     Returns:
         The manifest (also written as JSON): notebooks, planted keys by fingerprint, settings.
@@ -496,7 +499,7 @@ def generate_corpus(
     n_planted = n_notebooks - n_negative
     # Every (family, location) pair, shuffled and dealt round-robin over the planted notebooks.
     probe = random.Random(f"{seed}:probe")
-    pairs = [(fam, loc) for fam, make in makers.items() for loc in locations_for(make(probe))]
+    pairs = [(fam, loc) for fam, make in makers.items() for loc in locations_for(make(probe))] * rounds
     master.shuffle(pairs)
     if n_planted:
         limit = max(n_planted * 40, 1)
@@ -552,6 +555,7 @@ def generate_corpus(
         "generator_version": GENERATOR_VERSION,
         "seed": seed,
         "n_notebooks": n_notebooks,
+        "rounds": rounds,
         "negative_fraction": negative_fraction,
         "generator_digest": generator_digest(),
         "families": sorted(makers),

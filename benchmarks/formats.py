@@ -229,7 +229,7 @@ def gen_aws_secret(rng):
          f'session = boto3.Session(\n    aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],\n    aws_secret_access_key="{secret}",\n)',
          f"[default]\naws_secret_access_key = {secret}\nregion = eu-west-1"),
         ("s3fs secret=", f'fs = s3fs.S3FileSystem(key=os.environ["AWS_ACCESS_KEY_ID"], secret="{secret}")',
-         f"s3fs secret: {secret}"),
+         f"S3FileSystem(key='...', secret='{secret}')"),
         ("pandas storage_options",
          f'df = pd.read_parquet("s3://fake-bucket/data.parquet", storage_options={{"key": KEY_ID, "secret": "{secret}"}})',
          f'storage_options={{"key": KEY_ID, "secret": "{secret}"}} for s3://fake-bucket'),
@@ -429,10 +429,12 @@ def gen_telegram(rng):
 
 def gen_discord_token(rng):
     """Three parts: base64 of the bot's user id (a snowflake of 17-20 digits), base64url of a
-    4-byte timestamp (6 characters), and an HMAC (27 characters, 38 in current tokens)."""
+    4-byte creation time (6 characters), and an HMAC (27 characters, 38 in current tokens)."""
     user_id = str(rng.randint(10**16, 2 * 10**19 - 1))
     first = base64.b64encode(user_id.encode()).decode().rstrip("=")
-    stamp = _b64url(struct.pack(">I", rng.randint(1_500_000_000, 1_800_000_000) - 1_293_840_000))
+    created = rng.randint(1_480_000_000, 1_800_000_000)  # 2016-2027
+    # Tokens from before 2022 carry Unix seconds; newer ones seconds since 2011-01-01.
+    stamp = _b64url(struct.pack(">I", created if created < 1_640_000_000 and rng.random() < 0.5 else created - 1_293_840_000))
     token = f"{first}.{stamp}.{_fake(rng, rng.choice([27, 38]), URLSAFE)}"
     plant = _token("discord-bot-token", token, "DISCORD_TOKEN")
     if rng.random() < 0.5:  # as the bot libraries take it
