@@ -136,9 +136,14 @@ def scan_likely(ours: OurScanner, root: Path) -> tuple[float, dict, list[dict]]:
     start = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    if proc.returncode not in (0, 1):
+    # Exit 2 with a JSON report: some files could not be scanned (old nbformat 2/3 fixtures,
+    # deliberately broken ones); they are counted, the rest is scored.
+    try:
+        report = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        report = None
+    if proc.returncode not in (0, 1, 2) or report is None:
         raise RuntimeError(f"ipykeyguard scan exited {proc.returncode}: {proc.stderr.strip()[-400:]}")
-    report = json.loads(proc.stdout)
     likely = [f for f in report.get("findings", []) if f.get("confidence") in ("likely", "certain")]
     return seconds, report, likely
 
@@ -176,7 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'findings at likely or above':<44} {len(likely):>6}")
     print(f"{'  explained (documented true keys)':<44} {len(explained):>6}")
     print(f"{'  unexplained (false positives to fix)':<44} {len(unexplained):>6}   target 0")
-    print(f"{'unreadable notebooks reported':<44} {len(report.get('errors', [])):>6}")
+    errors = report.get("errors", [])
+    print(f"{'notebooks not scanned (reported, exit 2)':<44} {len(errors):>6}")
+    if errors:
+        reasons = Counter(e.get("message", e.get("error", "?")).split(";")[0][:70] for e in errors)
+        print("  reasons: " + "; ".join(f"{r} ({n})" for r, n in reasons.most_common(4)))
     if all_findings:
         print("findings by rule (any level): " + ", ".join(f"{r} {n}" for r, n in Counter(f['rule'] for f in all_findings).most_common()))
     for f in unexplained:
