@@ -171,6 +171,18 @@ def test_a_token_that_fails_its_checksum_is_not_rewritten_or_masked(name, token)
     assert cleaned == nb
 
 
+@pytest.mark.parametrize("name, token", _wrong_checksum_tokens())
+def test_the_output_redactor_leaves_a_wrong_checksum_token_alone(name, token):
+    """The kernel's output redactor does not mask a token whose checksum fails, and masks the valid one."""
+    from ipykeyguard import Redactor
+
+    redactor = Redactor()
+    text = f"loaded settings: {token}\n"
+    assert redactor.redact(text) == text
+    good = fakekeys.github_classic_token()
+    assert good not in redactor.redact(f"loaded settings: {good}\n")
+
+
 @pytest.mark.parametrize("name, token", [
     ("github", fakekeys.github_classic_token()),
     ("cloudflare", fakekeys.cloudflare_token(prefix="cfk_")),
