@@ -20,7 +20,8 @@ Planted keys
     formats carry correct checksums, computed from the providers' published constructions.
 
 Hard negatives
-    About a quarter of the notebooks carry no key at all but do carry placeholders
+    About a quarter of the notebooks carry no key at all but do carry tokens whose checksum
+    fails (GitHub, Cloudflare, Grafana), Stripe's sample keys, placeholders
     (``YOUR_API_KEY``, ``sk-...``), vendor documentation examples (``AKIAIOSFODNN7EXAMPLE``),
     references (``os.environ[...]``, ``getpass()``), hashes, UUIDs, base64 data and widget ids.
 
@@ -49,7 +50,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # the sibling module, also when this file is loaded by path
     sys.path.insert(0, str(HERE))
 
-from formats import CONTEXT, FAMILIES, MULTILINE, SOURCES, TOKEN, Plant  # noqa: E402
+from formats import CONTEXT, FAMILIES, MULTILINE, SOURCES, TOKEN, Plant, gen_cloudflare, gen_github_classic, gen_grafana  # noqa: E402
 
 __all__ = ["GENERATOR_VERSION", "NOTEBOOK_DIR", "Plant", "FAMILIES", "SOURCES", "LOCATIONS", "generate_corpus", "generator_digest"]
 
@@ -58,7 +59,7 @@ __all__ = ["GENERATOR_VERSION", "NOTEBOOK_DIR", "Plant", "FAMILIES", "SOURCES", 
 NOTEBOOK_DIR = "notebooks"
 
 #: Bump when the corpus changes shape, so that cached corpora are regenerated.
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 
 ALNUM = string.ascii_letters + string.digits
 HEX = "0123456789abcdef"
@@ -285,6 +286,8 @@ def _background(rng: random.Random, assets: _Assets, widgets: dict) -> list[dict
 # -- hard negatives ----------------------------------------------------------------------------
 
 _NEGATIVE_CODE = [
+    'stripe.api_key = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"  # the sample key from Stripe\'s API reference',
+    '!curl https://api.stripe.com/v1/charges -u sk_test_BQokikJOvBiI2HlWgH4olfQ2:',
     'client = OpenAI(api_key=os.environ["OPENAI_API_KEY"])',
     'openai.api_key = os.getenv("OPENAI_API_KEY")',
     "from getpass import getpass\npassword = getpass()",
@@ -310,10 +313,22 @@ _NEGATIVE_TEXT = [
 ]
 
 
+def _broken_checksum(rng: random.Random) -> str:
+    """A checksummed token (GitHub, Cloudflare, Grafana) with its last character changed: the
+    checksum fails, so it is not a key (a typo, a test value)."""
+    token = rng.choice([gen_github_classic, gen_cloudflare, gen_grafana])(rng).secret
+    while token.startswith("glc_"):  # the Grafana Cloud variant has no checksum
+        token = gen_grafana(rng).secret
+    last = token[-1]
+    return token[:-1] + ("0" if last != "0" else "1")
+
+
 def _negative_data(rng: random.Random) -> list[str]:
-    """High-entropy values that are not secrets: hashes, UUIDs, base64 data, ids."""
+    """High-entropy values that are not secrets: hashes, UUIDs, base64 data, ids, and tokens
+    whose checksum fails."""
     blob = base64.b64encode(bytes(rng.getrandbits(8) for _ in range(rng.randint(60, 300)))).decode()
     return [
+        f'api_token = "{_broken_checksum(rng)}"  # fixture: checksum deliberately wrong',
         f'sha256 = "{_chars(rng, 64, HEX)}"',
         f'checksum_md5 = "{_chars(rng, 32, HEX)}"',
         f'commit = "{_chars(rng, 40, HEX)}"',
