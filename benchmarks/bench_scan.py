@@ -262,6 +262,7 @@ def score(manifest: dict, found: dict[str, set[str]], files: set[str] | None = N
         (family, location) pairs and the negative notebooks with any finding.
     """
     by_family: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    by_variant: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     by_location: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     missed: dict[tuple[str, str], int] = defaultdict(int)
     hit = total = 0
@@ -271,7 +272,8 @@ def score(manifest: dict, found: dict[str, set[str]], files: set[str] | None = N
         ok = any(h in found.get(plant["file"], ()) for h in plant[key])
         total += 1
         hit += ok
-        for table, name in ((by_family, plant["family"]), (by_location, plant["location"])):
+        variant = f'{plant["family"]} {plant.get("variant") or ""}'.strip()
+        for table, name in ((by_family, plant["family"]), (by_variant, variant), (by_location, plant["location"])):
             table[name][0] += ok
             table[name][1] += 1
         if not ok:
@@ -286,6 +288,7 @@ def score(manifest: dict, found: dict[str, set[str]], files: set[str] | None = N
         "planted": total,
         "recall": hit / total if total else float("nan"),
         "by_family": {k: tuple(v) for k, v in sorted(by_family.items())},
+        "by_variant": {k: tuple(v) for k, v in sorted(by_variant.items())},
         "by_location": {k: tuple(v) for k, v in sorted(by_location.items())},
         "missed": {f"{fam} @ {loc}": n for (fam, loc), n in sorted(missed.items())},
         "negatives": len(negatives),
@@ -528,6 +531,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"families with misses (ours): {len(weak)} of {len(result_ours['by_family'])}")
     for fam, (ok, n) in weak.items():
         print(f"  {fam:<40} {ok}/{n}")
+    weak_variants = {k: v for k, v in result_ours["by_variant"].items() if v[0] < v[1]}
+    print(f"format variants with misses (ours): {len(weak_variants)} of {len(result_ours['by_variant'])}")
+    for variant, (ok, n) in weak_variants.items():
+        print(f"  {variant:<40} {ok}/{n}")
     if unsupported:
         print("families no rule found at all: " + ", ".join(unsupported))
     if result_ours["missed"]:
