@@ -321,9 +321,17 @@ def gen_doppler(rng):
 
 
 def gen_github_classic(rng):
+    """``gh[pousr]_`` + 30 random base62 + their base62 CRC32 (6); GitHub App installation
+    tokens since 2026 also come as ``ghs_<app id>_<JWT>`` (about 520 characters)."""
+    if rng.random() < 0.2:
+        header = _b64url(json.dumps({"alg": "RS256", "typ": "JWT"}).encode())
+        payload = _b64url(json.dumps({"iss": "github", "app": rng.randint(10**4, 10**7), "inst": rng.randint(10**6, 10**9),
+                                      "exp": rng.randint(1_770_000_000, 1_800_000_000), "perm": _fake(rng, 180)}).encode())
+        token = f"ghs_{rng.randint(10**4, 10**7)}_{header}.{payload}.{_chars(rng, 342, URLSAFE)}"
+        return _token("github-classic", token, "GITHUB_TOKEN", "ghs_ stateless")
     body = _fake(rng, 30)
-    return _token("github-classic", rng.choice(["ghp_", "gho_", "ghu_", "ghs_", "ghr_"]) + body
-                  + _base_n(_crc32(body), BASE62, 6), "GITHUB_TOKEN")
+    prefix = rng.choice(["ghp_", "gho_", "ghu_", "ghs_", "ghr_"])
+    return _token("github-classic", prefix + body + _base_n(_crc32(body), BASE62, 6), "GITHUB_TOKEN", prefix)
 
 
 def gen_github_fine_grained(rng):
@@ -736,7 +744,7 @@ SOURCES: dict[str, str] = {
     "databricks": "https://docs.databricks.com/dev-tools/auth/pat.html (dapi + 32 hex)",
     "doppler": "https://docs.doppler.com/docs/auth-token-formats (dp.pt., dp.ct., dp.st.[env.], dp.sa., dp.said., dp.scim., dp.audit. + 40-44)",
     "database-url-password": "https://docs.sqlalchemy.org/en/20/core/engines.html#database-urls (dialect+driver://user:password@host)",
-    "github-classic": "https://github.blog/engineering/platform-security/behind-githubs-new-authentication-token-formats/ (gh[pousr]_ + 30 + base62 CRC32)",
+    "github-classic": "https://github.blog/engineering/platform-security/behind-githubs-new-authentication-token-formats/ (gh[pousr]_ + 30 + base62 CRC32); https://github.blog/changelog/2026-04-24-notice-about-upcoming-new-format-for-github-app-installation-tokens/ (ghs_<app id>_<JWT>, ~520 characters)",
     "github-fine-grained": "https://github.blog/security/application-security/introducing-fine-grained-personal-access-tokens-for-github/ (github_pat_)",
     "gitlab": "https://docs.gitlab.com/security/tokens/ (token prefixes; routable tokens: payload, .01., base36 length and CRC32)",
     "npm": "https://github.blog/changelog/2021-09-23-npm-has-a-new-access-token-format/ (npm_ + 30 + base62 CRC32)",

@@ -45,6 +45,11 @@ def _cases():
             fakekeys.slack_webhook_url(rng).replace("/B", "/X", 1),
             "https://hooks.slack.com/services/",
         ),
+        "github-stateless": (
+            f"ghs_123456_{jwt_ok}",
+            "ghs_123456_" + _b64u(b'{"typ":"JWT"}') + "." + _b64u(b"not json") + ".FAKEsignature",
+            "ghs_123456_eyJ.eyJ.x",
+        ),
         "cloudflare-crc32": (
             fakekeys.cloudflare_token(rng, prefix="cfat_"),
             fakekeys.cloudflare_token(rng, valid=False),

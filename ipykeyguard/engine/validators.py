@@ -296,6 +296,17 @@ def base64_json(secret: str) -> bool:
         return False
 
 
+_GITHUB_STATELESS_RE = re.compile(r"ghs_[0-9]{1,12}_(eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)")
+
+
+@validator("github-stateless")
+def github_stateless(secret: str) -> bool:
+    """GitHub App installation tokens in the 2026 stateless format: ``ghs_``, the app id, ``_``
+    and a JWT whose header and payload decode to JSON (the signature is GitHub's own)."""
+    m = _GITHUB_STATELESS_RE.fullmatch(secret)
+    return m is not None and jwt_structure(m.group(1))
+
+
 _CLOUDFLARE_RE = re.compile(r"cf(?:k|ut|at)_([A-Za-z0-9]{40})([0-9a-f]{8})")
 
 
