@@ -90,6 +90,7 @@ def test_jupyterlab_extension_rewrites_a_raising_cell_notifies_and_manages_secre
 
             # The notification names the key and the store, with an action to open the panel.
             _wait_text(page, ".jp-Notification-Toast, .Toastify__toast", "moved 1 key (OPENAI_API_KEY) to .env")
+            time.sleep(1.0)  # let the toast finish sliding in before the picture
             _screenshot(page, "jupyterlab-notification.png")
 
             # Undo in that cell does not bring the key back.
@@ -119,6 +120,31 @@ def test_jupyterlab_extension_rewrites_a_raising_cell_notifies_and_manages_secre
             assert output1.strip().startswith(str(len(panel_value))), output1
             assert panel_value not in output1, "the stored value was printed unmasked"
 
+            # Paste guard: pasting a key into a cell offers to store it and inserts the lookup.
+            github_key = fakekeys.github_classic_token()
+            page.locator(".jp-Notebook .jp-Cell").nth(2).locator(".cm-content").click()
+            page.evaluate(
+                """([text]) => {
+                    const el = document.querySelectorAll('.jp-Notebook .jp-Cell')[2].querySelector('.cm-content');
+                    const data = new DataTransfer();
+                    data.setData('text/plain', text);
+                    el.dispatchEvent(new ClipboardEvent('paste', {clipboardData: data, bubbles: true, cancelable: true}));
+                }""",
+                [github_key],
+            )
+            page.wait_for_selector(".jp-Dialog .jp-ipykeyguard-paste-name", timeout=30000)
+            assert page.input_value(".jp-Dialog .jp-ipykeyguard-paste-name") == "GITHUB_TOKEN"
+            _screenshot(page, "jupyterlab-paste-guard.png")
+            page.click(".jp-Dialog .jp-mod-accept")
+            cell2 = page.locator(".jp-Notebook .jp-Cell").nth(2)
+            page.wait_for_function("el => el.innerText.includes('os.environ[\"GITHUB_TOKEN\"]')",
+                                   arg=cell2.locator(".cm-content").element_handle(), timeout=30000)
+            assert github_key not in cell2.locator(".cm-content").inner_text()
+            page.keyboard.press("Shift+Enter")
+            _wait_executed(page, 2)
+            output2 = cell2.locator(".jp-OutputArea").inner_text()
+            assert "GITHUB_TOKEN" in output2 and github_key not in output2, output2
+
             page.keyboard.press("Control+s")
             deadline = time.monotonic() + 30
             saved = ""
@@ -135,10 +161,12 @@ def test_jupyterlab_extension_rewrites_a_raising_cell_notifies_and_manages_secre
     assert openai_key not in saved, "key in the saved notebook"
     assert panel_value not in saved
     # The page never received or rendered a stored value.
-    assert panel_value not in dom and openai_key not in dom
+    assert panel_value not in dom and openai_key not in dom and github_key not in dom
     assert bodies, "no network responses recorded"
     for body in bodies:
         assert panel_value not in body, "a response carried the value stored through the panel"
         assert openai_key not in body, "a response carried the moved key"
+        assert github_key not in body, "a response carried the pasted key"
+    assert github_key not in saved
     env_text = (lab["dir"] / ".env").read_text()
-    assert panel_value in env_text and openai_key in env_text
+    assert panel_value in env_text and openai_key in env_text and github_key in env_text
