@@ -53,7 +53,7 @@ def _screenshot(page, name: str, **kwargs) -> None:
 
 
 def test_jupyterlab_extension_rewrites_a_raising_cell_notifies_and_manages_secrets(lab):  # noqa: F811
-    """A raising cell's key is replaced in the editor (Undo cannot restore it), a notification and the status show, and the panel stores a secret a cell reads without ever showing a value."""
+    """A raising cell's key is replaced in the editor (Undo cannot restore it), a notification and the status show, the panel and the paste guard store secrets a cell reads, no value ever reaches the page, and the status warns while the guard is unloaded."""
     from playwright.sync_api import sync_playwright
 
     openai_key = fakekeys.openai_project_key()
@@ -153,6 +153,14 @@ def test_jupyterlab_extension_rewrites_a_raising_cell_notifies_and_manages_secre
                 if "MY_SERVICE_TOKEN" in saved:
                     break
                 time.sleep(0.3)
+            # Without the guard the status bar warns; %load_ext in the running kernel turns it on again.
+            _run_cell(page, 3, "%unload_ext ipykeyguard")
+            _wait_executed(page, 3)
+            _wait_text(page, ".jp-ipykeyguard-statusitem", "keyguard: not loaded")
+            assert "jp-mod-warning" in (page.locator(".jp-ipykeyguard-statusitem").get_attribute("class") or "")
+            _run_cell(page, 4, "%load_ext ipykeyguard")
+            _wait_executed(page, 4)
+            _wait_text(page, ".jp-ipykeyguard-statusitem", "keyguard: on")
             dom = page.content()
         finally:
             browser.close()

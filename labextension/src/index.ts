@@ -172,12 +172,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
       comm.onClose = () => {
         if (guard.comm === comm) {
           guard.comm = null;
-          // Closed before the kernel said hello: no guard target in this kernel.
-          if (guard.state !== 'active') {
-            guard.state = 'missing';
-          } else {
-            guard.state = 'unknown';
-          }
+          // Closed by the kernel: at once when it has no `ipykeyguard` target (no guard), or
+          // later by `%unload_ext ipykeyguard`. (A restart disposes comms without closing them;
+          // statusChanged handles that.) `%load_ext` opens a new comm towards the page.
+          guard.state = 'missing';
           refreshStatus();
         }
       };
