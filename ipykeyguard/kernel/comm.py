@@ -31,7 +31,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..engine.findings import fingerprint
-from ..storage.origins import forget_origin, record_origin
+from ..storage.origins import record_origin
 from ..storage.store import StoreError, is_valid_name
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -114,8 +114,9 @@ class GuardChannel:
         for comm in list(self._comms):
             try:
                 comm.close()
-            except Exception:  # the page may be gone; nothing to tell it then
-                pass
+            except Exception as exc:  # the page may be gone; nothing to tell it then
+                print(f"ipykeyguard: note: a frontend channel did not close cleanly ({type(exc).__name__})",
+                      file=sys.stderr)
         self._comms.clear()
 
     # -- frontend -> kernel ----------------------------------------------------------------------
@@ -131,10 +132,8 @@ class GuardChannel:
                     self._guard.forget(name)
                 except StoreError as exc:
                     print(f"ipykeyguard: warning: could not forget {name}: {exc}", file=sys.stderr)
-        elif action == "hello":
-            pass
         else:
-            return
+            return  # an action this version does not know: ignored
         self.broadcast({"event": "reloaded", "names": names})
 
 
@@ -222,7 +221,3 @@ def record_moves(guard: "KeyGuard", names: list[str]) -> None:
     notebook = os.environ.get("JPY_SESSION_NAME") or ""
     source = f"moved from a cell of {os.path.basename(notebook)}" if notebook else "moved from a cell"
     record_origin(guard.secret_store, names, source)
-
-
-def forget_recorded(guard: "KeyGuard", name: str) -> None:
-    forget_origin(guard.secret_store, name)
