@@ -114,7 +114,17 @@ def test_jupyterlab_extension_rewrites_a_raising_cell_notifies_and_manages_secre
             assert page.input_value(".jp-ipykeyguard-value") == "", "the value stayed in the form"
             _screenshot(page, "jupyterlab-secrets-panel.png")
 
-            _run_cell(page, 1, 'import os\nprint(len(os.environ["MY_SERVICE_TOKEN"]), os.environ["MY_SERVICE_TOKEN"])')
+            # "Insert" puts the os.environ lookup at the cursor of the active cell.
+            cell1 = page.locator(".jp-Notebook .jp-Cell").nth(1)
+            cell1.locator(".cm-content").click()
+            page.keyboard.insert_text("import os\nvalue = ")
+            page.locator(".jp-ipykeyguard-secret", has_text="MY_SERVICE_TOKEN").locator(".jp-ipykeyguard-insert").click()
+            page.wait_for_function("el => el.innerText.includes('value = os.environ[\"MY_SERVICE_TOKEN\"]')",
+                                   arg=cell1.locator(".cm-content").element_handle(), timeout=30000)
+            cell1.locator(".cm-content").focus()
+            page.keyboard.press("Control+End")
+            page.keyboard.insert_text("\nprint(len(value), value)")
+            page.keyboard.press("Shift+Enter")
             _wait_executed(page, 1)
             output1 = page.locator(".jp-Notebook .jp-Cell").nth(1).locator(".jp-OutputArea").inner_text()
             assert output1.strip().startswith(str(len(panel_value))), output1
@@ -153,6 +163,17 @@ def test_jupyterlab_extension_rewrites_a_raising_cell_notifies_and_manages_secre
                 if "MY_SERVICE_TOKEN" in saved:
                     break
                 time.sleep(0.3)
+            # Delete in the panel removes the name from the store and from the kernel's os.environ.
+            page.locator(".jp-ipykeyguard-secret", has_text="MY_SERVICE_TOKEN").locator(".jp-ipykeyguard-delete").click()
+            page.locator(".jp-Dialog button", has_text="Delete").click()
+            page.wait_for_function(
+                "() => ![...document.querySelectorAll('.jp-ipykeyguard-secret-name')].some(e => e.innerText === 'MY_SERVICE_TOKEN')",
+                timeout=30000)
+            deadline = time.monotonic() + 30
+            while "MY_SERVICE_TOKEN" in (lab["dir"] / ".env").read_text() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert "MY_SERVICE_TOKEN" not in (lab["dir"] / ".env").read_text()
+
             # Without the guard the status bar warns; %load_ext in the running kernel turns it on again.
             _run_cell(page, 3, "%unload_ext ipykeyguard")
             _wait_executed(page, 3)
@@ -161,6 +182,9 @@ def test_jupyterlab_extension_rewrites_a_raising_cell_notifies_and_manages_secre
             _run_cell(page, 4, "%load_ext ipykeyguard")
             _wait_executed(page, 4)
             _wait_text(page, ".jp-ipykeyguard-statusitem", "keyguard: on")
+            _run_cell(page, 5, "print('MY_SERVICE_TOKEN' in os.environ)")
+            _wait_executed(page, 5)
+            assert page.locator(".jp-Notebook .jp-Cell").nth(5).locator(".jp-OutputArea").inner_text().strip() == "False"
             dom = page.content()
         finally:
             browser.close()
@@ -177,4 +201,5 @@ def test_jupyterlab_extension_rewrites_a_raising_cell_notifies_and_manages_secre
         assert github_key not in body, "a response carried the pasted key"
     assert github_key not in saved
     env_text = (lab["dir"] / ".env").read_text()
-    assert panel_value in env_text and openai_key in env_text and github_key in env_text
+    assert openai_key in env_text and github_key in env_text
+    assert panel_value not in env_text, "the deleted secret is still in .env"

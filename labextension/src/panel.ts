@@ -3,6 +3,7 @@
  * from and when; add, replace, delete, and insert the `os.environ["NAME"]` lookup. Values go in
  * through a password field and are never shown: the server never sends them.
  */
+import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import { deleteSecret, listSecrets, putSecret } from './api';
@@ -159,9 +160,15 @@ export class SecretsPanel extends Widget {
       replace.addEventListener('click', () => this.prepare(secret.name));
       const del = el('button', { className: 'jp-ipykeyguard-delete jp-mod-styled jp-mod-warn', textContent: 'Delete', title: `Remove ${secret.name} from the store` });
       del.addEventListener('click', () => {
-        if (window.confirm(`Delete ${secret.name} from ${list.store}?`)) {
-          void this.remove(secret.name);
-        }
+        void showDialog({
+          title: `Delete ${secret.name}?`,
+          body: `It is removed from ${list.store} and from the running kernel's os.environ.`,
+          buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+        }).then(result => {
+          if (result.button.accept) {
+            void this.remove(secret.name);
+          }
+        });
       });
       const when = secret.updated ? new Date(secret.updated).toLocaleString() : 'unknown time';
       return el(
