@@ -9,11 +9,7 @@
  * - Shows a notification for each move, and a status-bar item: guard active or not loaded.
  * - Adds the secrets panel (left sidebar) and the paste guard.
  */
-import {
-  ILabShell,
-  JupyterFrontEnd,
-  JupyterFrontEndPlugin
-} from '@jupyterlab/application';
+import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { Dialog, Notification, showDialog } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { Kernel, KernelMessage } from '@jupyterlab/services';
@@ -83,7 +79,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'ipykeyguard: secrets panel, rewritten cells and guard status.',
   autoStart: true,
   requires: [INotebookTracker],
-  optional: [IStatusBar, ILabShell],
+  optional: [IStatusBar],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
