@@ -185,6 +185,21 @@ def test_jupyterlab_extension_rewrites_a_raising_cell_notifies_and_manages_secre
             _run_cell(page, 5, "print('MY_SERVICE_TOKEN' in os.environ)")
             _wait_executed(page, 5)
             assert page.locator(".jp-Notebook .jp-Cell").nth(5).locator(".jp-OutputArea").inner_text().strip() == "False"
+            # After a kernel restart (Kernel > Restart Kernel) the page opens a new comm, so a
+            # raising cell is rewritten again.
+            page.locator(".lm-MenuBar-itemLabel", has_text="Kernel").click()
+            page.locator(".lm-Menu-itemLabel", has_text="Restart Kernel…").first.click()
+            page.locator(".jp-Dialog .jp-mod-accept").click()
+            page.wait_for_function("() => document.body.innerText.includes('| Idle')", timeout=90000)
+            second_key = fakekeys.openai_project_key()
+            _run_cell(page, 6, f'second = "{second_key}"\nraise KeyError("after restart")')
+            _wait_executed(page, 6)
+            cell6 = page.locator(".jp-Notebook .jp-Cell").nth(6)
+            page.wait_for_function("el => el.innerText.includes('os.environ')",
+                                   arg=cell6.locator(".cm-content").element_handle(), timeout=30000)
+            assert second_key not in cell6.locator(".cm-content").inner_text()
+            assert cell6.locator(".jp-InputPrompt").inner_text().strip() == "[1]:", "the kernel did not restart"
+            _wait_text(page, ".jp-ipykeyguard-statusitem", "keyguard: on")
             dom = page.content()
         finally:
             browser.close()
@@ -193,12 +208,13 @@ def test_jupyterlab_extension_rewrites_a_raising_cell_notifies_and_manages_secre
     assert openai_key not in saved, "key in the saved notebook"
     assert panel_value not in saved
     # The page never received or rendered a stored value.
-    assert panel_value not in dom and openai_key not in dom and github_key not in dom
+    assert panel_value not in dom and openai_key not in dom and github_key not in dom and second_key not in dom
     assert bodies, "no network responses recorded"
     for body in bodies:
         assert panel_value not in body, "a response carried the value stored through the panel"
         assert openai_key not in body, "a response carried the moved key"
         assert github_key not in body, "a response carried the pasted key"
+        assert second_key not in body, "a response carried the key typed after the restart"
     assert github_key not in saved
     env_text = (lab["dir"] / ".env").read_text()
     assert openai_key in env_text and github_key in env_text

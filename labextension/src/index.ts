@@ -197,20 +197,30 @@ const plugin: JupyterFrontEndPlugin<void> = {
           }
         });
         kernel.statusChanged.connect((_, s) => {
-          if (s === 'restarting' || s === 'autorestarting' || s === 'dead') {
-            const guard = guards.get(kernel);
+          const guard = guards.get(kernel);
+          // 'starting' is what a page sees of a restart requested elsewhere (REST, another tab),
+          // when its own comms are not disposed: they died with the old process all the same.
+          if (s === 'restarting' || s === 'autorestarting' || s === 'starting' || s === 'dead') {
             if (guard) {
               guard.state = 'unknown';
               guard.comm = null;
             }
             refreshStatus();
-          } else if (s === 'idle' && !guards.get(kernel)?.comm && guards.get(kernel)?.state === 'unknown') {
-            connect(kernel);
+          } else if (s === 'idle' && guard) {
+            // A restart disposes the connection's comms (and drops messages queued meanwhile,
+            // such as a comm_open sent while it restarted) without closing them: open anew.
+            if (guard.comm?.isDisposed) {
+              guard.comm = null;
+              guard.state = 'unknown';
+            }
+            if (!guard.comm && guard.state === 'unknown') {
+              connect(kernel);
+            }
           }
         });
       }
       const existing = guards.get(kernel);
-      if (existing && (existing.comm || existing.state === 'missing')) {
+      if (existing && ((existing.comm && !existing.comm.isDisposed) || existing.state === 'missing')) {
         return;
       }
       try {
