@@ -413,6 +413,15 @@ def test_wheel_install_enables_the_extension(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
+    # The dependencies come from the environment running the tests (when that is itself a venv,
+    # --system-site-packages only reaches the base interpreter): a .pth line appends its
+    # site-packages after the new venv's own, so the wheel installed there is the one imported.
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    import sysconfig
+
+    Path(site, "_test_deps.pth").write_text(
+        "\n".join(dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])) + "\n")
     wheel = next(wheels.glob("ipykeyguard-*.whl"))
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
