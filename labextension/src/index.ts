@@ -353,32 +353,32 @@ function installPasteGuard(nb: NotebookPanel, panel: SecretsPanel, reload: (name
  * the text as it is.
  */
 async function askAndStore(path: string, suggested: string, value: string): Promise<string | null> {
-  const body = new Widget();
-  body.addClass('jp-ipykeyguard-paste');
-  const text = document.createElement('p');
-  text.textContent =
+  let name = suggested;
+  let note =
     'This looks like an API key. Store it as a secret (in the store beside the notebook) and insert an os.environ lookup instead?';
-  const input = document.createElement('input');
-  input.className = 'jp-mod-styled jp-ipykeyguard-paste-name';
-  input.value = suggested;
-  input.spellcheck = false;
-  body.node.append(text, input);
   for (;;) {
+    // A dialog disposes its body when it closes: build a new one for each attempt.
+    const body = new Widget();
+    body.addClass('jp-ipykeyguard-paste');
+    const text = document.createElement('p');
+    text.textContent = note;
+    const input = document.createElement('input');
+    input.className = 'jp-mod-styled jp-ipykeyguard-paste-name';
+    input.value = name;
+    input.spellcheck = false;
+    body.node.append(text, input);
     const result = await showDialog({
       title: 'Store as secret instead?',
       body,
-      buttons: [
-        Dialog.cancelButton({ label: 'Paste as is' }),
-        Dialog.okButton({ label: 'Store as secret' })
-      ],
+      buttons: [Dialog.cancelButton({ label: 'Paste as is' }), Dialog.okButton({ label: 'Store as secret' })],
       focusNodeSelector: 'input'
     });
     if (!result.button.accept) {
       return null;
     }
-    const name = input.value.trim();
+    name = input.value.trim();
     if (!isValidName(name)) {
-      text.textContent = 'A name is letters, digits and _ and does not start with a digit. Try again:';
+      note = 'A name is letters, digits and _ and does not start with a digit. Try again:';
       continue;
     }
     try {
