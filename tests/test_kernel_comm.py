@@ -176,3 +176,11 @@ def test_load_ext_in_a_running_kernel_opens_a_comm_towards_the_page(kernel):
     opens = [m for m in seen if m["msg_type"] == "comm_open"]
     assert opens and opens[0]["content"]["target_name"] == "ipykeyguard"
     assert opens[0]["content"]["data"]["event"] == "hello"
+
+
+def test_keyguard_set_refuses_a_bad_name_before_asking_for_a_value(kernel):
+    """`%keyguard set` with a name that is not an identifier fails at once, asks for nothing and stores nothing."""
+    k = kernel(load_ext=True)
+    ex = k.run("%keyguard set 1-BAD", allow_stdin=False)
+    assert ex.status == "error" and ex.content["ename"] == "UsageError"
+    assert not (k.cwd / ".env").exists()

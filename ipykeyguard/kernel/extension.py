@@ -828,9 +828,13 @@ class KeyGuardMagics(Magics):
                 raise UsageError(f"cannot forget {argument}: {exc}") from None
             print(f"ipykeyguard: {'forgot' if known else 'did not know'} {argument}")
         elif command == "set":
-            if not argument or " " in argument:
-                raise UsageError("%keyguard set NAME (the value is asked for, hidden)")
             import getpass
+
+            from ..storage.store import is_valid_name
+
+            if not is_valid_name(argument):
+                raise UsageError("%keyguard set NAME: NAME is letters, digits and _, not starting "
+                                 "with a digit (the value is asked for, hidden)")
 
             value = getpass.getpass(f"value for {argument} (hidden): ")
             if not value:
