@@ -106,3 +106,9 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     from .server.hooks import _load_jupyter_server_extension as load
 
     load(serverapp)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The prebuilt JupyterLab extension, for ``jupyter labextension develop`` (installs from the
+    wheel find it under ``share/jupyter/labextensions/ipykeyguard`` without this)."""
+    return [{"src": "labextension", "dest": "ipykeyguard"}]

@@ -33,7 +33,7 @@ README = REPO / "README.md"
 # make_leaky.py gives every fake key the word FAKE where its format leaves room.
 FAKE_TOKEN = re.compile(r"[A-Za-z0-9_\-+/.:]*FAKE[A-Za-z0-9_\-+/.]*")
 NOT_COPIED = {".git", "test-artifacts", ".hypothesis", ".pytest_cache", ".ruff_cache", ".benchmarks",
-              "__pycache__", "build", "dist", ".ipynb_checkpoints", ".env"}
+              "__pycache__", "build", "dist", ".ipynb_checkpoints", ".env", "node_modules"}
 NOT_COPIED_PATHS = {Path("benchmarks/_corpus"), Path("benchmarks/_out")}
 
 

@@ -417,6 +417,8 @@ def test_wheel_install_enables_the_extension(tmp_path):
         shutil.copy2(repo / name, src / name)
     for name in ("ipykeyguard", "jupyter-config"):
         shutil.copytree(repo / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (src / "labextension").mkdir()
+    shutil.copy2(repo / "labextension" / "install.json", src / "labextension" / "install.json")
     wheels = tmp_path / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(src)],

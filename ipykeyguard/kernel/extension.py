@@ -89,6 +89,7 @@ from traitlets.config import Configurable
 
 from .._traits import confidence_trait
 from .egress import MODES as PROMPT_MODES, PromptGuard, install_prompt_guard
+from .comm import install_channel, record_moves, set_secret
 from .output_guard import install_output_guard
 from ..engine.config import Config, ConfigError, load_config
 from ..engine.findings import Confidence, fingerprint
@@ -242,6 +243,10 @@ class KeyGuard(Configurable):
         self._lock = threading.RLock()
         self._undo: list[tuple[str, Callable[[], None]]] = []
         self._current: _Outcome | None = None
+        # Called as f(cell_id, rewritten_text, names) after a non-silent cell whose keys moved
+        # (kernel/comm.py tells the JupyterLab extension, which applies it even when it raised).
+        self.moved_listeners: list[Callable[[str | None, str, list[str]], None]] = []
+        self.channel: Any = None
         self._configure()
         # One redactor per shell, shared with the output guard: every key moved or loaded is
         # registered with it. Outputs are masked from LIKELY up, whatever min_confidence says.
@@ -481,6 +486,7 @@ class KeyGuard(Configurable):
         new = {name: value for name, value in moves.items() if self._stored.get(name) != fingerprints[name]}
         if new:
             self.secret_store.put(new)
+            record_moves(self, list(new))
         __import__("ipykeyguard.storage.ledger").storage.ledger.record_moves("kernel", fingerprints)  # never raises
         for name, value in moves.items():
             os.environ[name] = value
@@ -498,6 +504,8 @@ class KeyGuard(Configurable):
             return  # terminal: set_next_input would pre-fill the next prompt
         raw = result.info.raw_cell
         new_source = outcome.run_source if raw.endswith("\n") else outcome.run_source[:-1]
+        for listener in list(self.moved_listeners):
+            listener(getattr(result.info, "cell_id", None), new_source, list(outcome.moves))
         payloads = getattr(self.shell.payload_manager, "_payload", [])
         if any(p.get("source") == "set_next_input" for p in payloads):
             print(
@@ -639,6 +647,7 @@ class KeyGuard(Configurable):
             shell.magics_manager.registry.pop(type(magics).__name__, None)
 
         self._record("%keyguard magic", unregister_magic)
+        self._record("frontend channel", install_channel(self))
 
     def uninstall(self) -> None:
         """Undo every hook, newest first; one failing step does not stop the others."""
@@ -802,6 +811,7 @@ _HELP = """\
 %keyguard                 status: mode, store, stored names and counts (never values)
 %keyguard allow SHA256    treat the value with this fingerprint as not a secret (this session)
 %keyguard forget NAME     remove NAME from the store, os.environ and the output redactor
+%keyguard set NAME        ask for a value (hidden input) and store it under NAME
 %keyguard on | off        check cells, or stop checking them
 %keyguard mask $NAME      mask the value of environment variable NAME in every output
 %keyguard mask VALUE      mask VALUE in every output (it is hidden in history)
@@ -846,6 +856,28 @@ class KeyGuardMagics(Magics):
             except StoreError as exc:
                 raise UsageError(f"cannot forget {argument}: {exc}") from None
             print(f"ipykeyguard: {'forgot' if known else 'did not know'} {argument}")
+        elif command == "set":
+            import getpass
+
+            from ..storage.store import is_valid_name
+
+            if not is_valid_name(argument):
+                raise UsageError("%keyguard set NAME: NAME is letters, digits and _, not starting "
+                                 "with a digit (the value is asked for, hidden)")
+
+            value = getpass.getpass(f"value for {argument} (hidden): ")
+            if not value:
+                raise UsageError("no value given; nothing stored")
+            try:
+                set_secret(guard, argument, value, source="%keyguard set")
+            except StoreError as exc:
+                raise UsageError(f"cannot store {argument}: {exc}") from None
+            finally:
+                del value
+            print(f"ipykeyguard: stored {argument} in {_destination(guard.secret_store)}; "
+                  f"read it with os.environ[\"{argument}\"]")
+            if guard.channel is not None:
+                guard.channel.broadcast({"event": "reloaded", "names": [argument]})
         elif command == "mask":
             if not argument:
                 raise UsageError("%keyguard mask VALUE or %keyguard mask $NAME")

@@ -337,6 +337,10 @@ def _leaf_texts(nb: dict) -> list[str]:
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     """Called by Jupyter Server at start-up: read ``c.KeyGuardServer`` and register the hooks."""
     guard = KeyGuardServer(root_dir=getattr(serverapp, "root_dir", None), parent=serverapp)
+    if getattr(serverapp, "web_app", None) is not None:
+        from .secrets import register_secrets_api  # the JupyterLab secrets panel's API
+
+        register_secrets_api(serverapp, guard)
     if not guard.enabled:
         serverapp.log.info("ipykeyguard: disabled by c.KeyGuardServer.enabled; notebooks are saved as they are")
         return
