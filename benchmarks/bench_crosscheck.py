@@ -178,6 +178,25 @@ class Sample:
     text: str = field(repr=False)      # the whole drawn match
     secret: str = field(repr=False)    # the part a scanner should report
     bare: bool = False                 # a one-line token that fits inside quotes
+    bound: bool = False                # the peer rule wants the value bound to a provider name
+    name: str = "CREDENTIAL"           # the variable name a user would give it
+
+    def value_only(self) -> bool:
+        """Embed the secret alone (under :attr:`name`), not the whole drawn match."""
+        return (self.bare or self.bound) and not re.search(r"[\s\"'\\]", self.secret)
+
+
+#: The assignment operators of gitleaks-style "provider name ... = value" rules. A sample drawn
+#: from such a rule has random separators (``||``, ``?=``, ``>``) and junk name characters no
+#: one writes, so its secret is embedded under a name made from the rule id instead
+#: (``betterleaks.snyk-api-token`` -> ``SNYK_API_TOKEN = "..."``): what a user would write.
+_NAME_BOUND = "(?:=|>|:{1,3}=|\\|\\||:|=>|\\?=|,)"
+
+
+def _name_for(rule_id: str) -> str:
+    base = rule_id.split(".", 1)[-1].split("/")[-1]
+    base = re.sub(r"\.\d+$", "", base)
+    return re.sub(r"[^A-Za-z0-9]+", "_", base).strip("_").upper() or "CREDENTIAL"
 
 
 def _secret_group(pattern: re.Pattern, text: str) -> str:
@@ -208,7 +227,10 @@ def draw_samples(per_rule: int, draws: int, seed: int, confidence: str = "low") 
     from kingfisher_sdk import Rules
 
     rules = Rules(confidence=confidence)
-    alphabet = st.characters(min_codepoint=32, max_codepoint=126) | st.just("\n")
+    # One-line draws first (a key sits on one line); multi-line only for patterns that need it
+    # (PEM blocks), where the one-line alphabet cannot draw anything.
+    one_line = st.characters(min_codepoint=32, max_codepoint=126)
+    alphabets = (one_line, one_line | st.just("\n"))
     skipped: Counter = Counter()
     samples: list[Sample] = []
     for meta in rules.metadata():
@@ -220,35 +242,37 @@ def draw_samples(per_rule: int, draws: int, seed: int, confidence: str = "low") 
         except re.error:
             skipped["regex not translatable"] += 1
             continue
-        drawn: list[str] = []
-
-        @hseed(seed)
-        @settings(max_examples=draws, database=None, deadline=None, phases=[Phase.generate],
-                  suppress_health_check=list(HealthCheck))
-        @given(st.from_regex(pattern, fullmatch=True, alphabet=alphabet))
-        def collect(s: str) -> None:
-            drawn.append(s)
-
-        try:
-            collect()
-        except Exception:  # hypothesis cannot draw from some constructs (e.g. lookarounds)
-            skipped["hypothesis could not draw"] += 1
-            continue
         ranked: dict[str, tuple[float, str]] = {}
-        for s in drawn:
-            if not pattern.fullmatch(s) or "\r" in s:
+        for alphabet in alphabets:
+            drawn: list[str] = []
+
+            @hseed(seed)
+            @settings(max_examples=draws, database=None, deadline=None, phases=[Phase.generate],
+                      suppress_health_check=list(HealthCheck))
+            @given(st.from_regex(pattern, fullmatch=True, alphabet=alphabet))
+            def collect(s: str) -> None:
+                drawn.append(s)
+
+            try:
+                collect()
+            except Exception:  # hypothesis cannot draw from some constructs, or no draw fits
                 continue
-            secret = _secret_group(pattern, s)
-            if len(secret) < 8:
-                continue
-            ranked.setdefault(secret, (shannon(secret), s))
+            for s in drawn:
+                if not pattern.fullmatch(s) or "\r" in s:
+                    continue
+                secret = _secret_group(pattern, s)
+                if len(secret) < 8:
+                    continue
+                ranked.setdefault(secret, (shannon(secret), s))
+            if ranked:
+                break
         if not ranked:
             skipped["no usable draw"] += 1
             continue
         best = sorted(ranked.items(), key=lambda kv: -kv[1][0])[:per_rule]
         for secret, (_h, text) in best:
             bare = text == secret and not re.search(r"[\s\"'\\]", text)
-            samples.append(Sample(rid, family_of(rid), text, secret, bare))
+            samples.append(Sample(rid, family_of(rid), text, secret, bare, _NAME_BOUND in rx, _name_for(rid)))
     return samples, dict(skipped)
 
 
@@ -262,28 +286,35 @@ def _notebook(cells: list[dict]) -> str:
 
 
 def embed(sample: Sample, context: str) -> tuple[str, str] | None:
-    """The file (suffix, content) that holds ``sample`` in ``context``; ``None`` when it does not fit."""
-    s = sample.text
+    """The file (suffix, content) that holds ``sample`` in ``context``; ``None`` when it does not fit.
+
+    A value-only sample (a bare token, or the secret of a name-bound peer rule) goes in as a
+    value under its name; any other sample (its match carries structure: a PEM block, a curl
+    command, a connection string) goes in as its whole drawn text.
+    """
+    s, name = sample.text, sample.name
     one_line = "\n" not in s
+    value = sample.secret if sample.value_only() else None
     if context == "code-assignment":
-        src = f'credential = "{s}"\nclient = Client(credential)\n' if sample.bare else f"{s}\n"
+        src = f'{name} = "{value}"\nclient = Client({name})\n' if value else f"{s}\n"
         return ".ipynb", _notebook([{"cell_type": "code", "execution_count": 1, "source": src, "outputs": []}])
     if context == "stream-header":
-        if not one_line:
+        if not one_line and value is None:
             return None
-        line = f"X-Api-Key: {s}" if sample.bare else s
+        header = "X-" + "-".join(w.capitalize() for w in name.split("_"))
+        line = f"{header}: {value}" if value else s
         out = {"output_type": "stream", "name": "stdout", "text": f"> GET /v1/items HTTP/1.1\n> {line}\n< HTTP/1.1 200 OK\n"}
         return ".ipynb", _notebook([{"cell_type": "code", "execution_count": 1, "source": "resp = session.get(url)\nprint(resp.request.headers)", "outputs": [out]}])
     if context == "result-json":
-        value = json.dumps({"credentials": {"token": s}} if sample.bare else {"config": s})
-        out = {"output_type": "execute_result", "execution_count": 2, "metadata": {}, "data": {"text/plain": value}}
+        text = json.dumps({"credentials": {name.lower(): value}} if value else {"config": s})
+        out = {"output_type": "execute_result", "execution_count": 2, "metadata": {}, "data": {"text/plain": text}}
         return ".ipynb", _notebook([{"cell_type": "code", "execution_count": 2, "source": "config", "outputs": [out]}])
     if context == "markdown-url":
-        if not sample.bare:
+        if value is None:
             return None
-        return ".ipynb", _notebook([{"cell_type": "markdown", "source": f"Data comes from [the API](https://api.example.com/v2/export?format=csv&key={s}).\n"}])
+        return ".ipynb", _notebook([{"cell_type": "markdown", "source": f"Data comes from [the API](https://api.example.com/v2/export?format=csv&{name.lower()}={value}).\n"}])
     if context == "py-file":
-        return ".py", (f'API_CREDENTIAL = "{s}"\n' if sample.bare else f"{s}\n")
+        return ".py", (f'{name} = "{value}"\n' if value else f"{s}\n")
     raise ValueError(context)
 
 
@@ -362,7 +393,8 @@ def run_kingfisher(directory: Path, scratch: Path) -> tuple[float, dict[str, lis
         return None
     report = scratch / "kingfisher.json"
     start = time.perf_counter()
-    proc = subprocess.run([binary, "scan", "--no-validate", "--no-update-check", "--quiet", "--format", "json",
+    # --no-dedup: Kingfisher reports a secret once per run by default; we ask for every file.
+    proc = subprocess.run([binary, "scan", "--no-validate", "--no-update-check", "--no-dedup", "--quiet", "--format", "json",
                            "--output", str(report), str(directory)], capture_output=True, text=True)
     seconds = time.perf_counter() - start
     try:
