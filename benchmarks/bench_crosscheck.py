@@ -354,6 +354,12 @@ def run_ours(directory: Path) -> tuple[float, dict[str, list[tuple[str, str, str
 
 
 def _unescape(secret: str) -> str:
+    """A secret a peer read from raw notebook JSON, as the notebook's text holds it.
+
+    A multi-line value is stored as a JSON list of lines, so a peer's match across lines holds
+    the list's ``",\\n    "`` joints: they are removed before the JSON string is unescaped.
+    """
+    secret = re.sub(r'(\\n)",\s*"', r"\1", secret)
     try:
         return json.loads(f'"{secret}"')
     except (json.JSONDecodeError, ValueError):
@@ -582,6 +588,43 @@ def bench_corpus(args: argparse.Namespace, scratch: Path) -> dict:
     }
 
 
+# ---------------------------------------------------------------------------------------------
+# Part 3 (optional): real notebooks nobody here wrote, as negatives
+# ---------------------------------------------------------------------------------------------
+
+
+def bench_negatives(args: argparse.Namespace, scratch: Path) -> dict:
+    """Every finding of each tool on the real notebooks under ``args.negatives`` (by rule).
+
+    The notebooks are copied flat into the scratch directory (so that all tools see the same
+    files and none of them applies a repository's ignore file). Findings are printed by rule
+    and file, never with their text.
+    """
+    directory = scratch / "negatives"
+    directory.mkdir()
+    sources = sorted(Path(args.negatives).rglob("*.ipynb"))
+    for i, src in enumerate(sources):
+        shutil.copyfile(src, directory / f"r{i:04d}-{src.name}")
+    _s, ours = run_ours(directory)
+    tools: dict[str, dict] = {"ipykeyguard": {f: [(x[1], x[2]) for x in v] for f, v in ours.items()}}
+    for label, runner in (("gitleaks", run_gitleaks), ("kingfisher", run_kingfisher)):
+        got = runner(directory, scratch)
+        if got is not None:
+            tools[label] = {f: [(x[1], "") for x in v] for f, v in got[1].items()}
+    print(f"\nreal notebooks: {len(sources)} under {args.negatives}")
+    summary = {}
+    for label, found in tools.items():
+        n = sum(map(len, found.values()))
+        likely = sum(1 for v in found.values() for _r, c in v if c in ("likely", "certain"))
+        extra = f", {likely} at >= likely" if label == "ipykeyguard" else ""
+        print(f"  {label:<12} {n} findings in {len(found)} notebooks{extra}")
+        rules = Counter(r + (f" ({c})" if c else "") for v in found.values() for r, c in v)
+        for rule, k in rules.most_common(args.show):
+            print(f"    {rule:<60} {k}")
+        summary[label] = {"findings": n, "notebooks": sorted(found), "by_rule": dict(rules)}
+    return {"notebooks": len(sources), "tools": summary}
+
+
 def _frac(ok: int, n: int, pct: bool = True) -> str:
     if not n:
         return "-"
@@ -597,6 +640,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-samples", action="store_true", help="skip the drawn samples")
     parser.add_argument("-n", "--notebooks", type=int, default=300, help="corpus size (as bench_scan.py)")
     parser.add_argument("--corpus-seed", type=int, default=2024)
+    parser.add_argument("--negatives", type=Path, help="a directory of real notebooks (no keys expected): every finding of each tool is listed")
     parser.add_argument("--show", type=int, default=60, help="rows to print per listing")
     parser.add_argument("--json-out", type=Path, default=DEFAULT_OUT / "bench_crosscheck.json")
     args = parser.parse_args(argv)
@@ -608,6 +652,8 @@ def main(argv: list[str] | None = None) -> int:
             record["samples"] = bench_samples(args, scratch)
         if not args.no_corpus:
             record["corpus"] = bench_corpus(args, scratch)
+        if args.negatives:
+            record["negatives"] = bench_negatives(args, scratch)
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(record, indent=1, default=dict) + "\n", encoding="utf-8")
     print(f"\nfull results: {args.json_out}  (total {time.perf_counter() - t0:.0f} s)")
