@@ -271,7 +271,11 @@ def draw_samples(per_rule: int, draws: int, seed: int, confidence: str = "low") 
             continue
         best = sorted(ranked.items(), key=lambda kv: -kv[1][0])[:per_rule]
         for secret, (_h, text) in best:
-            bare = text == secret and not re.search(r"[\s\"'\\]", text)
+            # Bare: the match is the secret, give or take the boundary a peer regex consumes
+            # after it (a quote, space, ';' or an escaped newline).
+            tail = text[len(secret):] if text.startswith(secret) else None
+            bare = tail is not None and re.fullmatch(r"(?:\\?['\"`]|[\s;]|\\[nrNR])?", tail) is not None
+            bare = bare and not re.search(r"[\s\"'\\]", secret)
             samples.append(Sample(rid, family_of(rid), text, secret, bare, _NAME_BOUND in rx, _name_for(rid)))
     return samples, dict(skipped)
 
