@@ -629,6 +629,56 @@ def bench_negatives(args: argparse.Namespace, scratch: Path) -> dict:
     return {"notebooks": len(sources), "tools": summary}
 
 
+# ---------------------------------------------------------------------------------------------
+# Part 4 (optional): what the catalogue would cost at start-up
+# ---------------------------------------------------------------------------------------------
+
+
+def bench_startup(args: argparse.Namespace) -> dict:
+    """Medians of ``--reps`` fresh processes: our one-notebook CLI run, and what loading
+    Kingfisher's catalogue in-process (``kingfisher_sdk``, its compiled rule cache warm) adds.
+
+    The catalogue route as a second detector would pay the SDK's row on every ``ipykeyguard
+    scan`` and every ``%load_ext``; as a rule source, translating and compiling its 488
+    regexes with Python's ``re`` (no disk cache exists for those) is the last row.
+    """
+    import statistics
+
+    notebook = next((HERE / "_corpus" / "notebooks").glob("nb_00*.ipynb"), None)
+    if notebook is None:
+        print("start-up: no corpus notebook (run without --no-corpus once)")
+        return {}
+    exe = tool_path("ipykeyguard")
+    py = sys.executable
+    translate = (
+        "import re,sys; sys.path.insert(0, %r); from bench_crosscheck import rust_regex_to_python as t; "
+        "from kingfisher_sdk import Rules; r = Rules(confidence='low'); "
+        "[re.compile(t(r.detail(m['id'])['detection_regex'])) for m in r.metadata()]" % str(HERE)
+    )
+    rows = {
+        "python -c pass": [py, "-c", "pass"],
+        "ipykeyguard scan one notebook": [exe, "scan", "--isolated", str(notebook)] if exe else None,
+        "import ipykeyguard.cli": [py, "-c", "import ipykeyguard.cli"],
+        "kingfisher_sdk: Scanner(Rules()) (cache warm)": [py, "-c", "from kingfisher_sdk import Rules, Scanner; Scanner(Rules())"],
+        "kingfisher_sdk: same + scan the notebook": [py, "-c", f"from kingfisher_sdk import Rules, Scanner; Scanner(Rules()).scan_file({str(notebook)!r})"],
+        "rule source: Rules(low) + 488 regexes into re": [py, "-c", translate],
+    }
+    out = {}
+    print(f"\nstart-up, median of {args.reps} fresh processes (load average {os.getloadavg()[0]:.1f}):")
+    for label, argv in rows.items():
+        if argv is None:
+            continue
+        subprocess.run(argv, capture_output=True)  # warm caches (rule cache, page cache)
+        times = []
+        for _ in range(args.reps):
+            start = time.perf_counter()
+            subprocess.run(argv, capture_output=True)
+            times.append(time.perf_counter() - start)
+        out[label] = statistics.median(times)
+        print(f"  {label:<50} {out[label]:.3f} s")
+    return out
+
+
 def _frac(ok: int, n: int, pct: bool = True) -> str:
     if not n:
         return "-"
@@ -645,6 +695,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", "--notebooks", type=int, default=300, help="corpus size (as bench_scan.py)")
     parser.add_argument("--corpus-seed", type=int, default=2024)
     parser.add_argument("--negatives", type=Path, help="a directory of real notebooks (no keys expected): every finding of each tool is listed")
+    parser.add_argument("--startup", action="store_true", help="also time start-up: our CLI vs loading Kingfisher's catalogue")
+    parser.add_argument("--reps", type=int, default=7, help="runs per start-up row (median)")
     parser.add_argument("--show", type=int, default=60, help="rows to print per listing")
     parser.add_argument("--json-out", type=Path, default=DEFAULT_OUT / "bench_crosscheck.json")
     args = parser.parse_args(argv)
@@ -658,6 +710,8 @@ def main(argv: list[str] | None = None) -> int:
             record["corpus"] = bench_corpus(args, scratch)
         if args.negatives:
             record["negatives"] = bench_negatives(args, scratch)
+    if args.startup:
+        record["startup_s"] = bench_startup(args)
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(record, indent=1, default=dict) + "\n", encoding="utf-8")
     print(f"\nfull results: {args.json_out}  (total {time.perf_counter() - t0:.0f} s)")
