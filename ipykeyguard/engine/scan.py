@@ -33,11 +33,11 @@ _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 #: ``data:<mime>;base64,<payload>``: an embedded image or file, never a key.
 _DATA_URI_RE = re.compile(r"data:[A-Za-z0-9.+/-]{1,100}(?:;[A-Za-z0-9=.-]{1,40}){0,3};base64,[A-Za-z0-9+/=\s]{16,50000000}")
 
-#: A one-letter escape (``\n``, ``\t``, ...) after an even run of backslashes (so ``\\t`` is
-#: an escaped backslash and a letter ``t``, not a tab).
-_LETTER_ESCAPE_RE = re.compile(r"(?<!\\)((?:\\\\){0,1000000}\\)[ntrfvab0]")
+#: A one-letter escape (``\n``, ``\t``, ...). Backslash parity is not checked on purpose: in
+#: ``json.loads('"\\tKEY"')`` the doubled backslash is still a tab one decoding later.
+_LETTER_ESCAPE_RE = re.compile(r"(\\)[ntrfvab0]")
 #: Hex escapes: ``\x20``, ``\u0009``, ``\U0000000a``.
-_HEX_ESCAPE_RE = re.compile(r"(?<!\\)((?:\\\\){0,1000000}\\)(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})")
+_HEX_ESCAPE_RE = re.compile(r"(\\)(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})")
 #: Characters a decoded escape may stand for and still continue a token.
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-+/=.~")
 
@@ -60,12 +60,17 @@ def escape_boundaries(text: str) -> str:
     ``t`` and take ``tKEY`` for one longer token. Replacing the escape's letters (not the
     backslash) by spaces keeps every offset, so findings located in this view are located in
     ``text``; the secret itself is always read from ``text``. An escape that decodes to a token
-    character (``\\x41`` is ``A``) is left alone.
+    character (``\\x41`` is ``A``) is left alone. The scanner runs the rules on both the text
+    and this view (a rule may match an escape on purpose, e.g. the ``\\n`` of a PEM key in JSON).
+
+    Returns:
+        ``text`` itself (the same object) when there is nothing to change.
     """
     if "\\" not in text:
         return text
-    text = _LETTER_ESCAPE_RE.sub(r"\1 ", text)
-    return _HEX_ESCAPE_RE.sub(_hex_escape_boundary, text)
+    view = _LETTER_ESCAPE_RE.sub(r"\1 ", text)
+    view = _HEX_ESCAPE_RE.sub(_hex_escape_boundary, view)
+    return text if view == text else view
 
 
 def _finditer(pattern: re.Pattern, view: str, regions: list[tuple[int, int]] | None) -> Iterator[re.Match]:
@@ -217,16 +222,25 @@ class Scanner:
         plan = self._plan(text) if rules is None else [(rule, None) for rule in rules]
         if not plan:
             return out
+        # Rules run on the text as it is (some match escapes such as a JSON ``\\n`` on purpose)
+        # and, when it holds separator escapes, on the view where those are spaces.
         view = escape_boundaries(text)
+        views = (text,) if view is text else (text, view)
+        seen: set[tuple[str, int, int]] = set()
+        has_data_uri = "base64," in text  # once: per match it made many findings quadratic
         for rule, regions in plan:
             groups = rule.secret_groups
-            for m in _finditer(rule.pattern, view, regions):
+            for m in (m for v in views for m in _finditer(rule.pattern, v, regions)):
                 group = next((g for g in groups if m.group(g)), None)
                 if group is None:
                     continue
                 start, end = m.span(group)
+                if len(views) > 1:
+                    if (rule.id, start, end) in seen:
+                        continue
+                    seen.add((rule.id, start, end))
                 secret = text[start:end]
-                if "base64," in text:
+                if has_data_uri:
                     if data_uris is None:
                         data_uris = _disjoint_spans([u.span() for u in _DATA_URI_RE.finditer(text)])
                     if _inside(*data_uris, start, end):
