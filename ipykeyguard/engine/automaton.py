@@ -37,7 +37,6 @@ most once plus the overlap of neighbouring blocks.
 
 from __future__ import annotations
 
-import codecs
 import re
 import threading
 from dataclasses import dataclass
@@ -227,20 +226,21 @@ def superset_pattern(regex: str) -> str:
     return emit(parsed, flags)
 
 
-def _high_bytes(exc: UnicodeError):
-    if isinstance(exc, UnicodeEncodeError):
-        return "\x80" * (exc.end - exc.start), exc.end
-    raise exc  # pragma: no cover - only registered for encoding
+_NON_ASCII_RUN = re.compile("[^\x00-\x7f]+")
 
 
-codecs.register_error("ipykeyguard-high", _high_bytes)
+def _high_run(m: re.Match) -> str:
+    return "\x80" * (m.end() - m.start())
 
 
 def automaton_bytes(text: str) -> bytes:
-    """``text`` as the automaton reads it: one byte per character (non-ASCII -> ``0x80-0xFF``)."""
+    """``text`` as the automaton reads it: one byte per character (non-ASCII -> ``0x80``).
+
+    Runs of non-ASCII characters are replaced whole (one callback per run, not per character).
+    """
     if text.isascii():
         return text.encode("ascii")
-    return text.encode("latin-1", "ipykeyguard-high")
+    return _NON_ASCII_RUN.sub(_high_run, text).encode("latin-1")
 
 
 @dataclass(frozen=True)

@@ -228,6 +228,9 @@ class Scanner:
         views = (text,) if view is text else (text, view)
         seen: set[tuple[str, int, int]] = set()
         has_data_uri = "base64," in text  # once: per match it made many findings quadratic
+        # Repeated text repeats matches: entropy, placeholder and validator checks run once
+        # per distinct (rule, secret) of this text.
+        judged: dict[tuple[str, str], Confidence | None] = {}
         for rule, regions in plan:
             groups = rule.secret_groups
             for m in (m for v in views for m in _finditer(rule.pattern, v, regions)):
@@ -245,7 +248,11 @@ class Scanner:
                         data_uris = _disjoint_spans([u.span() for u in _DATA_URI_RE.finditer(text)])
                     if _inside(*data_uris, start, end):
                         continue  # inside an embedded image or other binary payload
-                confidence = self._judge(rule, secret)
+                verdict = (rule.id, secret)
+                if verdict in judged:
+                    confidence = judged[verdict]
+                else:
+                    confidence = judged[verdict] = self._judge(rule, secret)
                 if confidence is None:
                     continue
                 env = rule.env
