@@ -176,6 +176,12 @@ class Scanner:
                 )
             return self._automaton, self._widths
 
+    def warm_up(self) -> None:
+        """Load (or compile) the automaton on a daemon thread, so that the first scan does not
+        wait for it when there is idle time before it (the kernel calls this on ``%load_ext``)."""
+        if self._automaton is None:
+            threading.Thread(target=self.automaton, name="ipykeyguard-warm-up", daemon=True).start()
+
     def _candidate_rules(self, text: str) -> list[Rule]:
         """The rules the automaton says may match somewhere in ``text``, in rule order."""
         return [rule for rule, _regions in self._plan(text)]
