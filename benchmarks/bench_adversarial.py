@@ -173,9 +173,11 @@ def _worker(args) -> None:
     scan_text("warm up: build or load the compiled rules")
     for name in args.shapes.split(","):
         times = {}
-        for size in sizes:
+        for i, size in enumerate(sizes):
+            if i and times[sizes[i - 1]] * size / sizes[i - 1] > budget:
+                break  # even linear growth would exceed the budget: skip the larger sizes
             text = SHAPES[name](size)
-            reps = 3 if size <= MIB else 1
+            reps = 3 if size < MIB else 1
             best = None
             for _ in range(reps):
                 t0 = time.perf_counter()
@@ -183,8 +185,6 @@ def _worker(args) -> None:
                 dt = time.perf_counter() - t0
                 best = dt if best is None else min(best, dt)
             times[size] = best
-            if best > budget:
-                break
         out["shapes"][name] = times
         print(json.dumps({"progress": name}), file=sys.stderr, flush=True)
     samples = []
@@ -195,7 +195,10 @@ def _worker(args) -> None:
     out["cell_us"] = statistics.median(samples) * 1e6
     rng = random.Random(3)
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    last = None
     for count in [int(c) for c in args.findings.split(",") if c]:
+        if last is not None and max(last[1]["scan"], last[1]["clean"]) * count / last[0] > budget:
+            break
         text = "\n".join("AKIA" + "".join(rng.choices(alphabet, k=16)) for _ in range(count)) + "\n"
         t0 = time.perf_counter()
         found = scan_text(text)
@@ -205,8 +208,7 @@ def _worker(args) -> None:
         clean_s = time.perf_counter() - t0
         out["findings"][count] = {"found": len(found), "scan": scan_s, "clean": clean_s,
                                   "clean_left": cleaned.count("AKIA")}
-        if max(scan_s, clean_s) > budget:
-            break
+        last = (count, out["findings"][count])
     print(json.dumps(out))
 
 
@@ -227,7 +229,9 @@ def _run_engine(path: Path, args, shapes: list[str]) -> dict:
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tempfile.gettempdir())
     if proc.returncode != 0:
         raise SystemExit(f"engine at {path} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"# {path}: done", file=sys.stderr, flush=True)
+    return result
 
 
 def _ms_per_mib(seconds: float, size: int) -> float:
