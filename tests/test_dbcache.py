@@ -93,3 +93,14 @@ def test_unwritable_cache_directory_costs_a_compile_not_an_error(tmp_path):
     target = _leaky_file(tmp_path)
     out = _finish(_scan(target, blocker / "cache"))
     assert "npm-access-token" in out
+
+
+def test_cache_lives_in_the_xdg_cache_home_by_default(tmp_path):
+    """Without $IPYKEYGUARD_CACHE_DIR the compiled rules go under $XDG_CACHE_HOME/ipykeyguard."""
+    target = _leaky_file(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "IPYKEYGUARD_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    proc = subprocess.run(["ipykeyguard", "scan", str(target)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    _valid_entry(tmp_path / "xdg" / "ipykeyguard" / "automaton")
