@@ -253,3 +253,40 @@ def test_data_uri_check_is_a_binary_search():
     assert (starts, ends) == ([0, 50, 70], [20, 60, 80])
     assert scan_module._inside(starts, ends, 6, 19) and not scan_module._inside(starts, ends, 15, 25)
     assert not scan_module._inside(starts, ends, 61, 62)
+
+
+@pytest.mark.parametrize("escape", ["\\t", "\\n", "\\x20"])
+def test_key_after_an_escape_is_moved_and_the_literal_keeps_its_value(escape):
+    """The rewriter (used by the kernel, clean and the save hook) moves a key that follows an
+    escape, and the literal still evaluates to the escape plus the key."""
+    from ipykeyguard import rewrite_source
+
+    key = fakekeys.google_api_key(random.Random(7))
+    result = rewrite_source(f'headers = "{escape}{key}"\n')
+    assert key not in result.source and list(result.moved) == ["GOOGLE_API_KEY"]
+    namespace: dict = {}
+    import os as _os
+
+    old = _os.environ.get("GOOGLE_API_KEY")
+    _os.environ["GOOGLE_API_KEY"] = key
+    try:
+        exec(result.source, namespace)
+    finally:
+        if old is None:
+            del _os.environ["GOOGLE_API_KEY"]
+        else:
+            _os.environ["GOOGLE_API_KEY"] = old
+    assert namespace["headers"] == eval(f'"{escape}"') + key
+
+
+@pytest.mark.kernel
+def test_kernel_moves_a_key_printed_after_a_tab_escape(kernel):
+    """In a real guarded kernel, a key written after ``\\t`` in a literal is moved out of the
+    cell and masked in the printed output."""
+    key = fakekeys.google_api_key(random.Random(8))
+    k = kernel(load_ext=True)
+    ex = k.run(f'x = "\\t{key}"\nprint(x)')
+    assert ex.status == "ok", ex.content.get("ename")
+    assert key not in ex.wire_text()
+    assert ex.replaced_source is not None and key not in ex.replaced_source
+    assert "GOOGLE_API_KEY" in ex.replaced_source
