@@ -201,3 +201,17 @@ def test_prompt_guard_benchmark_runs_and_prints_no_key():
     assert len([line for line in proc.stdout.splitlines() if line.startswith(("httpx ", "requests "))]) == 4
     if key in proc.stdout + proc.stderr:
         pytest.fail("the benchmark printed its planted key", pytrace=False)
+
+
+def test_adversarial_bench_runs_both_engines_on_a_tiny_size():
+    """bench_adversarial.py runs the current and the previous engine (from git) on every shape
+    at a tiny size and prints a row per shape, the typical cell and the findings curve."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_adversarial.py"), "--sizes", "2K,8K", "--findings", "50,100"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert sum(1 for line in lines if line.split() and line.split()[0] in ("a-run", "bearer-repeated", "non-ascii")) == 3
+    assert any(line.startswith("ratio previous/current") for line in lines)
+    assert any(line.split() and line.split()[0] == "100" for line in lines)

@@ -1,9 +1,9 @@
-"""Many strings found in one pass: the scanner's keyword prefilter and the redactor's known values.
+"""Many literal strings found in one pass: the redactor's and the cleaner's known values.
 
-Both run on ahocorasick_rs (automatons from the Rust ``aho-corasick`` crate), a hard dependency.
-It takes text as UTF-8, so it cannot search or hold a lone surrogate (text decoded with
-``surrogateescape``): the keyword finder searches such a text with each surrogate replaced by
-U+FFFD, and for known values the trie regex (:func:`compile_alternation`) stands in.
+Runs on ahocorasick_rs (automatons from the Rust ``aho-corasick`` crate), a hard dependency. It
+takes text as UTF-8, so it cannot search or hold a lone surrogate (text decoded with
+``surrogateescape``): for such text the trie regex (:func:`compile_alternation`) stands in. (The
+rules' first pass is a Hyperscan automaton: see :mod:`.automaton`.)
 """
 
 from __future__ import annotations
@@ -15,39 +15,6 @@ import ahocorasick_rs
 
 #: Lone surrogates cannot be encoded as UTF-8.
 LONE_SURROGATE_RE = re.compile("[\ud800-\udfff]")
-
-
-def keyword_finder(keywords: list[str]) -> Callable[[str], dict[str, list[int]]]:
-    """A function giving ``{keyword: [start, ...]}`` for every occurrence of ``keywords`` in a
-    text, overlapping ones included (keywords that do not occur are left out).
-
-    A DFA: measured on 450 kB of stream output, ~3 ns per character against ~19 for
-    pyahocorasick, whose trie walk searches a node's children one by one.
-
-    Args:
-        keywords: The strings to look for; none may hold a lone surrogate.
-
-    Returns:
-        The finder. It accepts any text, lone surrogates included.
-    """
-    keywords = list(keywords)
-    dfa = ahocorasick_rs.AhoCorasick(
-        keywords, matchkind=ahocorasick_rs.MatchKind.Standard, implementation=ahocorasick_rs.Implementation.DFA
-    )
-
-    def find_keywords(text: str) -> dict[str, list[int]]:
-        try:
-            found = dfa.find_matches_as_indexes(text, overlapping=True)
-        except UnicodeEncodeError:
-            # One U+FFFD per surrogate: no keyword holds either, so occurrences and offsets
-            # (in characters) are unchanged.
-            found = dfa.find_matches_as_indexes(LONE_SURROGATE_RE.sub("\ufffd", text), overlapping=True)
-        hits: dict[str, list[int]] = {}
-        for index, start, _end in found:
-            hits.setdefault(keywords[index], []).append(start)
-        return hits
-
-    return find_keywords
 
 
 def values_finder(values: list[str]) -> Callable[[str], list[tuple[int, int]] | None] | None:

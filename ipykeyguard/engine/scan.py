@@ -1,19 +1,26 @@
-"""The scanner: keyword prefilter -> bounded regex -> entropy -> validator -> allowlist.
+"""The scanner: automaton first pass -> bounded regex on regions -> entropy -> validator -> allowlist.
 
 :class:`Scanner` is built once from a :class:`~ipykeyguard.config.Config` and is then a pure
 function of its input: ``scan_text`` takes text and returns findings; nothing else is read or
-written. Every rule's regex is bounded (see :mod:`ipykeyguard.rules`), so scanning is linear in
-the size of the text.
+written (the compiled automaton is loaded from, or saved to, the user cache directory once per
+process; see :mod:`.dbcache`).
+
+Linear time by construction: the first pass is a Hyperscan automaton over the whole text
+(:mod:`.automaton`); a rule's Python regex then runs only on the merged regions where the
+automaton saw a possible match of that rule, each region bounded by the rule's maximum match
+width around a block. Overlaps between findings are resolved with a sort and a sweep, and the
+data-URI check is a binary search, so the number of findings does not make a scan quadratic.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 import threading
-from typing import Iterable
+from typing import Iterable, Iterator
 
-from .matcher import keyword_finder
 from .allowlist import allowed_lines, is_placeholder
+from .automaton import MARGIN
 from .config import Config
 from .findings import Confidence, Finding, Location, Secret
 from .rules import Rule
@@ -26,61 +33,89 @@ _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 #: ``data:<mime>;base64,<payload>``: an embedded image or file, never a key.
 _DATA_URI_RE = re.compile(r"data:[A-Za-z0-9.+/-]{1,100}(?:;[A-Za-z0-9=.-]{1,40}){0,3};base64,[A-Za-z0-9+/=\s]{16,50000000}")
 
+#: A one-letter escape (``\n``, ``\t``, ...). Backslash parity is not checked on purpose: in
+#: ``json.loads('"\\tKEY"')`` the doubled backslash is still a tab one decoding later.
+_LETTER_ESCAPE_RE = re.compile(r"(\\)[ntrfvab0]")
+#: Hex escapes: ``\x20``, ``\u0009``, ``\U0000000a``.
+_HEX_ESCAPE_RE = re.compile(r"(\\)(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})")
+#: Characters a decoded escape may stand for and still continue a token.
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-+/=.~")
 
-#: Texts up to this many characters are scanned whole by every candidate rule.
-_WHOLE_TEXT_LIMIT = 8192
-#: Extra context around a window, so that look-arounds at a match's edges see the real text.
-_WINDOW_MARGIN = 64
+
+def _hex_escape_boundary(m: re.Match) -> str:
+    escape = m.group(2)
+    try:
+        decoded = chr(int(escape[1:], 16))
+    except (ValueError, OverflowError):
+        return m.group(0)
+    if decoded in _TOKEN_CHARS:
+        return m.group(0)
+    return m.group(1) + " " * len(escape)
 
 
-class _Where:
-    """Where one rule runs over one text: everywhere, in windows, or anchored at given starts.
+def escape_boundaries(text: str) -> str:
+    """``text`` with the letters of string escapes that decode to a separator turned into spaces.
 
-    ``start_spans`` are ascending, disjoint ``(first, last)`` ranges of start offsets (both
-    included); ranges rather than a list of offsets because a text with thousands of keyword
-    hits would otherwise build and sort a set of ``anchor + 1`` offsets per hit.
+    Rules judge a key's left boundary on the character before it, so in ``"\\tKEY"`` they see
+    ``t`` and take ``tKEY`` for one longer token. Replacing the escape's letters (not the
+    backslash) by spaces keeps every offset, so findings located in this view are located in
+    ``text``; the secret itself is always read from ``text``. An escape that decodes to a token
+    character (``\\x41`` is ``A``) is left alone. The scanner runs the rules on both the text
+    and this view (a rule may match an escape on purpose, e.g. the ``\\n`` of a PEM key in JSON).
+
+    Returns:
+        ``text`` itself (the same object) when there is nothing to change.
     """
+    if "\\" not in text:
+        return text
+    view = _LETTER_ESCAPE_RE.sub(r"\1 ", text)
+    view = _HEX_ESCAPE_RE.sub(_hex_escape_boundary, view)
+    return text if view == text else view
 
-    __slots__ = ("windows", "start_spans")
 
-    def __init__(
-        self,
-        windows: list[tuple[int, int]] | None = None,
-        start_spans: list[list[int]] | None = None,
-    ) -> None:
-        self.windows = windows
-        self.start_spans = start_spans
+def _finditer(pattern: re.Pattern, view: str, regions: list[tuple[int, int]] | None) -> Iterator[re.Match]:
+    """Non-overlapping matches of ``pattern`` in ``view`` within ``regions`` (all of it for ``None``).
 
-    def finditer(self, pattern: re.Pattern, text: str):
-        """Non-overlapping matches of ``pattern`` (leftmost first, like ``re.finditer``)."""
-        if self.start_spans is not None:
-            end = -1
-            for first, last in self.start_spans:
-                for start in range(max(first, end), last + 1):
-                    if start < end:
-                        continue  # inside the match just found
-                    m = pattern.match(text, start)
-                    if m is not None:
-                        end = m.end() if m.end() > start else start + 1
-                        yield m
-        elif self.windows is not None:
-            for lo, hi in self.windows:
-                yield from pattern.finditer(text, lo, hi)
+    A region ends before the text does, so a match touching a region's end may have been cut
+    short by it (a look-ahead sees the region's end as the text's end): such a match is
+    re-made against the whole text from the same start (bounded by the rule's width).
+    """
+    if regions is None:
+        yield from pattern.finditer(view)
+        return
+    n = len(view)
+    last_end = -1
+    for lo, hi in regions:
+        if lo >= n:
+            break
+        for m in pattern.finditer(view, max(lo, last_end if last_end > lo else lo), hi):
+            if hi < n and m.end() >= hi - MARGIN:
+                full = pattern.match(view, m.start())
+                if full is None:
+                    continue
+                m = full
+            if m.start() < last_end:
+                continue
+            last_end = m.end() if m.end() > m.start() else m.start() + 1
+            yield m
+
+
+def _disjoint_spans(spans: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """Sorted, merged ``(starts, ends)`` of ``spans`` for binary-search containment checks."""
+    starts: list[int] = []
+    ends: list[int] = []
+    for lo, hi in sorted(spans):
+        if ends and lo <= ends[-1]:
+            ends[-1] = max(ends[-1], hi)
         else:
-            yield from pattern.finditer(text)
+            starts.append(lo)
+            ends.append(hi)
+    return starts, ends
 
 
-def _start_spans(occurrences: list[int], anchor: int) -> list[list[int]]:
-    """The starts ``p - anchor .. p`` of every keyword occurrence ``p`` (clipped at 0), as
-    ascending, disjoint, inclusive ``[first, last]`` ranges."""
-    spans: list[list[int]] = []
-    for p in sorted(set(occurrences)):
-        first = p - anchor if p > anchor else 0
-        if spans and first <= spans[-1][1] + 1:
-            spans[-1][1] = p  # occurrences ascend, so p extends the range
-        else:
-            spans.append([first, p])
-    return spans
+def _inside(starts: list[int], ends: list[int], lo: int, hi: int) -> bool:
+    i = bisect.bisect_right(starts, lo) - 1
+    return i >= 0 and hi <= ends[i]
 
 
 def _whole_name(text: str, start: int, end: int, limit: int = 40) -> str:
@@ -115,7 +150,8 @@ def env_name_from(name: str, fallback: str = "SECRET") -> str:
 class Scanner:
     """Finds secrets in text with one rule set and one configuration.
 
-    Thread-safe and reusable; construct it once (rules are compiled when loaded).
+    Thread-safe and reusable; construct it once. The automaton is built (or loaded from the
+    cache) on the first scan, not here, so creating a scanner costs nothing at start-up.
     """
 
     def __init__(self, config: Config | None = None) -> None:
@@ -123,73 +159,45 @@ class Scanner:
         self.rules: tuple[Rule, ...] = tuple(self.config.ruleset)
         self._order = {rule.id: i for i, rule in enumerate(self.rules)}
         self._by_id = {rule.id: rule for rule in self.rules}
-        by_keyword: dict[str, list[Rule]] = {}
-        self._always: list[Rule] = []
-        for rule in self.rules:
-            if rule.keywords:
-                for kw in rule.keywords:
-                    by_keyword.setdefault(kw, []).append(rule)
-            else:
-                self._always.append(rule)
-        self._by_keyword = by_keyword
-        # The prefilter: one Aho-Corasick pass over the lower-cased text.
-        self._find_keywords = keyword_finder(list(by_keyword)) if by_keyword else None
+        self._automaton_lock = threading.Lock()
+        self._automaton = None
+        self._widths: list[int | None] = []
 
     # -- the engine ---------------------------------------------------------------------------
-    def _keyword_hits(self, text: str) -> dict[str, list[int]] | None:
-        """Start offsets of every keyword occurrence in ``text`` (case-insensitively).
+    def automaton(self):
+        """The compiled first pass with the rules' widths, ``(automaton, widths)``, built once."""
+        with self._automaton_lock:
+            if self._automaton is None:
+                from .dbcache import load_automaton
 
-        Returns ``None`` when offsets in the lower-cased text would not be offsets in ``text``
-        (a few non-ASCII characters change length when lower-cased); callers then scan whole.
-        """
-        lowered = text.lower()
-        exact = len(lowered) == len(text)
-        hits = self._find_keywords(lowered) if self._find_keywords is not None else {}
-        return hits if exact else {kw: [] for kw in hits}
+                rules = self.rules
+                self._automaton, self._widths = load_automaton(
+                    [rule.regex for rule in rules], lambda: [rule.max_width for rule in rules]
+                )
+            return self._automaton, self._widths
+
+    def warm_up(self) -> None:
+        """Load (or compile) the automaton on a daemon thread, so that the first scan does not
+        wait for it when there is idle time before it (the kernel calls this on ``%load_ext``)."""
+        if self._automaton is None:
+            threading.Thread(target=self.automaton, name="ipykeyguard-warm-up", daemon=True).start()
 
     def _candidate_rules(self, text: str) -> list[Rule]:
-        """The rules whose keywords occur in ``text`` (case-insensitively), in rule order."""
-        return [rule for rule, _windows in self._plan(text)]
+        """The rules the automaton says may match somewhere in ``text``, in rule order."""
+        return [rule for rule, _regions in self._plan(text)]
 
-    def _plan(self, text: str) -> list[tuple[Rule, "_Where"]]:
-        """Which rules to run, and where.
-
-        A rule's match always contains one of its keywords (a test enforces it) and is at most
-        ``width`` characters long (every repeat is bounded). So an *anchored* rule (one whose
-        matches start at most ``anchor`` characters before a keyword) is tried only at those
-        starts, and in a long text every other rule runs only in windows of ``width`` around its
-        keywords. Short texts are scanned whole by unanchored rules: windows would cost more
-        than they save there, and their regexes start with literals that ``re`` skips to fast.
-        """
-        hits = self._keyword_hits(text) if self._by_keyword else {}
-        plan: list[tuple[Rule, _Where]] = [(r, _Where()) for r in self._always]
-        if not hits:
-            return plan
-        chosen = {rule.id for kw in hits for rule in self._by_keyword[kw]}
+    def _plan(self, text: str) -> list[tuple[Rule, list[tuple[int, int]] | None]]:
+        """Which rules to confirm with ``re``, and on which regions (``None``: the whole text)."""
+        if not self.rules:
+            return []
+        automaton, widths = self.automaton()
+        regions = automaton.regions(text, widths)
         n = len(text)
-        exact = any(hits.values())  # offsets are usable (see _keyword_hits)
-        for rule_id in sorted(chosen, key=self._order.__getitem__):
-            rule = self._by_id[rule_id]
-            occurrences = [p for kw in rule.keywords for p in hits.get(kw, ())]
-            if not exact or not occurrences:
-                plan.append((rule, _Where()))
-                continue
-            if rule.anchor is not None:
-                plan.append((rule, _Where(start_spans=_start_spans(occurrences, rule.anchor))))
-                continue
-            width = rule.max_width
-            if n <= _WHOLE_TEXT_LIMIT or width is None or 4 * width >= n:
-                plan.append((rule, _Where()))
-                continue
-            margin = width + _WINDOW_MARGIN
-            merged: list[tuple[int, int]] = []
-            for lo, hi in sorted((max(0, p - margin), min(n, p + margin)) for p in occurrences):
-                if merged and lo <= merged[-1][1]:
-                    if hi > merged[-1][1]:
-                        merged[-1] = (merged[-1][0], hi)
-                else:
-                    merged.append((lo, hi))
-            plan.append((rule, _Where(windows=merged)))
+        plan = []
+        for index in sorted(regions):
+            spans = regions[index]
+            whole = len(spans) == 1 and spans[0][0] == 0 and spans[0][1] >= n
+            plan.append((self.rules[index], None if whole else spans))
         return plan
 
     def _judge(self, rule: Rule, secret: str) -> Confidence | None:
@@ -209,24 +217,48 @@ class Scanner:
         return confidence
 
     def raw_matches(self, text: str, rules: Iterable[Rule] | None = None) -> list[Finding]:
-        """Every accepted match of every rule, before overlap resolution and allow comments."""
+        """Every accepted match of every rule, before overlap resolution and allow comments.
+
+        Args:
+            text: The text to scan.
+            rules: Run exactly these rules over the whole text instead of the automaton's plan.
+        """
         out: list[Finding] = []
-        data_uris: list[tuple[int, int]] | None = None
-        plan = self._plan(text) if rules is None else [(rule, _Where()) for rule in rules]
-        for rule, where in plan:
+        data_uris: tuple[list[int], list[int]] | None = None
+        plan = self._plan(text) if rules is None else [(rule, None) for rule in rules]
+        if not plan:
+            return out
+        # Rules run on the text as it is (some match escapes such as a JSON ``\\n`` on purpose)
+        # and, when it holds separator escapes, on the view where those are spaces.
+        view = escape_boundaries(text)
+        views = (text,) if view is text else (text, view)
+        seen: set[tuple[str, int, int]] = set()
+        has_data_uri = "base64," in text  # once: per match it made many findings quadratic
+        # Repeated text repeats matches: entropy, placeholder and validator checks run once
+        # per distinct (rule, secret) of this text.
+        judged: dict[tuple[str, str], Confidence | None] = {}
+        for rule, regions in plan:
             groups = rule.secret_groups
-            for m in where.finditer(rule.pattern, text):
+            for m in (m for v in views for m in _finditer(rule.pattern, v, regions)):
                 group = next((g for g in groups if m.group(g)), None)
                 if group is None:
                     continue
-                secret = m.group(group)
                 start, end = m.span(group)
-                if "base64," in text:
+                if len(views) > 1:
+                    if (rule.id, start, end) in seen:
+                        continue
+                    seen.add((rule.id, start, end))
+                secret = text[start:end]
+                if has_data_uri:
                     if data_uris is None:
-                        data_uris = [u.span() for u in _DATA_URI_RE.finditer(text)]
-                    if any(s <= start and end <= e for s, e in data_uris):
+                        data_uris = _disjoint_spans([u.span() for u in _DATA_URI_RE.finditer(text)])
+                    if _inside(*data_uris, start, end):
                         continue  # inside an embedded image or other binary payload
-                confidence = self._judge(rule, secret)
+                verdict = (rule.id, secret)
+                if verdict in judged:
+                    confidence = judged[verdict]
+                else:
+                    confidence = judged[verdict] = self._judge(rule, secret)
                 if confidence is None:
                     continue
                 env = rule.env
@@ -267,20 +299,7 @@ class Scanner:
         ]
         if not matches:
             return []
-        rules = self._by_id
-        matches.sort(
-            key=lambda f: (
-                -int(f.confidence),
-                rules[f.rule].generic,
-                -(f.end - f.start),
-                f.start,
-            )
-        )
-        kept: list[Finding] = []
-        for f in matches:
-            if all(f.end <= k.start or f.start >= k.end for k in kept):
-                kept.append(f)
-        kept.sort(key=lambda f: f.start)
+        kept = _resolve_overlaps(matches, self._by_id)
         allowed = allowed_lines(text)
         out: list[Finding] = []
         line_starts = _LineIndex(text)
@@ -290,6 +309,47 @@ class Scanner:
                 continue
             out.append(f.with_location(Location(cell, field, line, column)))
         return out
+
+
+def _resolve_overlaps(matches: list[Finding], rules: dict[str, Rule]) -> list[Finding]:
+    """The findings kept where matches overlap, ordered by position.
+
+    Among overlapping matches the most specific wins: higher confidence, then a provider rule
+    over a generic one, then the longer match, then the earlier. A sort and a sweep split the
+    matches into clusters of transitively overlapping ones (almost always a single match);
+    only inside a cluster are candidates checked against the kept ones, by binary search, so
+    many findings cost ``O(n log n)``, not ``O(n^2)``.
+    """
+    matches = sorted(matches, key=lambda f: (f.start, f.end))
+    kept: list[Finding] = []
+    cluster: list[Finding] = []
+    cluster_end = -1
+
+    def settle() -> None:
+        if len(cluster) == 1:
+            kept.append(cluster[0])
+            return
+        cluster.sort(key=lambda f: (-int(f.confidence), rules[f.rule].generic, -(f.end - f.start), f.start))
+        starts: list[int] = []
+        chosen: list[Finding] = []
+        for f in cluster:
+            # Kept spans are disjoint and sorted, so only the last one starting before f.end can overlap.
+            i = bisect.bisect_left(starts, f.end) - 1
+            if i >= 0 and chosen[i].end > f.start:
+                continue
+            starts.insert(i + 1, f.start)
+            chosen.insert(i + 1, f)
+        kept.extend(chosen)
+
+    for f in matches:
+        if cluster and f.start >= cluster_end:
+            settle()
+            cluster = []
+        cluster.append(f)
+        cluster_end = max(cluster_end, f.end) if len(cluster) > 1 else f.end
+    if cluster:
+        settle()
+    return kept
 
 
 class _LineIndex:
@@ -302,8 +362,6 @@ class _LineIndex:
     def locate(self, offset: int) -> tuple[int, int]:
         if self._starts is None:
             self._starts = [0] + [m.end() for m in re.finditer("\n", self._text)]
-        import bisect
-
         index = bisect.bisect_right(self._starts, offset) - 1
         return index + 1, offset - self._starts[index] + 1
 

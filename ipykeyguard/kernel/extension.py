@@ -271,6 +271,7 @@ class KeyGuard(Configurable):
         # Scan at every confidence: weaker findings are warned about (Rewrite.skipped).
         self._config = base.replace(allow=allow, min_confidence=Confidence.POSSIBLE)
         self._scanner = scanner_for(self._config)
+        self._scanner.warm_up()  # the compiled rules load in the background: %load_ext does not wait
         self._clear_caches()
 
     def _open_store(self) -> SecretStore:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from ..engine.config import Config
 from ..engine.findings import Confidence, Finding, Secret, mask_for
+from ..engine.matcher import compile_alternation, values_finder
 from .notebook import CODE, iter_leaves, set_leaf
 from ..engine.scan import Scanner, notebook_findings, scanner_for
 
@@ -121,14 +122,38 @@ def _mask_spans(text: str, findings: list[Finding]) -> str:
     return "".join(pieces)
 
 
-def _replace_known(text: str, known: list[tuple[str, str]]) -> tuple[str, int]:
-    """Replace every occurrence of each known value (longest first) by its mask."""
-    count = 0
-    for value, mask in known:
-        if value in text:
-            count += text.count(value)
-            text = text.replace(value, mask)
-    return text, count
+class _KnownValues:
+    """Every occurrence of known values replaced by their masks in one pass per text.
+
+    One Aho-Corasick automaton over all values (leftmost-longest), built once per clean: a
+    loop of ``str.replace`` per value cost (values x text size), quadratic when a notebook holds
+    thousands of keys. A text holding a lone surrogate, which the automaton cannot read, goes
+    through the equivalent trie regex.
+    """
+
+    def __init__(self, known: dict[str, str]) -> None:
+        self.masks = known
+        self._finder = values_finder(list(known)) if known else None
+        self._pattern = None
+
+    def replace(self, text: str) -> tuple[str, int]:
+        """``(text with every known value masked, number of replacements)``."""
+        if not self.masks:
+            return text, 0
+        spans = self._finder(text) if self._finder is not None else None
+        if spans is None:
+            if self._pattern is None:
+                self._pattern = compile_alternation(list(self.masks))
+            spans = [m.span() for m in self._pattern.finditer(text)]
+        if not spans:
+            return text, 0
+        pieces, last = [], 0
+        for start, end in spans:
+            pieces.append(text[last:start])
+            pieces.append(self.masks[text[start:end]])
+            last = end
+        pieces.append(text[last:])
+        return "".join(pieces), len(spans)
 
 
 _STR_ONLY = frozenset({str})
@@ -225,9 +250,9 @@ def clean_notebook(
         set_leaf(out, leaf, new_text)
 
     # Known-value pass over the cleaned notebook: the same key wherever else it occurs.
-    ordered = sorted(known.items(), key=lambda kv: -len(kv[0]))
+    known_values = _KnownValues(known)
     for leaf in iter_leaves(out):
-        new_text, n = _replace_known(leaf.text, ordered)
+        new_text, n = known_values.replace(leaf.text)
         if n:
             set_leaf(out, leaf, new_text)
             masked_by_kind[leaf.kind] += n
@@ -350,8 +375,7 @@ def clean_text(
     if not act:
         return text, CleanReport(below_threshold=below)
     new_text = _mask_spans(text, act)
-    known = sorted({f.secret.reveal(): f.mask for f in act}.items(), key=lambda kv: -len(kv[0]))
-    new_text, extra = _replace_known(new_text, known)
+    new_text, extra = _KnownValues({f.secret.reveal(): f.mask for f in act}).replace(new_text)
     count = len(act) + extra
     report = CleanReport(
         findings=tuple(act),

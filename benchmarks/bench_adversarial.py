@@ -1,0 +1,313 @@
+"""Hostile inputs: is scanning linear, and how fast, beside the previous engine in the same run.
+
+    python benchmarks/bench_adversarial.py                     # 64 KiB, 1 MiB, 16 MiB; previous = 12db7b5
+    python benchmarks/bench_adversarial.py --sizes 64K,1M      # quicker
+    python benchmarks/bench_adversarial.py --previous REV      # compare with another commit
+
+For each of the shapes below (every one built to defeat a prefilter or make a regex work hard)
+it prints the scan time in ms per MiB at each size and the growth factor (ms/MiB at the largest
+size over ms/MiB at the smallest: 1.0 is linear), for this engine and the previous one. The
+previous engine is the package at ``--previous``, extracted with ``git archive`` into a temp
+directory and run in a subprocess (no legacy code is kept in the package); where it took more
+than ``--budget`` seconds at one size, its larger sizes are skipped and shown as ``-``.
+
+It also prints a typical 30-line cell's scan time (median of many runs), and the time to scan
+and to clean a text against the number of findings (1k to 100k AWS-like key ids), which must
+grow linearly. Figures are printed, never asserted. Each engine scans with a warm compiled
+cache (one scan is made before timing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+KIB = 1024
+MIB = 1024 * 1024
+
+B62 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def _fill(unit: str, size: int) -> str:
+    return (unit * (size // max(1, len(unit)) + 1))[:size]
+
+
+def _random_run(alphabet: str, size: int, seed: int = 1) -> str:
+    rng = random.Random(seed)
+    return "".join(rng.choices(alphabet, k=size))
+
+
+def _rules():
+    from ipykeyguard.engine.rules import default_rules
+
+    return default_rules()
+
+
+def _every_rule_alphabet(size: int) -> str:
+    """4 KiB runs of each rule's examples' own characters, one rule after another."""
+    rng = random.Random(2)
+    parts, total = [], 0
+    rules = _rules()
+    while total < size:
+        for rule in rules:
+            chars = sorted(set("".join(rule.examples))) or list(B62)
+            run = "".join(rng.choices(chars, k=4096))
+            parts.append(run)
+            total += len(run)
+            if total >= size:
+                break
+    return "".join(parts)[:size]
+
+
+def _keywords(size: int) -> str:
+    units = sorted({k for r in _rules() for k in r.keywords})
+    return _fill("".join(units), size)
+
+
+def _near_misses(size: int) -> str:
+    """Every rule's examples with their last two characters cut, one per line."""
+    lines = [ex[:-2] for r in _rules() for ex in r.examples if len(ex) > 4]
+    return _fill("\n".join(lines) + "\n", size)
+
+
+def _pem_body(header: str, size: int) -> str:
+    body = "\n".join(_random_run(B62 + "+/", 64, seed=i) for i in range(64))
+    return header + "\n" + _fill(body + "\n", size - len(header) - 1)
+
+
+SHAPES = {
+    "a-run": lambda n: "a" * n,
+    "base62-run": lambda n: _random_run(B62, n),
+    "hex-run": lambda n: _random_run("0123456789abcdef", n),
+    "base64-run": lambda n: _random_run(B62 + "+/=", n),
+    "every-rule-alphabet": _every_rule_alphabet,
+    "bearer-repeated": lambda n: _fill("Authorization: Bearer ", n),
+    "bearer-near-miss": lambda n: _fill("Authorization: Bearer abc\n", n),
+    "key=-repeated": lambda n: _fill("key=", n),
+    "api_key-assign-open": lambda n: _fill('api_key = "', n),
+    "all-keywords": _keywords,
+    "near-miss-examples": _near_misses,
+    "pem-unterminated": lambda n: _pem_body("-----BEGIN PRIVATE KEY-----", n),
+    "openssh-unterminated": lambda n: _pem_body("-----BEGIN OPENSSH PRIVATE KEY-----", n),
+    "json-quote-soup": lambda n: _fill('{"\\"":"\\\\\\"","k\\"ey":"\\"', n),
+    "url-credentials": lambda n: _fill("https://user:pa55w0rd@", n),
+    "db-url-open": lambda n: _fill("postgres://u:", n),
+    "apikey-headers": lambda n: _fill("X-Api-Key: Api-Token: apikey: ", n),
+    "jwt-like": lambda n: _fill("eyJ" + _random_run(B62 + "_-", 40) + ".", n),
+    "long-single-line": lambda n: _fill(" ".join(_random_run(B62, 12, seed=i) for i in range(500)) + " ", n),
+    "akia-glued": lambda n: _fill("AKIA" + _random_run("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16), n),
+    "sk-prefixes": lambda n: _fill("sk-sk-proj-sk-ant-api03-", n),
+    "ghp-glued": lambda n: _fill("ghp_" + _random_run(B62, 36), n),
+    "escape-soup": lambda n: _fill("\\t\\n\\x20\\u0009", n),
+    "newlines": lambda n: "\n" * n,
+    "non-ascii": lambda n: _fill("数据é\u212a😀", n),
+}
+
+TYPICAL_CELL = "\n".join([
+    "import os",
+    "import numpy as np",
+    "import pandas as pd",
+    "from sklearn.model_selection import train_test_split",
+    "",
+    "df = pd.read_csv('data/train.csv')",
+    "df = df.dropna(subset=['label'])",
+    "X = df.drop(columns=['label']).values",
+    "y = df['label'].values",
+    "X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=42)",
+    "",
+    "def normalise(a):",
+    "    mu = a.mean(axis=0)",
+    "    sd = a.std(axis=0) + 1e-9",
+    "    return (a - mu) / sd",
+    "",
+    "X_train = normalise(X_train)",
+    "X_test = normalise(X_test)",
+    "print(X_train.shape, X_test.shape)",
+    "for epoch in range(10):",
+    "    loss = float(np.random.rand())",
+    "    print(f'epoch {epoch}: loss={loss:.4f}')",
+    "model_path = os.path.join('models', 'model.pkl')",
+    "token_count = len(df)",
+    "api_url = 'https://example.com/api/v1/items'",
+    "headers = {'Accept': 'application/json'}",
+    "params = {'page': 1, 'per_page': 100}",
+    "result = {'ok': True, 'n': token_count}",
+    "print(result)",
+    "",
+])
+
+
+def _parse_size(text: str) -> int:
+    text = text.strip().upper()
+    for suffix, factor in (("KIB", KIB), ("MIB", MIB), ("K", KIB), ("M", MIB)):
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(text)
+
+
+def _label(size: int) -> str:
+    return f"{size // MIB} MiB" if size >= MIB else f"{size // KIB} KiB"
+
+
+# -- worker: runs inside one engine's process ------------------------------------------------------
+
+def _worker(args) -> None:
+    import ipykeyguard
+    from ipykeyguard import scan_text
+    from ipykeyguard.transforms.clean import clean_text
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    budget = args.budget
+    out: dict = {"engine": str(Path(ipykeyguard.__file__).parent), "shapes": {}, "findings": {}}
+    scan_text("warm up: build or load the compiled rules")
+    for name in args.shapes.split(","):
+        times = {}
+        for i, size in enumerate(sizes):
+            if i and times[sizes[i - 1]] * size / sizes[i - 1] > budget:
+                break  # even linear growth would exceed the budget: skip the larger sizes
+            text = SHAPES[name](size)
+            reps = 3 if size < MIB else 1
+            best = None
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                scan_text(text)
+                dt = time.perf_counter() - t0
+                best = dt if best is None else min(best, dt)
+            times[size] = best
+        out["shapes"][name] = times
+        print(json.dumps({"progress": name}), file=sys.stderr, flush=True)
+    samples = []
+    for _ in range(300):
+        t0 = time.perf_counter()
+        scan_text(TYPICAL_CELL)
+        samples.append(time.perf_counter() - t0)
+    out["cell_us"] = statistics.median(samples) * 1e6
+    rng = random.Random(3)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    last = None
+    for count in [int(c) for c in args.findings.split(",") if c]:
+        if last is not None and max(last[1]["scan"], last[1]["clean"]) * count / last[0] > budget:
+            break
+        text = "\n".join("AKIA" + "".join(rng.choices(alphabet, k=16)) for _ in range(count)) + "\n"
+        t0 = time.perf_counter()
+        found = scan_text(text)
+        scan_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        cleaned, _report = clean_text(text)
+        clean_s = time.perf_counter() - t0
+        out["findings"][count] = {"found": len(found), "scan": scan_s, "clean": clean_s,
+                                  "clean_left": cleaned.count("AKIA")}
+        last = (count, out["findings"][count])
+    print(json.dumps(out))
+
+
+# -- driver ------------------------------------------------------------------------------------------
+
+def _extract(rev: str, into: Path) -> Path:
+    archive = into / "prev.tar"
+    subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", "-o", str(archive), rev, "ipykeyguard"], check=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(into / "src", filter="data")
+    return into / "src"
+
+
+def _run_engine(path: Path, args, shapes: list[str]) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(path))
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--sizes", ",".join(map(str, args.sizes)),
+           "--shapes", ",".join(shapes), "--budget", str(args.budget), "--findings", args.findings]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tempfile.gettempdir())
+    if proc.returncode != 0:
+        raise SystemExit(f"engine at {path} failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"# {path}: done", file=sys.stderr, flush=True)
+    return result
+
+
+def _ms_per_mib(seconds: float, size: int) -> float:
+    return seconds * 1000 / (size / MIB)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="64K,1M,16M")
+    parser.add_argument("--shapes", default=",".join(SHAPES))
+    parser.add_argument("--previous", default="12db7b59c62198e2f7f7b8ed22e670087c7daa74")
+    parser.add_argument("--budget", type=float, default=20.0, help="seconds; larger sizes are skipped after")
+    parser.add_argument("--findings", default="1000,10000,100000")
+    parser.add_argument("--no-previous", action="store_true")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        _worker(args)
+        return 0
+    args.sizes = [_parse_size(s) for s in args.sizes.split(",")]
+    shapes = args.shapes.split(",")
+    with tempfile.TemporaryDirectory(prefix="ikg-bench-adv-") as tmp:
+        engines = {"current": _run_engine(ROOT, args, shapes)}
+        if not args.no_previous:
+            engines["previous"] = _run_engine(_extract(args.previous, Path(tmp)), args, shapes)
+    names = list(engines)
+    print(f"# adversarial shapes: scan time in ms per MiB; growth = ms/MiB at {_label(args.sizes[-1])} "
+          f"/ ms/MiB at {_label(args.sizes[0])} (1.0 = linear)")
+    print(f"# engines: " + "; ".join(f"{n} = {engines[n]['engine']}" for n in names))
+    header = f"{'shape':<22}" + "".join(
+        f"{n + ' ' + _label(s):>18}" for n in names for s in args.sizes) + "".join(f"{n + ' growth':>18}" for n in names)
+    print(header)
+    worst = {n: 0.0 for n in names}
+    worst_growth = {n: 0.0 for n in names}
+    for shape in shapes:
+        row = f"{shape:<22}"
+        growths = []
+        for n in names:
+            times = {int(k): v for k, v in engines[n]["shapes"][shape].items()}
+            for s in args.sizes:
+                if s in times:
+                    rate = _ms_per_mib(times[s], s)
+                    worst[n] = max(worst[n], rate)
+                    row += f"{rate:>18.2f}"
+                else:
+                    row += f"{'-':>18}"
+            if args.sizes[0] in times and args.sizes[-1] in times:
+                g = _ms_per_mib(times[args.sizes[-1]], args.sizes[-1]) / max(1e-9, _ms_per_mib(times[args.sizes[0]], args.sizes[0]))
+                worst_growth[n] = max(worst_growth[n], g)
+                growths.append(f"{g:>18.2f}")
+            else:
+                growths.append(f"{'-':>18}")
+        print(row + "".join(growths))
+    for n in names:
+        print(f"# {n}: worst {worst[n]:.2f} ms/MiB, worst growth {worst_growth[n]:.2f}x (over shapes measured at every size)")
+    print()
+    print("# typical 30-line cell: median scan time")
+    for n in names:
+        print(f"{n:<10} {engines[n]['cell_us']:>10.1f} us")
+    if len(names) == 2:
+        print(f"ratio previous/current: {engines['previous']['cell_us'] / engines['current']['cell_us']:.2f}")
+    print()
+    print("# findings: scan_text and clean_text time against the number of AWS-like key ids (one per line)")
+    print(f"{'findings':>10}" + "".join(f"{n + ' scan s':>18}{n + ' clean s':>18}{n + ' us/finding':>18}" for n in names))
+    counts = [int(c) for c in args.findings.split(",") if c]
+    for count in counts:
+        row = f"{count:>10}"
+        for n in names:
+            r = engines[n]["findings"].get(str(count))
+            if r is None:
+                row += f"{'-':>18}" * 3
+            else:
+                row += f"{r['scan']:>18.3f}{r['clean']:>18.3f}{(r['scan'] + r['clean']) / count * 1e6:>18.1f}"
+        print(row)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

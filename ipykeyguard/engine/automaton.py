@@ -1,0 +1,406 @@
+"""The linear-time first pass: every rule in one Hyperscan (Vectorscan) database.
+
+Rules are written in Python ``re`` syntax and confirmed with Python ``re``. Python's ``re``
+backtracks, so it only ever runs here on *regions*: the blocks of text where the automaton saw
+a possible match of that rule, widened by the rule's maximum match width. The automaton itself
+is a DFA/NFA hybrid with a linear-time guarantee, and the number of reports it makes is bounded
+(one per rule per block, ``HS_FLAG_SINGLEMATCH``), so neither the input nor the number of
+findings can make the first pass super-linear.
+
+**How a Python pattern becomes an automaton pattern.** :func:`superset_pattern` walks the
+pattern's parse tree (Python's own parser, so the syntax is exactly ``re``'s) and writes a
+Hyperscan pattern that matches *at least* every string the Python pattern matches:
+
+- look-arounds, ``\\b``, ``^``/``$`` and the other zero-width assertions are dropped (a
+  weaker pattern matches more);
+- a back-reference becomes the pattern of the group it refers to;
+- repeats above :data:`_REPEAT_CAP` become unbounded (``{20,16000}`` -> ``{20,}``), which is
+  a superset and keeps Hyperscan's compile small;
+- the text is fed to the automaton as one byte per character: ASCII characters as themselves,
+  every other character (lone surrogates included) as a byte in ``0x80-0xFF``. Every
+  non-ASCII character the Python pattern can match (through ``\\w``, ``\\d``, ``\\s``, a
+  negated class, ``.``, a non-ASCII literal, or case folding such as ``K`` / KELVIN SIGN) is
+  written as the class ``[\\x80-\\xff]``. Offsets in the byte string are therefore offsets in
+  the text, and no Unicode mode (slow to compile) is needed.
+
+``HS_FLAG_PREFILTER`` is also set, so Hyperscan may widen further any construct it cannot
+build exactly. A rule that still does not compile is a *fallback rule*: it is confirmed by
+Python ``re`` over the whole text whenever the text is scanned (correct, not linear-bounded);
+the test suite checks that no shipped rule falls back.
+
+**Why regions are sound.** A Python match ``[s, e)`` of rule ``r`` is a string the automaton
+pattern accepts, so the block holding ``e`` reports ``r``. The region of that block starts
+``width(r) + margin`` before the block, so it holds ``[s, e)`` and the context a look-behind
+reads. Regions of one rule are merged, so each character is examined by each rule's ``re`` at
+most once plus the overlap of neighbouring blocks.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+try:  # Python 3.11+ moved the regex parser
+    from re import _constants as _c  # type: ignore[attr-defined]
+    from re import _parser as _p  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - Python 3.10
+    import sre_constants as _c  # type: ignore[no-redef]
+    import sre_parse as _p  # type: ignore[no-redef]
+
+__all__ = ["Automaton", "superset_pattern", "automaton_bytes", "ENGINE_VERSION"]
+
+#: Bumped whenever the translation or the database layout changes: part of the cache key.
+ENGINE_VERSION = "1"
+
+#: Repeats with a larger upper bound are written unbounded for the automaton.
+_REPEAT_CAP = 64
+#: Context kept around a region for look-arounds at a match's edges.
+MARGIN = 64
+
+_HIGH = frozenset(range(0x80, 0x100))
+_ALL = frozenset(range(0x100))
+
+
+def _ascii_where(pattern: str) -> frozenset[int]:
+    compiled = re.compile(pattern)
+    return frozenset(c for c in range(0x80) if compiled.fullmatch(chr(c)))
+
+
+_CATEGORY_SETS = {
+    _c.CATEGORY_DIGIT: _ascii_where(r"\d") | _HIGH,
+    _c.CATEGORY_NOT_DIGIT: _ascii_where(r"\D") | _HIGH,
+    _c.CATEGORY_SPACE: _ascii_where(r"\s") | _HIGH,
+    _c.CATEGORY_NOT_SPACE: _ascii_where(r"\S") | _HIGH,
+    _c.CATEGORY_WORD: _ascii_where(r"\w") | _HIGH,
+    _c.CATEGORY_NOT_WORD: _ascii_where(r"\W") | _HIGH,
+}
+_ASSERTIONS = {_c.AT, _c.ASSERT, _c.ASSERT_NOT}
+_REPEATS = {_c.MAX_REPEAT, _c.MIN_REPEAT} | ({_c.POSSESSIVE_REPEAT} if hasattr(_c, "POSSESSIVE_REPEAT") else set())
+_ATOMIC = getattr(_c, "ATOMIC_GROUP", None)
+_IGNORECASE = re.IGNORECASE.value
+_DOTALL = re.DOTALL.value
+
+
+#: ASCII letters that Python's case-insensitive matching also finds as a non-ASCII character
+#: (KELVIN SIGN, LONG S, dotted and dotless I); computed, not hard-coded, so a Python whose
+#: case tables differ is still covered.
+_FOLDS_TO_NON_ASCII = frozenset(
+    c for c in range(0x80)
+    if chr(c).isalpha()
+    and any(re.fullmatch("(?i)" + chr(c), chr(u)) for u in (0x130, 0x131, 0x17F, 0x212A, 0x1E9E, 0x2126))
+)
+
+
+def _case_closure(chars: Iterable[int]) -> set[int]:
+    """``chars`` plus the other case of each ASCII letter, plus the non-ASCII bytes for the
+    few letters that Unicode case folding reaches from outside ASCII (``k`` / KELVIN SIGN).
+
+    Only those letters: giving every caseless letter the non-ASCII bytes would turn
+    ``(?i:kaggle)`` from a literal into a class chain and cost Hyperscan seconds to compile.
+    """
+    out = set(chars)
+    letters = {c for c in out if c < 0x80 and chr(c).isalpha()}
+    for c in letters:
+        out.add(ord(chr(c).swapcase()))
+    if any(c in _FOLDS_TO_NON_ASCII for c in out):
+        out |= _HIGH
+    return out
+
+
+def _byte_set(op, av, flags: int) -> frozenset[int]:
+    """The automaton bytes one character-matching node can match."""
+    ignorecase = bool(flags & _IGNORECASE)
+    if op is _c.LITERAL:
+        chars = {av} if av < 0x80 else set(_HIGH)
+        return frozenset(_case_closure(chars) if ignorecase else chars)
+    if op is _c.NOT_LITERAL:
+        excluded = {av} if av < 0x80 else set()
+        if ignorecase:
+            excluded = {c for c in _case_closure(excluded) if c < 0x80}
+        return _ALL - excluded
+    if op is _c.ANY:
+        return _ALL if flags & _DOTALL else _ALL - {0x0A}
+    if op is _c.CATEGORY:
+        return _CATEGORY_SETS[av]
+    if op is _c.IN:
+        negate = False
+        chars: set[int] = set()
+        for item_op, item_av in av:
+            if item_op is _c.NEGATE:
+                negate = True
+            elif item_op is _c.LITERAL:
+                chars |= {item_av} if item_av < 0x80 else _HIGH
+            elif item_op is _c.RANGE:
+                lo, hi = item_av
+                chars |= set(range(lo, min(hi, 0x7F) + 1))
+                if hi >= 0x80:
+                    chars |= _HIGH
+            elif item_op is _c.CATEGORY:
+                chars |= _CATEGORY_SETS[item_av]
+            else:  # pragma: no cover - parser-only node types are the ones above
+                chars |= _ALL
+        if ignorecase:
+            chars = _case_closure(chars)
+        if negate:
+            return frozenset((_ALL - chars) | _HIGH)
+        return frozenset(chars)
+    raise ValueError(f"not a character node: {op}")  # pragma: no cover
+
+
+def _class(chars: frozenset[int]) -> str:
+    """A Hyperscan character class for a byte set (``[^\\x00-\\xff]`` for the empty set)."""
+    if not chars:
+        return "[^\\x00-\\xff]"
+    ranges = []
+    ordered = sorted(chars)
+    lo = prev = ordered[0]
+    for c in ordered[1:]:
+        if c == prev + 1:
+            prev = c
+            continue
+        ranges.append((lo, prev))
+        lo = prev = c
+    ranges.append((lo, prev))
+    body = "".join(f"\\x{a:02x}" if a == b else f"\\x{a:02x}-\\x{b:02x}" for a, b in ranges)
+    return f"[{body}]"
+
+
+def _emit_rep(lo: int, hi: int, inner: str) -> str:
+    if hi == _c.MAXREPEAT or hi > _REPEAT_CAP:
+        return f"(?:{inner}){{{min(lo, _REPEAT_CAP)},}}"
+    return f"(?:{inner}){{{lo},{hi}}}"
+
+
+def superset_pattern(regex: str) -> str:
+    """A Hyperscan pattern (byte mode) that matches every string ``regex`` matches in Python.
+
+    The text must be given to the automaton through :func:`automaton_bytes`.
+
+    Args:
+        regex: A pattern in Python ``re`` syntax.
+
+    Returns:
+        The automaton pattern (possibly matching more; see the module docstring).
+
+    Raises:
+        re.error: ``regex`` is not a valid Python pattern.
+    """
+    parsed = _p.parse(regex)
+    flags = parsed.state.flags
+    groups: dict[int, str] = {}
+
+    def emit(nodes, flags: int) -> str:
+        out: list[str] = []
+        for op, av in nodes:
+            if op in _ASSERTIONS:
+                continue
+            if op in (_c.LITERAL, _c.NOT_LITERAL, _c.ANY, _c.CATEGORY, _c.IN):
+                out.append(_class(_byte_set(op, av, flags)))
+            elif op in _REPEATS:
+                lo, hi, sub = av
+                inner = emit(sub, flags)
+                if not inner:
+                    continue
+                out.append(_emit_rep(lo, hi, inner))
+            elif op is _c.SUBPATTERN:
+                group, add_flags, del_flags, sub = av
+                inner = emit(sub, (flags | add_flags) & ~del_flags)
+                if group is not None:
+                    groups[group] = inner
+                out.append(f"(?:{inner})")
+            elif op is _c.BRANCH:
+                out.append("(?:" + "|".join(emit(alt, flags) for alt in av[1]) + ")")
+            elif op is _c.GROUPREF:
+                out.append(f"(?:{groups[av]})" if av in groups else "[\\x00-\\xff]*")
+            elif op is _c.GROUPREF_EXISTS:
+                _group, yes, no = av
+                out.append("(?:" + emit(yes, flags) + "|" + (emit(no, flags) if no is not None else "") + ")")
+            elif _ATOMIC is not None and op is _ATOMIC:
+                out.append("(?:" + emit(av, flags) + ")")
+            else:  # an unknown node: anything at all, still a superset
+                out.append("[\\x00-\\xff]*")
+        return "".join(out)
+
+    return emit(parsed, flags)
+
+
+_NON_ASCII_RUN = re.compile("[^\x00-\x7f]+")
+
+
+def _high_run(m: re.Match) -> str:
+    return "\x80" * (m.end() - m.start())
+
+
+def automaton_bytes(text: str) -> bytes:
+    """``text`` as the automaton reads it: one byte per character (non-ASCII -> ``0x80``).
+
+    Runs of non-ASCII characters are replaced whole (one callback per run, not per character).
+    """
+    if text.isascii():
+        return text.encode("ascii")
+    return _NON_ASCII_RUN.sub(_high_run, text).encode("latin-1")
+
+
+@dataclass(frozen=True)
+class _Tier:
+    """Rules of similar maximum width, scanned in blocks sized to that width."""
+
+    rule_indexes: tuple[int, ...]  # automaton id -> index into the rule list
+    width: int  # the widest rule in this tier (characters)
+    block: int  # characters per block
+
+
+#: Tier upper widths; a rule goes into the first tier it fits. ``None``: unbounded rules.
+_TIER_WIDTHS = (512, 4096, 40_000, None)
+_MIN_BLOCK = 8192
+
+
+def tiers_for(widths: Sequence[int | None]) -> list[_Tier]:
+    """Group rule indexes by maximum width (see :data:`_TIER_WIDTHS`)."""
+    buckets: dict[int | None, list[int]] = {}
+    for index, width in enumerate(widths):
+        for limit in _TIER_WIDTHS:
+            if width is not None and (limit is None or width <= limit):
+                buckets.setdefault(limit, []).append(index)
+                break
+            if width is None and limit is None:
+                buckets.setdefault(None, []).append(index)
+                break
+    tiers = []
+    for limit in _TIER_WIDTHS:
+        indexes = buckets.get(limit)
+        if not indexes:
+            continue
+        bounded = [widths[i] for i in indexes if widths[i] is not None]
+        if limit is None and len(bounded) < len(indexes):
+            tiers.append(_Tier(tuple(indexes), -1, -1))  # unbounded: always the whole text
+            continue
+        width = max(bounded)
+        tiers.append(_Tier(tuple(indexes), width, max(_MIN_BLOCK, 16 * width)))
+    return tiers
+
+
+class Automaton:
+    """The compiled first pass for one ordered list of rule patterns.
+
+    Build it with :func:`ipykeyguard.engine.dbcache.load_automaton` (cached) or
+    :meth:`compile` (always compiles).
+    """
+
+    def __init__(self, tiers: list[_Tier], databases: list, fallback: tuple[int, ...], n_rules: int) -> None:
+        import hyperscan
+
+        self.tiers = tiers
+        self.databases = databases
+        self.fallback = fallback
+        self.n_rules = n_rules
+        self._hyperscan = hyperscan
+        # Hyperscan scratch space may not be shared by two scans at once: one per thread
+        # (the kernel scans input on the main thread and output on the IOPub thread).
+        self._local = threading.local()
+
+    def _scratches(self) -> list:
+        scratches = getattr(self._local, "scratches", None)
+        if scratches is None:
+            scratches = self._local.scratches = [self._hyperscan.Scratch(db) for db in self.databases]
+        return scratches
+
+    # -- building -------------------------------------------------------------------------
+    @classmethod
+    def compile_parts(cls, regexes: Sequence[str], widths: Sequence[int | None]):
+        """Compile the databases. Returns ``(tiers, databases, fallback)``."""
+        import hyperscan
+
+        flags = hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_ALLOWEMPTY | hyperscan.HS_FLAG_PREFILTER
+        translated: dict[int, bytes] = {}
+        fallback: list[int] = []
+        for index, regex in enumerate(regexes):
+            try:
+                translated[index] = superset_pattern(regex).encode("ascii")
+            except (re.error, RecursionError, KeyError, ValueError):
+                fallback.append(index)
+        try:  # the common case: everything compiles in one go per tier
+            return cls._compile_tiers(translated, widths, flags, fallback)
+        except hyperscan.error:
+            pass
+        for index in list(translated):  # find the rules Hyperscan refuses, one by one
+            single = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            try:
+                single.compile(expressions=[translated[index]], ids=[0], flags=[flags])
+            except hyperscan.error:
+                del translated[index]
+                fallback.append(index)
+        return cls._compile_tiers(translated, widths, flags, sorted(fallback))
+
+    @staticmethod
+    def _compile_tiers(translated: dict[int, bytes], widths: Sequence[int | None], flags: int, fallback: list[int]):
+        import hyperscan
+
+        usable = [w if i in translated else 0 for i, w in enumerate(widths)]
+        tiers = [
+            _Tier(tuple(i for i in tier.rule_indexes if i in translated), tier.width, tier.block)
+            for tier in tiers_for(usable)
+        ]
+        tiers = [tier for tier in tiers if tier.rule_indexes]
+        databases = []
+        for tier in tiers:
+            db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            db.compile(
+                expressions=[translated[i] for i in tier.rule_indexes],
+                ids=list(range(len(tier.rule_indexes))),
+                flags=[flags] * len(tier.rule_indexes),
+            )
+            databases.append(db)
+        return tiers, databases, tuple(fallback)
+
+    @classmethod
+    def compile(cls, regexes: Sequence[str], widths: Sequence[int | None]) -> "Automaton":
+        """Compile an automaton for ``regexes`` (Python syntax) with their maximum widths."""
+        tiers, databases, fallback = cls.compile_parts(regexes, widths)
+        return cls(tiers, databases, fallback, len(regexes))
+
+    # -- scanning -------------------------------------------------------------------------
+    def regions(self, text: str, widths: Sequence[int | None]) -> dict[int, list[tuple[int, int]]]:
+        """Where each rule may match: ``{rule index: [(lo, hi), ...]}``, ascending and disjoint.
+
+        A rule missing from the result cannot match anywhere in ``text``; fallback rules are
+        always present with the whole text.
+
+        Args:
+            text: The text to scan.
+            widths: The maximum match width of each rule (as given to :meth:`compile`).
+        """
+        n = len(text)
+        data = automaton_bytes(text)
+        out: dict[int, list[tuple[int, int]]] = {i: [(0, n)] for i in self.fallback}
+        hit: list[int] = []
+
+        def on_match(ident, _start, _end, _flags, _context):
+            hit.append(ident)
+            return None
+
+        for tier, db, scratch in zip(self.tiers, self.databases, self._scratches()):
+            indexes = tier.rule_indexes
+            if tier.block < 0 or n <= tier.block:
+                hit.clear()
+                db.scan(data, match_event_handler=on_match, scratch=scratch)
+                for ident in hit:
+                    out[indexes[ident]] = [(0, n)]
+                continue
+            overlap = tier.width + MARGIN
+            for lo in range(0, n, tier.block):
+                hi = min(n, lo + tier.block)
+                hit.clear()
+                db.scan(data[max(0, lo - overlap):hi], match_event_handler=on_match, scratch=scratch)
+                for ident in hit:
+                    index = indexes[ident]
+                    width = widths[index] or 0
+                    start, end = max(0, lo - width - MARGIN), min(n, hi + MARGIN)
+                    spans = out.setdefault(index, [])
+                    if spans and start <= spans[-1][1]:
+                        spans[-1] = (spans[-1][0], end)
+                    else:
+                        spans.append((start, end))
+        return out

@@ -1,0 +1,167 @@
+"""The compiled automaton, cached on disk so that start-up does not pay Hyperscan's compile.
+
+One file per rule set in the user cache directory (see :func:`cache_dir`; or
+``$IPYKEYGUARD_CACHE_DIR``), named by the cache key: the SHA-256 of the engine version, the
+Hyperscan version and every rule's pattern. The file is::
+
+    MAGIC | key (64 hex) | SHA-256 of the payload (32 bytes) | payload
+
+and the payload is a JSON header (tiers, widths, fallback rules) followed by the serialised
+databases. Nothing in the file is trusted until the magic, the key and the digest match: a
+truncated, corrupted or foreign file is ignored, rebuilt and replaced. Writers write a
+private temporary file in the same directory and ``os.replace`` it into place, so concurrent
+writers never expose a partial file and the last complete one wins (they hold the same bytes).
+A cache directory that cannot be written costs a compile per process, never an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+from .automaton import ENGINE_VERSION, Automaton, _Tier
+
+__all__ = ["load_automaton", "cache_dir", "cache_path"]
+
+MAGIC = b"IPYKGDB1"
+_HEADER = struct.Struct(">I")
+
+
+def cache_dir() -> Path:
+    """Where compiled databases are kept: ``$IPYKEYGUARD_CACHE_DIR`` if set, else the user cache
+    directory (``$XDG_CACHE_HOME`` or ``~/.cache`` on Linux and other POSIX systems,
+    ``~/Library/Caches`` on macOS, ``%LOCALAPPDATA%`` on Windows: the places
+    ``platformdirs.user_cache_dir`` names), then ``ipykeyguard/automaton``.
+
+    Written out rather than imported from platformdirs: its import cost ~11 ms, about the whole
+    budget this cache exists to save on a one-notebook CLI run.
+    """
+    override = os.environ.get("IPYKEYGUARD_CACHE_DIR")
+    if override:
+        return Path(override)
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME", "")
+        base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "ipykeyguard" / "automaton"
+
+
+def rules_key(regexes: Sequence[str]) -> str:
+    """The cache key: engine version, Hyperscan version and every pattern, in order."""
+    import hyperscan
+
+    digest = hashlib.sha256()
+    digest.update(f"ipykeyguard-automaton {ENGINE_VERSION} hyperscan {getattr(hyperscan, '__version__', '?')}\0".encode())
+    for regex in regexes:
+        digest.update(regex.encode("utf-8", "surrogatepass") + b"\0")
+    return digest.hexdigest()
+
+
+def cache_path(key: str) -> Path:
+    return cache_dir() / f"{key}.hsdb"
+
+
+def _encode(automaton: Automaton, widths: Sequence[int | None]) -> bytes:
+    import hyperscan
+
+    blobs = [hyperscan.dumpb(db) for db in automaton.databases]
+    header = json.dumps({
+        "tiers": [[list(t.rule_indexes), t.width, t.block] for t in automaton.tiers],
+        "fallback": list(automaton.fallback),
+        "widths": list(widths),
+        "n_rules": automaton.n_rules,
+        "blobs": [len(b) for b in blobs],
+    }).encode()
+    return _HEADER.pack(len(header)) + header + b"".join(blobs)
+
+
+def _decode(payload: bytes, n_rules: int) -> tuple[Automaton, list[int | None]]:
+    """Raises ``ValueError`` (or a Hyperscan error) on anything unexpected."""
+    import hyperscan
+
+    (size,) = _HEADER.unpack_from(payload, 0)
+    header = json.loads(payload[_HEADER.size:_HEADER.size + size])
+    if header["n_rules"] != n_rules or len(header["widths"]) != n_rules:
+        raise ValueError("rule count differs")
+    offset = _HEADER.size + size
+    databases = []
+    for length in header["blobs"]:
+        blob = payload[offset:offset + length]
+        if len(blob) != length:
+            raise ValueError("truncated")
+        databases.append(hyperscan.loadb(blob, hyperscan.HS_MODE_BLOCK))
+        offset += length
+    if offset != len(payload) or len(databases) != len(header["tiers"]):
+        raise ValueError("trailing or missing data")
+    tiers = [_Tier(tuple(int(i) for i in idx), int(width), int(block)) for idx, width, block in header["tiers"]]
+    if any(not 0 <= i < n_rules for t in tiers for i in t.rule_indexes):
+        raise ValueError("rule index out of range")
+    automaton = Automaton(tiers, databases, tuple(int(i) for i in header["fallback"]), n_rules)
+    return automaton, header["widths"]
+
+
+def _read(path: Path, key: str, n_rules: int) -> tuple[Automaton, list[int | None]] | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    prefix = len(MAGIC) + 64 + 32
+    if len(data) < prefix or not data.startswith(MAGIC) or data[len(MAGIC):len(MAGIC) + 64] != key.encode():
+        return None
+    digest, payload = data[len(MAGIC) + 64:prefix], data[prefix:]
+    if hashlib.sha256(payload).digest() != digest:
+        return None
+    try:
+        return _decode(payload, n_rules)
+    except Exception:  # a file we wrote never fails here; anything else is rebuilt
+        return None
+
+
+def _write(path: Path, key: str, payload: bytes) -> None:
+    """Atomically publish the cache file; any failure leaves no partial file behind."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(MAGIC + key.encode() + hashlib.sha256(payload).digest() + payload)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def load_automaton(regexes: Sequence[str], widths_of) -> tuple[Automaton, list[int | None]]:
+    """The automaton for ``regexes``: from the cache when a valid entry exists, else compiled
+    (and cached).
+
+    Args:
+        regexes: The rules' patterns (Python syntax), in rule order.
+        widths_of: A callable returning the rules' maximum widths; called only on a cache
+            miss (computing widths parses every pattern, which start-up avoids).
+
+    Returns:
+        ``(automaton, widths)``.
+    """
+    key = rules_key(regexes)
+    path = cache_path(key)
+    cached = _read(path, key, len(regexes))
+    if cached is not None:
+        return cached
+    widths = list(widths_of())
+    automaton = Automaton.compile(regexes, widths)
+    _write(path, key, _encode(automaton, widths))
+    return automaton, widths
