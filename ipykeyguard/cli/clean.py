@@ -45,6 +45,7 @@ rewrite breaks the user's program, so ``possible`` findings are reported, not ch
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import stat
@@ -252,16 +253,20 @@ def _dumps_indented(nb: dict, indent: str, ensure_ascii: bool) -> str:
 
 class _LazyTaken(Mapping):
     """The store's ``taken_names``, read only if the cleaner asks (a notebook with no key never
-    touches its ``.env``)."""
+    touches its ``.env``), after ``before_read`` (which takes the store's lock)."""
 
-    def __init__(self, store: "SecretStore", pending: Mapping[str, str] | None = None) -> None:
+    def __init__(self, store: "SecretStore", pending: Mapping[str, str] | None = None, before_read=None) -> None:
         self._store = store
         self._pending = pending or {}
         self._data: dict[str, str] | None = None
+        self._before_read = before_read
 
     def _load(self) -> dict[str, str]:
         if self._data is None:
             from ..storage.store import taken_names
+
+            if self._before_read is not None:
+                self._before_read(self._store)
 
             # Names given to keys of earlier notebooks whose .env write is still pending.
             self._data = {**taken_names(self._store), **self._pending}
@@ -396,6 +401,23 @@ class _Cleaner:
         self.write = not (args.dry_run or args.check)
         self._keyring: "SecretStore | None" = None
         self._dotenv: dict[str, "SecretStore"] = {}
+        self._locks = contextlib.ExitStack()
+        self._locked: set[int] = set()
+
+    def _lock_store(self, store: "SecretStore") -> None:
+        """Take ``store``'s lock before its names are read, and keep it until the keys named from
+        them are stored (:meth:`_release_locks` after each batch): another process cleaning or
+        saving into the same ``.env`` waits instead of giving the same name to another key."""
+        if not self.write or id(store) in self._locked:
+            return
+        from ..storage.store import store_lock
+
+        self._locks.enter_context(store_lock(store))
+        self._locked.add(id(store))
+
+    def _release_locks(self) -> None:
+        self._locked.clear()
+        self._locks.close()
 
     def store_for(self, directory: str) -> "SecretStore":
         from ..storage.store import DotenvStore, open_store
@@ -423,7 +445,7 @@ class _Cleaner:
 
         if notebook is not None:
             store = self.store_for(store_dir)
-            taken = _LazyTaken(store, pending_names) if store.kind != "none" else {}
+            taken = _LazyTaken(store, pending_names, self._lock_store) if store.kind != "none" else {}
             new_nb, report = clean_notebook(
                 notebook, scanner=self.scanner, taken=taken, move_code_keys=True, min_confidence=self.threshold
             )
@@ -445,21 +467,25 @@ class _Cleaner:
         and a later notebook of the batch sees the names the earlier ones took.
         """
         waiting: list[tuple[int, _Outcome | _Pending]] = []
-        for index, target in items:
-            batch = [item for _i, item in waiting if isinstance(item, _Pending)]
-            if batch and (
-                len(batch) >= _BATCH_FILES
-                or sum(len(p.new) for p in batch) >= _BATCH_BYTES
-                or os.path.dirname(os.path.abspath(target.path)) != batch[0].directory
-            ):
-                yield from self._commit(waiting)
-                waiting, batch = [], []
-            pending_names = {name: fp for p in batch for name, fp in p.report.moved.items()}
-            waiting.append((index, self._prepare(target, pending_names)))
-            if not batch and not isinstance(waiting[-1][1], _Pending):
-                yield from waiting  # nothing waits for a store write: report at once
-                waiting = []
-        yield from self._commit(waiting)
+        try:
+            for index, target in items:
+                batch = [item for _i, item in waiting if isinstance(item, _Pending)]
+                if batch and (
+                    len(batch) >= _BATCH_FILES
+                    or sum(len(p.new) for p in batch) >= _BATCH_BYTES
+                    or os.path.dirname(os.path.abspath(target.path)) != batch[0].directory
+                ):
+                    yield from self._commit(waiting)
+                    waiting, batch = [], []
+                pending_names = {name: fp for p in batch for name, fp in p.report.moved.items()}
+                waiting.append((index, self._prepare(target, pending_names)))
+                if not batch and not isinstance(waiting[-1][1], _Pending):
+                    self._release_locks()
+                    yield from waiting  # nothing waits for a store write: report at once
+                    waiting = []
+            yield from self._commit(waiting)
+        finally:
+            self._release_locks()
 
     def _prepare(self, target: "Target", pending_names: Mapping[str, str]) -> "_Outcome | _Pending":
         """Read and clean one file; write it now, or return it to be written after its batch's
@@ -504,7 +530,7 @@ class _Cleaner:
                 return _Pending(path, directory, new, st, report, store, line)
             if values and store is not None and store.kind != "none":
                 # The key goes to the store first: if that fails the notebook still holds it.
-                store.put(values)
+                store.put(values, overwrite=False)
         except _FileError as exc:
             return _Outcome(path, error=str(exc))
         except StoreError as exc:
@@ -524,9 +550,11 @@ class _Cleaner:
             for pending in batch:
                 values.update({name: secret.reveal() for name, secret in pending.report.secrets.items()})
             try:
-                batch[0].store.put(values)
+                batch[0].store.put(values, overwrite=False)
             except StoreError as exc:
                 failure = str(exc)
+        # The keys are stored (or not): the names read under the lock are spent.
+        self._release_locks()
         for index, item in waiting:
             if isinstance(item, _Pending):
                 if failure is not None:
@@ -719,9 +747,12 @@ def _run_stdin(args: argparse.Namespace, cleaner: _Cleaner) -> int:
     try:
         notebook, text = _decode_for_filter(raw, name, as_notebook)
         directory = os.path.dirname(os.path.abspath(args.stdin_filename)) if args.stdin_filename else os.getcwd()
-        new, report, store = cleaner.clean_loaded(name, raw, notebook, text, directory)
-        if new is not None and report.secrets and store is not None and store.kind != "none" and cleaner.write:
-            store.put({n: s.reveal() for n, s in report.secrets.items()})
+        try:
+            new, report, store = cleaner.clean_loaded(name, raw, notebook, text, directory)
+            if new is not None and report.secrets and store is not None and store.kind != "none" and cleaner.write:
+                store.put({n: s.reveal() for n, s in report.secrets.items()}, overwrite=False)
+        finally:
+            cleaner._release_locks()
     except _FileError as exc:
         raise _CLIError(str(exc)) from None
     except StoreError as exc:

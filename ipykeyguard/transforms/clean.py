@@ -247,8 +247,12 @@ def clean_and_store(
 ) -> tuple[dict, CleanReport]:
     """:func:`clean_notebook`, then put the keys moved out of code cells into ``store``.
 
-    Names already in the store are reused for the same values. The caller writes the returned
-    notebook only after this returns, so a notebook never refers to a key the store lacks.
+    Names already in the store are reused for the same values. The names are chosen, checked
+    and stored under the store's lock (:func:`~ipykeyguard.storage.store.store_lock`), with the
+    store re-read inside it: another ``clean``, save or kernel writing the same ``.env`` at the
+    same time cannot give one of these names to another key. A notebook without keys to move
+    never takes the lock. The caller writes the returned notebook only after this returns, so
+    a notebook never refers to a key the store lacks.
 
     Args:
         nb: The notebook; never mutated.
@@ -263,17 +267,25 @@ def clean_and_store(
     Raises:
         ipykeyguard.storage.store.StoreError: the moved keys could not be stored.
     """
-    from ..storage.store import taken_names
+    from ..storage.store import store_lock, taken_names
 
-    cleaned, report = clean_notebook(
-        nb,
-        config=config,
-        taken=taken_names(store) if move_code_keys else None,
-        move_code_keys=move_code_keys,
-        min_confidence=min_confidence,
-    )
-    if report.changed and report.secrets:
-        store.put({name: secret.reveal() for name, secret in report.secrets.items()})
+    def clean(taken):
+        return clean_notebook(
+            nb, config=config, taken=taken, move_code_keys=move_code_keys, min_confidence=min_confidence
+        )
+
+    if not move_code_keys:
+        return clean(None)
+    taken = taken_names(store)
+    cleaned, report = clean(taken)
+    if not (report.changed and report.secrets):
+        return cleaned, report
+    with store_lock(store):
+        locked_taken = taken_names(store)
+        if locked_taken != taken:  # another writer came first: name again from what is there now
+            cleaned, report = clean(locked_taken)
+        if report.secrets:
+            store.put({name: secret.reveal() for name, secret in report.secrets.items()}, overwrite=False)
     return cleaned, report
 
 

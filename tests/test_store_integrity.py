@@ -1,0 +1,142 @@
+"""Nothing lost: every key removed from a file is in the store under the name its lookup shows,
+with real processes racing on one ``.env`` (``clean`` against ``clean``, ``clean`` against the
+save hook's code path), a real SIGKILL during the ``.env`` write, and a real shell sourcing it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from dotenv import dotenv_values
+
+import fakekeys
+from conftest import write_leaky_notebook
+
+LOOKUP = re.compile(r'os\.environ\["([A-Za-z_][A-Za-z0-9_]*)"\]')
+
+
+def git(cwd, *args):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
+
+
+def clean_process(*paths, cwd) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ipykeyguard", "clean", "--quiet", *map(str, paths)],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+
+
+def lookups(path: Path) -> list[str]:
+    """The names the cleaned notebook's code reads from os.environ."""
+    nb = json.loads(path.read_text())
+    source = "".join("".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in nb["cells"])
+    return LOOKUP.findall(source)
+
+
+def assert_every_key_is_stored_under_its_lookup(folder: Path, written: dict[Path, str]) -> None:
+    env = dotenv_values(folder / ".env", interpolate=False)
+    for path, key in written.items():
+        text = path.read_text()
+        assert key not in text, f"{path.name} still holds its key"
+        names = lookups(path)
+        assert names, f"{path.name} has no lookup"
+        for name in names:
+            assert env.get(name) == key, f"{path.name} reads {name}, which does not hold its key"
+
+
+def test_parallel_clean_processes_in_one_directory_lose_no_key(tmp_path):
+    """Six real ``ipykeyguard clean`` processes on different notebooks of one directory, all started together: every key removed from every notebook is in the .env under the name its lookup shows."""
+    git(tmp_path, "init", "-q")
+    written = {}
+    for i in range(18):
+        path = tmp_path / f"nb{i:02d}.ipynb"
+        written[path] = write_leaky_notebook(path)
+    paths = sorted(written)
+    groups = [paths[i::6] for i in range(6)]
+    procs = [clean_process(*group, cwd=tmp_path) for group in groups]
+    for proc in procs:
+        _out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 1, err.decode()  # changed, and no error
+    assert_every_key_is_stored_under_its_lookup(tmp_path, written)
+    assert len(set(dotenv_values(tmp_path / ".env").values())) == len(written)
+    status = git(tmp_path, "status", "--porcelain", "--untracked-files=all").stdout.splitlines()
+    assert not [line for line in status if ".env" in line], "a store file is not ignored by git"
+
+
+_HOOK_PATH_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from ipykeyguard.storage.store import open_store
+    from ipykeyguard.transforms.clean import clean_and_store
+    for name in sys.argv[1:]:
+        path = Path(name)
+        cleaned, _ = clean_and_store(json.loads(path.read_text()), open_store("dotenv", directory=path.parent))
+        path.write_text(json.dumps(cleaned))
+    """
+)
+
+
+def test_clean_racing_the_save_hooks_store_step_loses_no_key(tmp_path):
+    """A ``clean`` process and a process running the save hook's clean-and-store step (the shared function the server hook and the nbconvert preprocessor call) on other notebooks of one directory at once: every key is stored under its lookup's name."""
+    written = {}
+    for i in range(12):
+        path = tmp_path / f"nb{i:02d}.ipynb"
+        written[path] = write_leaky_notebook(path)
+    paths = sorted(written)
+    hook = subprocess.Popen([sys.executable, "-c", _HOOK_PATH_SCRIPT, *map(str, paths[::2])], cwd=tmp_path,
+                            stderr=subprocess.PIPE)
+    cli = clean_process(*paths[1::2], cwd=tmp_path)
+    assert hook.wait(timeout=600) == 0, hook.stderr.read().decode()
+    _out, err = cli.communicate(timeout=600)
+    assert cli.returncode == 1, err.decode()
+    assert_every_key_is_stored_under_its_lookup(tmp_path, written)
+
+
+_SLOW_WRITER = textwrap.dedent(
+    """
+    import os, sys, time
+    from ipykeyguard.storage import store as s
+    real_fsync = os.fsync
+    def stalled_fsync(fd):
+        real_fsync(fd)
+        print("in-write", flush=True)
+        time.sleep(600)  # killed here: the temporary holds every key, the rename has not happened
+    os.fsync = stalled_fsync
+    s.DotenvStore(sys.argv[1]).put({"A_TOKEN": sys.argv[2]})
+    """
+)
+
+
+def test_sigkill_during_the_env_write_leaves_no_visible_key_and_the_next_write_sweeps_it(tmp_path):
+    """A real SIGKILL while the .env's temporary is written: the temporary is 0600, ignored by git (the store's own .gitignore line covers it), and the next write removes it."""
+    git(tmp_path, "init", "-q")
+    from ipykeyguard.storage.store import DotenvStore
+
+    first = fakekeys.generic_secret()
+    DotenvStore(tmp_path / ".env").put({"FIRST_TOKEN": first})  # writes the .gitignore line
+    secret = fakekeys.generic_secret()
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER, str(tmp_path / ".env"), secret],
+                            stdout=subprocess.PIPE, cwd=tmp_path)
+    try:
+        assert proc.stdout.readline().strip() == b"in-write"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    leftovers = [p for p in tmp_path.iterdir() if "tmp" in p.name]
+    assert leftovers, "the kill came after the rename; the test proves nothing"
+    for temp in leftovers:
+        assert temp.stat().st_mode & 0o077 == 0, "the temporary is readable by others"
+    status = git(tmp_path, "status", "--porcelain", "--untracked-files=all").stdout
+    assert status.strip() == "?? .gitignore", status
+    DotenvStore(tmp_path / ".env").put({"SECOND_TOKEN": fakekeys.generic_secret()})
+    assert not [p for p in tmp_path.iterdir() if "tmp" in p.name], "the stale temporary was not removed"
+    assert dotenv_values(tmp_path / ".env")["FIRST_TOKEN"] == first
