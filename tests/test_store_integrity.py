@@ -140,3 +140,25 @@ def test_sigkill_during_the_env_write_leaves_no_visible_key_and_the_next_write_s
     DotenvStore(tmp_path / ".env").put({"SECOND_TOKEN": fakekeys.generic_secret()})
     assert not [p for p in tmp_path.iterdir() if "tmp" in p.name], "the stale temporary was not removed"
     assert dotenv_values(tmp_path / ".env")["FIRST_TOKEN"] == first
+
+
+def _sha(key: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@pytest.mark.kernel
+def test_two_kernels_in_one_directory_never_give_one_name_two_keys(kernel, workdir):
+    """Two real guarded kernels sharing one .env, each moving a different key the rule names alike: the second kernel, whose view of the store predates the first one's write, picks another name; both keys stay in the .env under the name each kernel's code reads."""
+    first, second = kernel(load_ext=True), kernel(load_ext=True)
+    key_a, key_b = fakekeys.openai_project_key(), fakekeys.openai_project_key()
+    ran_a = first.ok(f'OPENAI_API_KEY = "{key_a}"')
+    ran_b = second.ok(f'OPENAI_API_KEY = "{key_b}"')
+    env = dotenv_values(workdir / ".env", interpolate=False)
+    for ran, k, key in ((ran_a, first, key_a), (ran_b, second, key_b)):
+        names = LOOKUP.findall(ran.replaced_source or "")
+        assert names, "the cell was not rewritten"
+        assert all(env.get(name) == key for name in names), "a lookup names another kernel's key"
+        assert k.value('__import__("hashlib").sha256(OPENAI_API_KEY.encode()).hexdigest()') == _sha(key)
+    assert sorted(env.values()) == sorted([key_a, key_b])
