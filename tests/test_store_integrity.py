@@ -162,3 +162,92 @@ def test_two_kernels_in_one_directory_never_give_one_name_two_keys(kernel, workd
         assert all(env.get(name) == key for name in names), "a lookup names another kernel's key"
         assert k.value('__import__("hashlib").sha256(OPENAI_API_KEY.encode()).hexdigest()') == _sha(key)
     assert sorted(env.values()) == sorted([key_a, key_b])
+
+
+# -- a key masked is a key stored (property over contexts) ----------------------------------------
+
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import strategies  # noqa: E402
+
+NAME_REF = re.compile(r'\[secret:([A-Za-z_][A-Za-z0-9_]*)\]|os\.environ\[["\']([A-Za-z_][A-Za-z0-9_]*)["\']\]'
+                      r'|\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?|printenv ([A-Za-z_][A-Za-z0-9_]*)')
+
+CONTEXTS = [
+    '# the key is {k}\nx = 1',
+    'x = 1  # {k}',
+    'url = f"https://api.test/?key={k}&n={{n}}"',
+    'db = f"postgresql://u:{k}@host/{{name}}"',
+    'doc = """\nkey: {k}\n"""',
+    "doc = '''{k}'''",
+    '!curl -H "Authorization: Bearer {k}" https://api.test',
+    '!echo {k} > /dev/null',
+    '%%bash\nexport TOKEN={k}\ncurl -u api:{k} https://api.test',
+    'api_key = "{k}"',
+    'client(api_key="{k}", other=1)',
+    'cfg = {{"token": "{k}"}}',
+    '%env SERVICE_TOKEN={k}',
+    'password = "{k}"  # {k}',
+    'x = "{k}" + "{k}"',
+]
+
+_mailgun = st.integers(0, 2**32 - 1).map(lambda s: "key-" + fakekeys.hexchars(32, __import__("random").Random(s)))
+_generic = st.integers(0, 2**32 - 1).map(lambda s: fakekeys.generic_secret(__import__("random").Random(s)))
+_pg = st.integers(0, 2**32 - 1).map(lambda s: fakekeys.postgres_url(__import__("random").Random(s))[1])
+KEYS = st.one_of(*(family for family, _rule in strategies.KEY_FAMILIES.values() if family is not None), _mailgun, _generic, _pg)
+
+
+def _nb(source: str) -> dict:
+    return {"cells": [{"cell_type": "code", "execution_count": 1, "id": "c0", "metadata": {}, "outputs": [],
+                       "source": source}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(context=st.sampled_from(CONTEXTS), key=KEYS, second=st.sampled_from(CONTEXTS), other=KEYS)
+def test_every_key_removed_from_code_is_stored_under_the_name_its_mask_or_lookup_shows(context, key, second, other):
+    """For a key in any context (comment, f-string, triple-quoted string, !cmd, %%bash, %env, call, dict), a key clean_and_store removes from a code cell is in the store under a name the cleaned cell shows (as a mask or a lookup), and every name the cleaned cell refers to holds a stored value."""
+    from ipykeyguard.storage.store import MemoryStore
+    from ipykeyguard.transforms.clean import clean_and_store
+
+    for planted, where in ((key, context), (other, second)):
+        # A PEM block planted in a one-line context spills into code lines: not a real cell.
+        assume("\n" not in planted or '"""' in where or "\'\'\'" in where)
+    source = context.format(k=key) + "\n" + second.format(k=other)
+    store = MemoryStore()
+    cleaned, report = clean_and_store(_nb(source), store)
+    text = cleaned["cells"][0]["source"]
+    text = "".join(text) if isinstance(text, list) else text
+    stored = store.items()
+    referenced = {next(g for g in m.groups() if g) for m in NAME_REF.finditer(text)}
+    for planted in (key, other):
+        if planted in text:
+            continue  # not removed (below the threshold in this context): nothing can be lost
+        assert any(stored.get(name) == planted for name in referenced), "a key was removed but no name in the cell holds it"
+    for name in referenced:
+        if name in ("secret", "n", "name"):
+            continue
+        assert name in stored or name.startswith(("SERVICE_TOKEN", "TOKEN")), f"{name} is shown but holds nothing"
+
+
+@settings(max_examples=60, deadline=None)
+@given(code_key=KEYS, output_key=KEYS, markdown_key=KEYS)
+def test_keys_masked_in_outputs_and_markdown_are_stored_under_the_masks_name(code_key, output_key, markdown_key):
+    """A key clean_and_store masks in an output or a markdown cell (none of them in code, or the same as the code's) is in the store under the name the mask shows; no mask names a value the store lacks or holds differently."""
+    from ipykeyguard.storage.store import MemoryStore
+    from ipykeyguard.transforms.clean import clean_and_store
+
+    nb = _nb(f'api_key = "{code_key}"')
+    nb["cells"][0]["outputs"] = [{"name": "stdout", "output_type": "stream", "text": f"{output_key}\n{code_key}\n"}]
+    nb["cells"].append({"cell_type": "markdown", "id": "m0", "metadata": {}, "source": f"token: {markdown_key}"})
+    store = MemoryStore({"OPENAI_API_KEY": "an older, different value"})
+    cleaned, _report = clean_and_store(nb, store)
+    stored = store.items()
+    texts = json.dumps(cleaned)
+    for planted in (code_key, output_key, markdown_key):
+        if planted in json.loads(texts)["cells"][0]["outputs"][0]["text"] + "".join(json.loads(texts)["cells"][1]["source"]):
+            continue  # below the threshold where it is
+        assert planted in stored.values(), "a masked key is in no store"
+    for match in re.finditer(r"\[secret:([A-Za-z_][A-Za-z0-9_]*)\]", texts):
+        assert match.group(1) in stored, "a mask names nothing stored"
+        assert stored[match.group(1)] in (code_key, output_key, markdown_key), "a mask names another key"

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Mapping
 from ..engine.config import Config
 from ..engine.findings import Confidence, Finding, Secret, mask_for
 from .notebook import CODE, iter_leaves, set_leaf
-from ..engine.scan import Scanner, notebook_findings, scanner_for
+from ..engine.scan import Scanner, env_name_from, notebook_findings, scanner_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..storage.store import SecretStore
@@ -100,14 +100,17 @@ class CleanReport:
         return "; ".join(parts) if parts else "nothing to clean"
 
 
-def _mask_spans(text: str, findings: list[Finding]) -> str:
-    """``text`` with each finding's span replaced by its mask (spans do not overlap)."""
+def _mask_spans(text: str, findings: list[Finding], masks: Mapping[str, str] | None = None) -> str:
+    """``text`` with each finding's span replaced by its mask (spans do not overlap).
+
+    ``masks`` maps a finding's fingerprint to the mask to use instead of its own (the name the
+    key is stored under)."""
     pieces, last = [], 0
     for f in sorted(findings, key=lambda f: f.start):
         if f.start < last:
             continue
         pieces.append(text[last:f.start])
-        pieces.append(f.mask)
+        pieces.append(masks.get(f.fingerprint, f.mask) if masks else f.mask)
         last = f.end
     pieces.append(text[last:])
     return "".join(pieces)
@@ -209,6 +212,16 @@ def clean_notebook(
             unrewritten += leftover
             if masked_here:
                 masked_by_kind[leaf.kind] += masked_here
+        elif move_code_keys:
+            # Masked here, stored like a moved key under the name the mask shows.
+            masks = {}
+            for f in act:
+                name = _store_name(f, secrets, taken_now)
+                secrets[name] = f.secret
+                taken_now[name] = f.fingerprint
+                masks[f.fingerprint] = known[f.secret.reveal()] = mask_for(name)
+            new_text = _mask_spans(leaf.text, act, masks)
+            masked_by_kind[leaf.kind] += len(act)
         else:
             new_text = _mask_spans(leaf.text, act)
             masked_by_kind[leaf.kind] += len(act)
@@ -306,13 +319,38 @@ def _rewrite_code(
     result = rewrite_source(source, config=config, scanner=scanner, taken=taken, min_confidence=threshold)
     new_text = result.source
     masked = _count(getattr(result, "masked", 0))
+    moved = dict(result.moved)
     # Fail closed: a key the rewriter could not place (a syntax error in the cell, a context it
-    # does not handle) is masked rather than kept.
+    # does not handle) is masked rather than kept, and stored like a moved key under the name
+    # its mask shows: a key removed from a file and kept nowhere would be a key lost.
     leftover = scanner.scan_text(new_text, min_confidence=threshold)
     if leftover:
-        new_text = _mask_spans(new_text, leftover)
+        masks = {}
+        for f in leftover:
+            name = _store_name(f, moved, taken)
+            moved[name] = f.secret
+            masks[f.fingerprint] = mask_for(name)
+        new_text = _mask_spans(new_text, leftover, masks)
         masked += len(leftover)
-    return new_text, dict(result.moved), masked, len(leftover)
+    return new_text, moved, masked, len(leftover)
+
+
+def _store_name(finding: Finding, moved: Mapping[str, Secret], taken: Mapping[str, str]) -> str:
+    """The name to store a masked key under: the name already holding the same value (moved
+    here or in the store), else the rule's name with the first free ``_N`` suffix."""
+    fp = finding.fingerprint
+    for name, secret in moved.items():
+        if secret.fingerprint == fp:
+            return name
+    for name, held in taken.items():
+        if held == fp:
+            return name
+    base = env_name_from(finding.env or finding.rule or "SECRET")
+    for n in range(1, 10_000):
+        candidate = base if n == 1 else f"{base}_{n}"
+        if candidate not in moved and candidate not in taken:
+            return candidate
+    raise RuntimeError("no free variable name")  # pragma: no cover - 10,000 clashes
 
 
 def clean_text(
