@@ -251,3 +251,54 @@ def test_keys_masked_in_outputs_and_markdown_are_stored_under_the_masks_name(cod
     for match in re.finditer(r"\[secret:([A-Za-z_][A-Za-z0-9_]*)\]", texts):
         assert match.group(1) in stored, "a mask names nothing stored"
         assert stored[match.group(1)] in (code_key, output_key, markdown_key), "a mask names another key"
+
+
+# -- injection: %env names ------------------------------------------------------------------------
+
+def _fuzzed_env_names(count: int = 24) -> list[str]:
+    """Names %env accepts (no whitespace, no '=', none of IPython's $/{} expansion), built to
+    break out of a string literal if pasted into code unescaped."""
+    import random
+
+    rng = random.Random(1913)
+    pieces = ['"', "'", "\\", "]", "[", ")", "(", ";", "#", ",", "+", "é", "\\x41", "\\n", '"""', "os.environ", ":"]
+    escape = 'PATH"];print("IN"+"JECTED");os.environ["Y'
+    names = [escape, "A'];print('IN'+'JECTED');x=['", 'B\\"];print("IN"+"JECTED")#', "PLAIN_NAME", "lower.dotted"]
+    while len(names) < count:
+        names.append("N" + "".join(rng.choice(pieces + ["X", "_", "7"]) for _ in range(rng.randint(1, 8))))
+    return names
+
+
+@pytest.mark.kernel
+def test_fuzzed_env_magic_names_never_become_code_in_the_kernel_or_in_clean_output(kernel, workdir, tmp_path):
+    """%env with crafted variable names sets exactly the variables the unguarded kernel sets (same names, same values) and runs nothing, both in the guarded kernel and when clean's rewritten cell runs in a plain kernel."""
+    names = _fuzzed_env_names()
+    key = fakekeys.openai_project_key()
+    cells = [f"%env {name}={key}" for name in names]
+    probe = ('sorted([k, __import__("hashlib").sha256(v.encode()).hexdigest()] for k, v in '
+             f'__import__("os").environ.items() if k in {names!r})')
+    plain, guarded = kernel(), kernel(load_ext=True)
+    for cell in cells:
+        unguarded_run, guarded_run = plain.run(cell), guarded.run(cell)
+        assert guarded_run.status == unguarded_run.status
+        assert "INJECTED" not in guarded_run.stdout + guarded_run.stderr + unguarded_run.stdout
+    expected = plain.value(probe)
+    assert len(expected) >= len(set(names)) - 2  # %env itself refuses a few
+    assert guarded.value(probe) == expected
+
+    nb_path = tmp_path / "env.ipynb"
+    nb_path.write_text(json.dumps({
+        "cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [],
+                   "source": cell} for i, cell in enumerate(cells)],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    done = subprocess.run([sys.executable, "-m", "ipykeyguard", "clean", str(nb_path)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 1, done.stderr
+    cleaned = [c["source"] for c in json.loads(nb_path.read_text())["cells"]]
+    assert key not in "".join(cleaned)
+    fresh = kernel(cwd=tmp_path)
+    fresh.ok("from dotenv import load_dotenv; load_dotenv('.env', override=False, interpolate=False)")
+    for cell in cleaned:
+        ran = fresh.run(cell)
+        assert "INJECTED" not in ran.stdout + ran.stderr
+    assert fresh.value(probe) == expected
