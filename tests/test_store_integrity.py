@@ -302,3 +302,70 @@ def test_fuzzed_env_magic_names_never_become_code_in_the_kernel_or_in_clean_outp
         ran = fresh.run(cell)
         assert "INJECTED" not in ran.stdout + ran.stderr
     assert fresh.value(probe) == expected
+
+
+# -- other secret stores, checkpoints -------------------------------------------------------------
+
+SECRET_STORE_FILES = [".envrc", ".streamlit/secrets.toml", ".aws/credentials", ".netrc", ".env.local", "prod.env",
+                      ".pgpass", ".git-credentials", ".npmrc", ".pypirc"]
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "ipykeyguard", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=240)
+
+
+def test_secret_store_files_are_never_rewritten_by_clean_and_are_reported_skipped_by_scan(tmp_path):
+    """.envrc, .streamlit/secrets.toml, .aws/credentials, .netrc and the like keep their keys byte for byte under ``clean DIR``; ``scan DIR`` lists each as ``skipped: secret store``; ``clean FILE`` on one is an error that names it; a notebook beside them is still cleaned."""
+    key = fakekeys.github_classic_token()
+    contents = {}
+    for rel in SECRET_STORE_FILES:
+        path = tmp_path / "proj" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        contents[rel] = f"export GITHUB_TOKEN={key}\n[default]\ntoken = \"{key}\"\npassword {key}\n"
+        path.write_text(contents[rel])
+    notebook_key = write_leaky_notebook(tmp_path / "proj" / "nb.ipynb")
+
+    scanned = run_cli("scan", "proj", cwd=tmp_path)
+    for rel in SECRET_STORE_FILES:
+        assert f"{os.path.join('proj', rel)}: skipped: secret store" in scanned.stderr
+    assert key not in scanned.stdout + scanned.stderr
+
+    cleaned = run_cli("clean", "proj", cwd=tmp_path)
+    assert cleaned.returncode == 1, cleaned.stderr
+    for rel in SECRET_STORE_FILES:
+        assert (tmp_path / "proj" / rel).read_text() == contents[rel], f"{rel} was rewritten"
+    assert notebook_key not in (tmp_path / "proj" / "nb.ipynb").read_text()
+
+    for rel in (".envrc", ".aws/credentials"):
+        refused = run_cli("clean", os.path.join("proj", rel), cwd=tmp_path)
+        assert refused.returncode == 2
+        assert "secret store" in refused.stderr and rel in refused.stderr
+        assert (tmp_path / "proj" / rel).read_text() == contents[rel]
+
+
+def test_every_secret_store_pattern_in_the_data_file_matches_and_ordinary_files_do_not():
+    """Each name and path of secret_files.toml is recognised wherever the project lives; notebooks and ordinary sources are not."""
+    from ipykeyguard.storage.secret_files import is_secret_store, secret_store_patterns
+
+    names, paths = secret_store_patterns()
+    for pattern in names:
+        assert is_secret_store("/home/u/proj/" + pattern.replace("*", "x"))
+    for parts in paths:
+        assert is_secret_store("/srv/work/" + "/".join(parts))
+    for ordinary in ["nb.ipynb", "env.py", "environment.yml", "secrets.py", "config.toml", "README.md", "aws/credentials.md"]:
+        assert not is_secret_store("/home/u/proj/" + ordinary), ordinary
+
+
+def test_checkpoints_are_scanned_and_cleaned_and_their_keys_go_to_the_notebooks_env(tmp_path):
+    """``scan DIR`` reports a key in .ipynb_checkpoints and ``clean DIR`` cleans it there, storing it in the notebook folder's .env under the name the checkpoint's lookup shows."""
+    folder = tmp_path / "proj"
+    (folder / ".ipynb_checkpoints").mkdir(parents=True)
+    checkpoint = folder / ".ipynb_checkpoints" / "nb-checkpoint.ipynb"
+    key = write_leaky_notebook(checkpoint)
+    scanned = run_cli("scan", "proj", cwd=tmp_path)
+    assert scanned.returncode == 1 and "nb-checkpoint.ipynb" in scanned.stdout
+    cleaned = run_cli("clean", "proj", cwd=tmp_path)
+    assert cleaned.returncode == 1, cleaned.stderr
+    assert_every_key_is_stored_under_its_lookup(folder, {checkpoint: key})
+    assert not (folder / ".ipynb_checkpoints" / ".env").exists()

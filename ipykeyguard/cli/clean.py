@@ -31,7 +31,11 @@ Guarantees:
 - A symbolic link named on the command line is refused (exit 2): cleaning writes both the file
   and a ``.env`` beside it, and for a link "beside" is ambiguous; clean the target instead.
   Links met inside a directory are not followed (as in ``scan``).
-- Files named ``.env`` / ``*.env`` / ``.env.*`` are secret stores and are never cleaned.
+- Files whose job is to hold secrets (``.env``, ``.envrc``, ``.streamlit/secrets.toml``,
+  ``.aws/credentials``, ``.netrc``, ...: ``ipykeyguard/storage/secret_files.toml``) are never
+  cleaned: skipped in a directory, an error (exit 2) when named on the command line.
+- Jupyter's ``.ipynb_checkpoints`` folders are cleaned too (the old, leaky copy lives there);
+  a checkpoint's keys go to the ``.env`` of its notebook's folder.
 
 Exit status: 0 nothing changed; 1 something changed (or would, with ``--dry-run`` / ``--check``);
 2 an error in any file (it wins). With ``--stdin`` (a git clean filter) the cleaned text goes to
@@ -123,9 +127,11 @@ def _jobs(text: str) -> int:
 
 
 def is_store_file(path: str) -> bool:
-    """True for files that are secret stores themselves (``.env``, ``prod.env``, ``.env.local``)."""
-    name = os.path.basename(path)
-    return name == ".env" or name.startswith(".env.") or name.endswith(".env")
+    """True for files whose job is to hold secrets (``.env``, ``.envrc``, ``.aws/credentials``,
+    ...: the list in ``ipykeyguard/storage/secret_files.toml``)."""
+    from ..storage.secret_files import is_secret_store
+
+    return is_secret_store(path)
 
 
 def serialize_like(nb: dict, raw: bytes) -> bytes:
@@ -490,7 +496,7 @@ class _Cleaner:
     def _prepare(self, target: "Target", pending_names: Mapping[str, str]) -> "_Outcome | _Pending":
         """Read and clean one file; write it now, or return it to be written after its batch's
         keys are stored (``--store dotenv`` with keys moved out of code)."""
-        from .files import FileReadError, read_target
+        from .files import FileReadError, read_target, store_directory
         from ..storage.store import StoreError, check_dotenv_values
 
         path = target.path
@@ -507,7 +513,7 @@ class _Cleaner:
         directory = os.path.dirname(os.path.abspath(path))
         try:
             new, report, store = self.clean_loaded(
-                path, loaded.raw, loaded.notebook, loaded.text, directory, pending_names
+                path, loaded.raw, loaded.notebook, loaded.text, store_directory(path), pending_names
             )
         except StoreError as exc:
             return _Outcome(path, error=f"{path}: {exc}; not changed")
@@ -600,6 +606,8 @@ def _work_groups(targets: list["Target"], args: argparse.Namespace, write: bool)
     with ``keyring`` (one store for everything) there is one unit. With ``none``, or when
     nothing is written (``--dry-run``, ``--check``), every file is its own unit.
     """
+    from .files import store_directory
+
     indexed = list(enumerate(targets))
     if args.store == "none" or not write:
         return [[item] for item in indexed]
@@ -607,7 +615,7 @@ def _work_groups(targets: list["Target"], args: argparse.Namespace, write: bool)
         return [indexed]
     by_directory: dict[str, list[tuple[int, "Target"]]] = {}
     for item in indexed:
-        by_directory.setdefault(os.path.dirname(os.path.abspath(item[1].path)), []).append(item)
+        by_directory.setdefault(store_directory(item[1].path), []).append(item)
     return list(by_directory.values())
 
 
@@ -676,13 +684,11 @@ def _run_paths(args: argparse.Namespace, cleaner: _Cleaner) -> int:
             paths.append(given)
     found = discover(paths, cleaner.config)
     errors.extend(str(e) for e in found.errors)
-    targets = []
-    for target in found.targets:
-        if is_store_file(target.path):
-            if target.explicit and not args.quiet:
-                print(f"{target.path}: a secret store; not cleaned", file=sys.stderr)
-            continue
-        targets.append(target)
+    for store in found.secret_stores:
+        # Masking a key in a file whose job is to hold it would destroy the only copy.
+        if store.explicit:
+            errors.append(f"{store.path}: is a secret store (its job is to hold keys); ipykeyguard never rewrites one")
+    targets = found.targets
     changed = False
     written_in: dict[str, None] = {}
     try:
