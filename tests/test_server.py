@@ -205,7 +205,7 @@ def test_put_notebook_moves_code_key_to_env_and_masks_the_rest(server, keys):
 
     env_path = server.root / folder / ".env"
     assert stat.S_IMODE(env_path.stat().st_mode) == 0o600
-    assert env_fingerprints(env_path) == {"OPENAI_API_KEY": fingerprint(keys["openai"])}
+    assert env_fingerprints(env_path) == {"OPENAI_API_KEY": fingerprint(keys["openai"]), "GITHUB_TOKEN": fingerprint(keys["github"])}
 
     checkpoint = server.root / folder / ".ipynb_checkpoints" / "t-checkpoint.ipynb"
     leaked = holds_any_key(checkpoint.read_text(), keys)
@@ -221,7 +221,7 @@ def test_repeated_autosaves_reuse_the_name_and_stay_clean(server, keys):
         assert resp.status_code in (200, 201), resp.text[:500]
         leaked = holds_any_key((server.root / folder / "auto.ipynb").read_text(), keys)
         assert not leaked, "key leaked into an autosave"
-    assert env_fingerprints(server.root / folder / ".env") == {"OPENAI_API_KEY": fingerprint(keys["openai"])}
+    assert env_fingerprints(server.root / folder / ".env") == {"OPENAI_API_KEY": fingerprint(keys["openai"]), "GITHUB_TOKEN": fingerprint(keys["github"])}
 
 
 def test_checkpoint_and_rename_keep_the_notebook_clean(server, keys):
@@ -251,7 +251,7 @@ def test_base64_upload_of_a_notebook_is_cleaned(server, keys):
     leaked = holds_any_key(text, keys)
     assert not leaked, "key leaked into an uploaded notebook"
     assert json.loads(text)["nbformat"] == 4
-    assert env_fingerprints(server.root / folder / ".env") == {"OPENAI_API_KEY": fingerprint(keys["openai"])}
+    assert env_fingerprints(server.root / folder / ".env") == {"OPENAI_API_KEY": fingerprint(keys["openai"]), "GITHUB_TOKEN": fingerprint(keys["github"])}
 
 
 def test_text_file_model_of_a_notebook_is_cleaned(server, keys):
@@ -277,7 +277,7 @@ def test_chunked_upload_is_cleaned_after_the_last_chunk(server, keys):
     leaked = holds_any_key(text, keys)
     assert not leaked, "key leaked into a chunked upload"
     assert json.loads(text)["cells"][1]["cell_type"] == "markdown"
-    assert env_fingerprints(server.root / folder / ".env") == {"OPENAI_API_KEY": fingerprint(keys["openai"])}
+    assert env_fingerprints(server.root / folder / ".env") == {"OPENAI_API_KEY": fingerprint(keys["openai"]), "GITHUB_TOKEN": fingerprint(keys["github"])}
 
 
 def test_copy_of_a_notebook_written_outside_the_server_is_clean(server, keys):
@@ -317,7 +317,7 @@ def test_save_is_refused_when_the_store_cannot_be_written(server, keys):
     folder = unique_dir(server)
     target = server.root / folder / "t.ipynb"
     nb = leaky_notebook(keys)
-    nb["cells"] = nb["cells"][1:]  # markdown only: saved fine, nothing to move
+    nb["cells"] = []  # no key: saved fine, nothing to move
     assert server.put_notebook(f"{folder}/t.ipynb", nb).status_code == 201
     before = target.read_bytes()
     (server.root / folder / ".env").mkdir()  # a directory where the .env file should be
