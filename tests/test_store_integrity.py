@@ -369,3 +369,61 @@ def test_checkpoints_are_scanned_and_cleaned_and_their_keys_go_to_the_notebooks_
     assert cleaned.returncode == 1, cleaned.stderr
     assert_every_key_is_stored_under_its_lookup(folder, {checkpoint: key})
     assert not (folder / ".ipynb_checkpoints" / ".env").exists()
+
+
+# -- no message holds 8 characters of a secret ----------------------------------------------------
+
+def _window_leak(text: str, secret: str) -> bool:
+    from ipykeyguard.storage.store import shares_a_secret_window
+
+    return shares_a_secret_window(text, secret)
+
+
+@pytest.mark.parametrize("table", ['min-confidence = "{k}"', '"{k}" = 1', 'min-confidence = 3\n"{k}" = "x"'])
+def test_config_errors_never_echo_a_key_pasted_into_the_config(tmp_path, table):
+    """A key pasted as a [tool.ipykeyguard] value or key makes scan fail with a config error that holds no 8 characters of it."""
+    key = fakekeys.openai_project_key()
+    (tmp_path / "pyproject.toml").write_text("[tool.ipykeyguard]\n" + table.format(k=key) + "\n")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    result = run_cli("scan", "a.py", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "tool.ipykeyguard" in result.stderr or "confidence" in result.stderr
+    assert not _window_leak(result.stdout + result.stderr, key), "the error echoes the key"
+
+
+def test_keyring_error_that_echoes_part_of_the_value_is_not_repeated(tmp_path):
+    """A keyring backend whose error message quotes 10 characters of the value: the StoreError names the variable and the error type, not the text."""
+    keyring = pytest.importorskip("keyring")
+    alt = pytest.importorskip("keyrings.alt.file")
+    from keyring.errors import PasswordSetError
+
+    from ipykeyguard.storage.store import StoreError, open_store
+
+    class EchoingKeyring(alt.PlaintextKeyring):
+        file_path = str(tmp_path / "keyring.cfg")
+
+        def set_password(self, service, username, password):
+            raise PasswordSetError(f"cannot store {password[4:14]}... for {username}")
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(EchoingKeyring())
+    try:
+        secret = fakekeys.generic_secret()
+        with pytest.raises(StoreError) as info:
+            open_store("keyring", service="ipykeyguard-test").put({"A_TOKEN": secret})
+        assert "A_TOKEN" in str(info.value) and "PasswordSetError" in str(info.value)
+        assert not _window_leak(str(info.value), secret), "the error echoes part of the key"
+    finally:
+        keyring.set_keyring(previous)
+
+
+@pytest.mark.kernel
+def test_kernel_config_error_does_not_echo_a_key_set_as_min_confidence(kernel, ipython_dir):
+    """c.KeyGuard.min_confidence set to a key: whatever the kernel says about the bad setting holds no 8 characters of it."""
+    from conftest import write_ipython_config
+
+    key = fakekeys.openai_project_key()
+    write_ipython_config(ipython_dir, {"KeyGuard": {"min_confidence": key}})
+    k = kernel()
+    ran = k.run("%load_ext ipykeyguard")
+    assert not _window_leak(ran.wire_text(), key), "the kernel's reply echoes the key"

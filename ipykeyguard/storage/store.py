@@ -103,6 +103,18 @@ def _check_values(values: Mapping[str, str]) -> None:
             raise StoreError(f"the value for {name} contains a NUL character")
 
 
+#: No message may hold this many consecutive characters of a secret.
+SECRET_WINDOW = 8
+
+
+def shares_a_secret_window(text: str, secret: str) -> bool:
+    """True when ``text`` holds :data:`SECRET_WINDOW` or more consecutive characters of
+    ``secret`` (a shorter secret: the whole of it)."""
+    if len(secret) <= SECRET_WINDOW:
+        return bool(secret) and secret in text
+    return any(secret[i : i + SECRET_WINDOW] in text for i in range(len(secret) - SECRET_WINDOW + 1))
+
+
 def check_dotenv_values(values: Mapping[str, str]) -> None:
     """Raise the :class:`StoreError` that ``DotenvStore.put(values)`` would raise for the values
     themselves (a bad name, a NUL, a value no ``.env`` quoting can hold), without writing.
@@ -740,8 +752,8 @@ class KeyringStore:
 
     def _error(self, action: str, name: str, exc: BaseException, secret: str | None = None) -> StoreError:
         detail = str(exc)
-        if secret and secret in detail:
-            detail = ""  # a backend echoed the value: say nothing of it
+        if secret and shares_a_secret_window(detail, secret):
+            detail = ""  # a backend echoed (part of) the value: say nothing of it
         return StoreError(f"keyring: cannot {action} {name}: {type(exc).__name__}{': ' + detail if detail else ''}")
 
     def _index(self) -> list[str]:
