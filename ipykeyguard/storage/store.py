@@ -4,18 +4,22 @@ Four kinds, one small protocol (:class:`SecretStore`):
 
 ``dotenv``
     A ``.env`` file (by default beside the notebook), in python-dotenv's syntax. Written
-    atomically (temporary file in the same directory, ``fsync``, ``os.replace``), mode 0600,
-    existing lines and comments kept as they are (only the lines of the names being set are
-    replaced, new names are appended). Inside a git work tree the file is added to the nearest
-    ``.gitignore`` once (unless git already ignores it), and a ``.env`` that git *tracks* is
-    refused, because a key written there would be committed with the next ``git commit -a``.
-    Values are quoted so that ``dotenv_values(path, interpolate=False)`` returns them exactly,
-    newlines (PEM blocks), quotes and backslashes included; this store reads without
-    interpolation too. (python-dotenv expands ``${VAR}`` in every value when interpolating,
-    whatever the quoting, and offers no escape for it: a value holding ``${`` round-trips
-    only with ``interpolate=False``.) A symlinked ``.env`` is followed: its target is written.
-    Writes from threads of one process are serialised; separate processes writing the same
-    file at the same instant are not (the pre-commit hook runs serially for this reason).
+    atomically (a 0600 temporary ``<name>.ipykeyguard-tmp-*`` in the same directory, ``fsync``,
+    ``os.replace``), mode 0600, existing lines and comments kept as they are (only the lines of
+    the names being set are replaced, new names are appended). Every write happens under an OS
+    file lock (``<name>.ipykeyguard-lock``, through the ``filelock`` package) with the file
+    re-read inside it, so writers in other processes (two ``clean`` runs, the save hook, two
+    kernels) never lose each other's keys; callers that choose names hold the lock across
+    choosing and storing (:func:`store_lock`), and ``put(..., overwrite=False)`` refuses to give
+    a name that holds another value a new one (:class:`NameTaken`). Temporaries a killed writer
+    left are removed at the next write. Inside a git work tree the file and its companions are
+    added to the nearest ``.gitignore`` once (``.env`` and ``.env.ipykeyguard-*``) unless git
+    already ignores them, and a ``.env`` that git *tracks* is refused, because a key written
+    there would be committed with the next ``git commit -a``. A ``.env`` that is a symbolic
+    link, read-only, or owned by another user is refused, never written through or replaced.
+    Values are quoted so that python-dotenv (``interpolate=False``, as this store reads) and a
+    POSIX shell (``set -a; . ./.env``) both read back exactly the value and the shell runs
+    nothing (:func:`quote_dotenv_value`); a value no quoting serves both is refused.
 ``keyring``
     The OS keyring through the ``keyring`` package, one entry per name under ``service``, plus
     an index entry listing the names (keyring cannot enumerate).
