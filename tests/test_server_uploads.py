@@ -95,3 +95,51 @@ def test_good_chunked_upload_over_a_notebook_is_cleaned(server):
     assert response.status_code in (200, 201)
     assert key not in target.read_text()
     assert key in (server.root / folder / ".env").read_text()
+
+
+def test_saves_through_a_real_server_racing_clean_processes_lose_no_key(server):
+    """Notebooks saved through a real jupyter server while two ``ipykeyguard clean`` processes clean other notebooks of the same folder: every key removed from every notebook is in the folder's .env under the name its lookup shows."""
+    import subprocess
+    import sys
+    import threading
+
+    from dotenv import dotenv_values
+
+    from test_store_integrity import LOOKUP
+    from conftest import write_leaky_notebook
+
+    folder = "d" + uuid.uuid4().hex[:8]
+    root = server.root / folder
+    root.mkdir()
+    on_disk = {root / f"cli{i}.ipynb": None for i in range(8)}
+    for path in on_disk:
+        on_disk[path] = write_leaky_notebook(path)
+    saved = {}
+    for i in range(8):
+        key = fakekeys.openai_project_key()
+        saved[root / f"srv{i}.ipynb"] = key
+    cleaners = [subprocess.Popen([sys.executable, "-m", "ipykeyguard", "clean", "--quiet", *map(str, group)],
+                                 cwd=root, stderr=subprocess.PIPE)
+                for group in (list(on_disk)[::2], list(on_disk)[1::2])]
+    statuses = []
+
+    def save(path, key):
+        nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": "c0", "metadata": {}, "outputs": [],
+                         "source": f'OPENAI_API_KEY = "{key}"'}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+        statuses.append(server.put_notebook(f"{folder}/{path.name}", nb).status_code)
+
+    threads = [threading.Thread(target=save, args=item) for item in saved.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    for proc in cleaners:
+        assert proc.wait(timeout=300) == 1, proc.stderr.read().decode()
+    assert statuses == [201] * len(saved) or set(statuses) <= {200, 201}
+    env = dotenv_values(root / ".env", interpolate=False)
+    for path, key in {**on_disk, **saved}.items():
+        text = path.read_text()
+        assert key not in text, f"{path.name} still holds its key"
+        names = LOOKUP.findall(json.loads(text)["cells"][0]["source"] if isinstance(
+            json.loads(text)["cells"][0]["source"], str) else "".join(json.loads(text)["cells"][0]["source"]))
+        assert names and all(env.get(name) == key for name in names), f"{path.name} reads a name that holds another key"
