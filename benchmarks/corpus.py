@@ -11,15 +11,17 @@ What the notebooks hold
     SHAs, UUIDs and md5 checksums.
 
 Planted keys
-    Fake, format-exact keys generated at run time (seeded) for every provider family listed in
-    issue 2 (hand-written generators below, independent of the rules) and one family per rule in
-    ``ipykeyguard/rules.toml`` (``rule:<id>``: the rule's first example with its secret re-drawn
-    character-class by character-class, checked against that rule). Each family is planted in
-    every location it can naturally appear in (see ``LOCATIONS``). Checksummed formats carry
-    correct checksums (``ipykeyguard.engine.validators``).
+    Fake, format-exact keys generated at run time (seeded), drawn from the providers' documented
+    formats by the generators in the sibling module ``formats.py`` (one per format family, each
+    with its source in ``formats.SOURCES`` and ``docs/DETECTION.md``). They are written
+    independently of ``ipykeyguard/engine/rules.toml``: no rule example is planted, so the
+    benchmark measures the rules against the formats, not against themselves. Each family is
+    planted in every location it can naturally appear in (see ``LOCATIONS``). Checksummed
+    formats carry correct checksums, computed from the providers' published constructions.
 
 Hard negatives
-    About a quarter of the notebooks carry no key at all but do carry placeholders
+    About a quarter of the notebooks carry no key at all but do carry tokens whose checksum
+    fails (GitHub, Cloudflare, Grafana), Stripe's sample keys, placeholders
     (``YOUR_API_KEY``, ``sk-...``), vendor documentation examples (``AKIAIOSFODNN7EXAMPLE``),
     references (``os.environ[...]``, ``getpass()``), hashes, UUIDs, base64 data and widget ids.
 
@@ -41,25 +43,26 @@ import random
 import string
 import sys
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from ipykeyguard.engine.validators import base62_crc32
 
-__all__ = ["GENERATOR_VERSION", "NOTEBOOK_DIR", "Plant", "FAMILIES", "LOCATIONS", "generate_corpus", "rules_digest"]
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # the sibling module, also when this file is loaded by path
+    sys.path.insert(0, str(HERE))
+
+from formats import CONTEXT, FAMILIES, MULTILINE, SOURCES, TOKEN, Plant, gen_cloudflare, gen_github_classic, gen_grafana  # noqa: E402
+
+__all__ = ["GENERATOR_VERSION", "NOTEBOOK_DIR", "Plant", "FAMILIES", "SOURCES", "LOCATIONS", "generate_corpus", "generator_digest"]
 
 #: Notebooks go in this subdirectory of the corpus, the manifest beside it (so that a scan of
 #: the notebooks never reads the manifest's fingerprints).
 NOTEBOOK_DIR = "notebooks"
 
 #: Bump when the corpus changes shape, so that cached corpora are regenerated.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 5
 
 ALNUM = string.ascii_letters + string.digits
-URLSAFE = ALNUM + "-_"
 HEX = "0123456789abcdef"
-UPPER_B32 = string.ascii_uppercase + "234567"
 
 
 def _chars(rng: random.Random, n: int, alphabet: str = ALNUM) -> str:
@@ -72,512 +75,6 @@ def _sha256(text: str) -> str:
 
 def _sha1(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------
-# Planted keys
-# ---------------------------------------------------------------------------------------------
-
-TOKEN, CONTEXT, MULTILINE = "token", "context", "multiline"
-
-
-@dataclass
-class Plant:
-    """One fake key and how it is written down.
-
-    Attributes:
-        family: Provider family (``openai``, ``aws-secret-access-key``, ``rule:<id>``...).
-        secret: The key as a rule's secret group would capture it.
-        kind: ``token`` (self-identifying, may appear bare), ``context`` (needs the text around
-            it, given in ``code``/``text``) or ``multiline`` (a PEM block or a JSON document).
-        env: The environment-variable name the key belongs under.
-        code: How it appears in a code cell (``None``: built from ``secret`` by the location).
-        text: How it appears in prose and outputs (``None``: the bare secret).
-        alternates: Other cuts a scanner may reasonably report (a URL's password, the whole URL).
-    """
-
-    family: str
-    secret: str
-    kind: str
-    env: str
-    code: str | None = None
-    text: str | None = None
-    alternates: list[str] = field(default_factory=list)
-
-    def cuts(self) -> list[str]:
-        out = [self.secret] + [a for a in self.alternates if a and a != self.secret]
-        return list(dict.fromkeys(out))
-
-
-def _token(family: str, secret: str, env: str) -> Plant:
-    return Plant(family, secret, TOKEN, env)
-
-
-def _ctx(family: str, secret: str, env: str, code: str, text: str | None = None, alternates=()) -> Plant:
-    return Plant(family, secret, CONTEXT, env, code, text if text is not None else code, list(alternates))
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _pem(label: str, der: bytes, width: int = 64) -> str:
-    body = base64.b64encode(der).decode()
-    lines = [body[i : i + width] for i in range(0, len(body), width)]
-    return f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----"
-
-
-def _fake_der(rng: random.Random, header: bytes, size: int) -> bytes:
-    # A DER SEQUENCE header followed by random bytes with "FAKE" inside: structurally a key
-    # body (the pem-der validator checks the SEQUENCE tag), useless as a key.
-    rest = bytes(rng.getrandbits(8) for _ in range(size - len(header) - 4))
-    return header + b"FAKE" + rest
-
-
-def _pem_plant(family: str, label: str, der: bytes, env: str) -> Plant:
-    block = _pem(label, der)
-    body = "".join(ln for ln in block.splitlines() if not ln.startswith("-----"))
-    return Plant(
-        family, block, MULTILINE, env, None, None,
-        [block + "\n", body, "\n".join(block.splitlines()[1:-1])],
-    )
-
-
-def _gen_openai(rng):
-    flavour = rng.choice(["proj", "svcacct", "admin", "legacy"])
-    if flavour == "legacy":
-        key = "sk-FAKE" + _chars(rng, 16) + "T3BlbkFJ" + _chars(rng, 20)
-    else:
-        key = f"sk-{flavour}-FAKE" + _chars(rng, 70, URLSAFE) + "T3BlbkFJ" + _chars(rng, 74, URLSAFE)
-    return _token("openai", key, "OPENAI_API_KEY")
-
-
-def _gen_anthropic(rng):
-    return _token("anthropic", "sk-ant-api03-FAKE" + _chars(rng, 89, URLSAFE) + "AA", "ANTHROPIC_API_KEY")
-
-
-def _gen_google(rng):
-    return _token("google-api-key", "AIzaFAKE" + _chars(rng, 31, URLSAFE), "GOOGLE_API_KEY")
-
-
-def _gen_huggingface(rng):
-    return _token("huggingface", "hf_FAKE" + _chars(rng, 30, string.ascii_letters), "HF_TOKEN")
-
-
-def _gen_groq(rng):
-    return _token("groq", "gsk_FAKE" + _chars(rng, 48), "GROQ_API_KEY")
-
-
-def _gen_mistral(rng):
-    key = "FAKE" + _chars(rng, 28)
-    return _ctx("mistral", key, "MISTRAL_API_KEY", f'client = Mistral(api_key="{key}")', f"MISTRAL_API_KEY={key}")
-
-
-def _gen_cohere(rng):
-    key = "FAKE" + _chars(rng, 36)
-    return _ctx("cohere", key, "COHERE_API_KEY", f'co = cohere.Client(api_key="{key}")', f"COHERE_API_KEY={key}")
-
-
-def _gen_replicate(rng):
-    return _token("replicate", "r8_FAKE" + _chars(rng, 33), "REPLICATE_API_TOKEN")
-
-
-def _gen_openrouter(rng):
-    return _token("openrouter", "sk-or-v1-" + _chars(rng, 64, HEX), "OPENROUTER_API_KEY")
-
-
-def _gen_perplexity(rng):
-    return _token("perplexity", "pplx-FAKE" + _chars(rng, 44), "PERPLEXITY_API_KEY")
-
-
-def _gen_xai(rng):
-    return _token("xai", "xai-FAKE" + _chars(rng, 76), "XAI_API_KEY")
-
-
-def _gen_together(rng):
-    key = _chars(rng, 64, HEX)
-    return _ctx("together", key, "TOGETHER_API_KEY", f'TOGETHER_API_KEY = "{key}"', f"TOGETHER_API_KEY={key}")
-
-
-def _gen_deepseek(rng):
-    key = "sk-" + _chars(rng, 32, HEX)
-    return _ctx(
-        "deepseek", key, "DEEPSEEK_API_KEY",
-        f'client = OpenAI(api_key="{key}", base_url="https://api.deepseek.com")',
-        f"DEEPSEEK_API_KEY={key}",
-    )
-
-
-def _gen_pinecone(rng):
-    return _token("pinecone", "pcsk_" + _chars(rng, 5) + "_FAKE" + _chars(rng, 59), "PINECONE_API_KEY")
-
-
-def _gen_langsmith(rng):
-    kind = rng.choice(["pt", "sk"])
-    return _token("langsmith", f"lsv2_{kind}_" + _chars(rng, 32, HEX) + "_" + _chars(rng, 10, HEX), "LANGSMITH_API_KEY")
-
-
-def _gen_wandb(rng):
-    key = _chars(rng, 40, HEX)
-    return _ctx("wandb", key, "WANDB_API_KEY", f'wandb.login(key="{key}")', f"WANDB_API_KEY={key}")
-
-
-def _gen_kaggle(rng):
-    key = _chars(rng, 32, HEX)
-    doc = json.dumps({"username": "fakeanalyst", "key": key})
-    return _ctx("kaggle", key, "KAGGLE_KEY", f"kaggle_json = '{doc}'", doc)
-
-
-def _gen_aws_key_id(rng):
-    return _token("aws-access-key-id", "AKIAFAKE" + _chars(rng, 12, UPPER_B32), "AWS_ACCESS_KEY_ID")
-
-
-def _gen_aws_secret(rng):
-    key_id = "AKIAFAKE" + _chars(rng, 12, UPPER_B32)
-    secret = "FAKE" + _chars(rng, 36, ALNUM + "/+")
-    code = f's3 = boto3.client("s3", aws_access_key_id="{key_id}", aws_secret_access_key="{secret}")'
-    text = f"aws_access_key_id = {key_id}\naws_secret_access_key = {secret}"
-    return _ctx("aws-secret-access-key", secret, "AWS_SECRET_ACCESS_KEY", code, text)
-
-
-def _gen_gcp_service_account(rng):
-    der = _fake_der(rng, bytes.fromhex("308204bd020100300d06092a864886f70d0101010500048204a7"), 1217)
-    pem = _pem("PRIVATE KEY", der) + "\n"
-    key_id = _chars(rng, 40, HEX)
-    doc = {
-        "type": "service_account",
-        "project_id": "fake-project-" + _chars(rng, 6, string.ascii_lowercase + string.digits),
-        "private_key_id": key_id,
-        "private_key": pem,
-        "client_email": "bench-runner@fake-project.iam.gserviceaccount.com",
-        "client_id": _chars(rng, 21, string.digits),
-        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-        "token_uri": "https://oauth2.googleapis.com/token",
-    }
-    text = json.dumps(doc, indent=2)  # newlines in the key written as \n, as in the file Google gives
-    escaped = json.dumps(pem)[1:-1]
-    body = "".join(ln for ln in pem.splitlines() if not ln.startswith("-----"))
-    return Plant(
-        "gcp-service-account", pem, MULTILINE, "GOOGLE_APPLICATION_CREDENTIALS",
-        f"sa_info = json.loads(r'''{text}''')", text,
-        [pem.rstrip("\n"), escaped, escaped.removesuffix("\\n"), body, key_id, text],
-    )
-
-
-def _gen_azure_storage(rng):
-    account_key = base64.b64encode(b"FAKE" + bytes(rng.getrandbits(8) for _ in range(60))).decode()
-    conn = (
-        "DefaultEndpointsProtocol=https;AccountName=fakebenchstore;"
-        f"AccountKey={account_key};EndpointSuffix=core.windows.net"
-    )
-    return _ctx(
-        "azure-storage-connection-string", account_key, "AZURE_STORAGE_CONNECTION_STRING",
-        f'conn_str = "{conn}"', conn, [conn],
-    )
-
-
-def _gen_azure_ad(rng):
-    secret = _chars(rng, 3) + rng.choice(string.digits) + "Q~FAKE" + _chars(rng, 30, ALNUM + "_~.-")
-    return _ctx(
-        "azure-ad-client-secret", secret, "AZURE_CLIENT_SECRET",
-        f'credential = ClientSecretCredential(tenant_id, client_id, client_secret="{secret}")',
-        f"AZURE_CLIENT_SECRET={secret}",
-    )
-
-
-def _gen_digitalocean(rng):
-    return _token("digitalocean", "dop_v1_" + _chars(rng, 64, HEX), "DIGITALOCEAN_TOKEN")
-
-
-def _gen_databricks(rng):
-    return _token("databricks", "dapi" + _chars(rng, 32, HEX), "DATABRICKS_TOKEN")
-
-
-def _gen_db_url(rng):
-    password = "FAKE" + _chars(rng, 16)
-    scheme, user, host = rng.choice(
-        [
-            ("postgresql", "analyst", "db.internal.acme-analytics.net:5432/warehouse"),
-            ("mysql+pymysql", "etl", "mysql.acme-analytics.net:3306/sales"),
-            ("snowflake", "fakebench", "xy12345.eu-west-1/ANALYTICS/PUBLIC?warehouse=COMPUTE_WH"),
-        ]
-    )
-    url = f"{scheme}://{user}:{password}@{host}"
-    return _ctx(
-        "database-url-password", password, "DATABASE_URL",
-        f'engine = create_engine("{url}")', url,
-        [url, f"{user}:{password}", f"{scheme}://{user}:{password}@{host.split('/')[0]}"],
-    )
-
-
-def _gen_github_classic(rng):
-    body = "FAKE" + _chars(rng, 26)
-    return _token("github-classic", rng.choice(["ghp_", "gho_", "ghu_", "ghs_", "ghr_"]) + body + base62_crc32(body), "GITHUB_TOKEN")
-
-
-def _gen_github_fine_grained(rng):
-    return _token("github-fine-grained", "github_pat_11FAKE" + _chars(rng, 16) + "_" + _chars(rng, 59), "GITHUB_TOKEN")
-
-
-def _gen_gitlab(rng):
-    if rng.random() < 0.5:
-        key = "glpat-FAKE" + _chars(rng, 16, URLSAFE)
-    else:  # routable token: payload, "." + 2-char version + 7-char base36 CRC
-        key = "glpat-FAKE" + _chars(rng, 34, URLSAFE) + ".01" + _chars(rng, 7, string.digits + string.ascii_lowercase)
-    return _token("gitlab", key, "GITLAB_TOKEN")
-
-
-def _gen_npm(rng):
-    body = "FAKE" + _chars(rng, 26)
-    return _token("npm", "npm_" + body + base62_crc32(body), "NPM_TOKEN")
-
-
-def _gen_pypi(rng):
-    raw = b"\x02\x01\x08pypi.org\x02\x01\x00\x02\x2a" + b"[1,\"FAKE\"]" + bytes(rng.getrandbits(8) for _ in range(96))
-    return _token("pypi", "pypi-" + _b64url(raw), "PYPI_TOKEN")
-
-
-def _gen_dockerhub(rng):
-    return _token("dockerhub", "dckr_pat_FAKE" + _chars(rng, 23, URLSAFE), "DOCKERHUB_TOKEN")
-
-
-def _gen_stripe(rng):
-    prefix = rng.choice(["sk_live_", "rk_live_", "sk_test_"])
-    return _token("stripe", prefix + "51FAKE" + _chars(rng, rng.choice([18, 93])), "STRIPE_API_KEY")
-
-
-def _gen_slack_token(rng):
-    if rng.random() < 0.5:
-        key = "xoxb-" + _chars(rng, 11, string.digits) + "-" + _chars(rng, 13, string.digits) + "-FAKE" + _chars(rng, 20)
-    else:
-        key = "xoxp-" + "-".join(_chars(rng, n, string.digits) for n in (11, 11, 13)) + "-" + _chars(rng, 32, HEX)
-    return _token("slack-token", key, "SLACK_TOKEN")
-
-
-def _gen_slack_webhook(rng):
-    tail = "FAKE" + _chars(rng, 20)
-    url = (
-        "https://hooks.slack.com/services/T" + _chars(rng, 8, string.ascii_uppercase + string.digits)
-        + "/B" + _chars(rng, 10, string.ascii_uppercase + string.digits) + "/" + tail
-    )
-    plant = _token("slack-webhook", url, "SLACK_WEBHOOK_URL")
-    plant.alternates = [tail, url.removeprefix("https://")]
-    return plant
-
-
-def _gen_twilio_api_key(rng):
-    return _token("twilio-api-key", "SK" + _chars(rng, 32, HEX), "TWILIO_API_KEY")
-
-
-def _gen_twilio_auth_token(rng):
-    token = _chars(rng, 32, HEX)
-    return _ctx("twilio-auth-token", token, "TWILIO_AUTH_TOKEN", f'TWILIO_AUTH_TOKEN = "{token}"', f"TWILIO_AUTH_TOKEN={token}")
-
-
-def _gen_sendgrid(rng):
-    return _token("sendgrid", "SG.FAKE" + _chars(rng, 18, URLSAFE) + "." + _chars(rng, 43, URLSAFE), "SENDGRID_API_KEY")
-
-
-def _gen_mailgun(rng):
-    key = "key-" + _chars(rng, 32, HEX)
-    return _ctx("mailgun", key, "MAILGUN_API_KEY", f'MAILGUN_API_KEY = "{key}"', f"MAILGUN_API_KEY={key}")
-
-
-def _gen_telegram(rng):
-    token = _chars(rng, 10, string.digits) + ":AAFAKE" + _chars(rng, 29, URLSAFE)
-    return _ctx(
-        "telegram-bot-token", token, "TELEGRAM_BOT_TOKEN",
-        f'TELEGRAM_BOT_TOKEN = "{token}"', f"TELEGRAM_BOT_TOKEN={token}",
-    )
-
-
-def _gen_discord_token(rng):
-    token = "M" + _chars(rng, 23) + "." + _chars(rng, 6, URLSAFE) + ".FAKE" + _chars(rng, 34, URLSAFE)
-    return _ctx("discord-bot-token", token, "DISCORD_TOKEN", f'DISCORD_TOKEN = "{token}"', f"DISCORD_TOKEN={token}")
-
-
-def _gen_discord_webhook(rng):
-    tail = "FAKE" + _chars(rng, 64, URLSAFE)
-    url = "https://discord.com/api/webhooks/" + _chars(rng, 18, string.digits) + "/" + tail
-    plant = _token("discord-webhook", url, "DISCORD_WEBHOOK_URL")
-    plant.alternates = [tail]
-    return plant
-
-
-def _gen_pem_rsa(rng):
-    der = _fake_der(rng, bytes.fromhex("308204a40201000282010100"), 1192)
-    return _pem_plant("pem-rsa-private-key", "RSA PRIVATE KEY", der, "PRIVATE_KEY")
-
-
-def _gen_pem_ec(rng):
-    der = _fake_der(rng, bytes.fromhex("30770201010420"), 121)
-    return _pem_plant("pem-ec-private-key", "EC PRIVATE KEY", der, "PRIVATE_KEY")
-
-
-def _gen_openssh(rng):
-    raw = b"openssh-key-v1\x00" + b"\x00\x00\x00\x04none\x00\x00\x00\x04none" + b"FAKE" + bytes(
-        rng.getrandbits(8) for _ in range(360)
-    )
-    return _pem_plant("openssh-private-key", "OPENSSH PRIVATE KEY", raw, "SSH_PRIVATE_KEY")
-
-
-def _gen_jwt(rng):
-    header = _b64url(b'{"alg":"HS256","typ":"JWT"}')
-    payload = _b64url(('{"sub":"FAKE-%s","name":"Fake User","iat":1700000000}' % _chars(rng, 12)).encode())
-    return _token("jwt", f"{header}.{payload}.{_chars(rng, 43, URLSAFE)}", "JWT")
-
-
-def _gen_generic_assignment(rng):
-    value = "FAKE" + _chars(rng, 28)
-    name = rng.choice(["api_key", "API_KEY", "secret_key", "client_secret", "auth_token", "service_token"])
-    return _ctx("generic-assignment", value, name.upper(), f'{name} = "{value}"', f'{name}: "{value}"')
-
-
-def _gen_generic_password(rng):
-    value = "FAKE" + _chars(rng, 4) + rng.choice("!#%") + _chars(rng, 10)
-    return _ctx(
-        "generic-password", value, "DB_PASSWORD",
-        f'conn = psycopg2.connect(host="db", user="analyst", password="{value}")', f'password = "{value}"',
-    )
-
-
-def _gen_generic_bearer(rng):
-    value = "FAKE" + _chars(rng, 36, URLSAFE)
-    return _ctx(
-        "generic-bearer-header", value, "API_TOKEN",
-        f'headers = {{"Authorization": "Bearer {value}"}}', f"Authorization: Bearer {value}",
-    )
-
-
-def _gen_generic_url_credential(rng):
-    password = "FAKE" + _chars(rng, 14)
-    url = f"https://bench-bot:{password}@git.acme-analytics.net/data/pipeline.git"
-    return _ctx(
-        "generic-url-credential", password, "GIT_PASSWORD", f'!git clone "{url}"', url,
-        [url, f"bench-bot:{password}", f"https://bench-bot:{password}@git.acme-analytics.net"],
-    )
-
-
-#: Hand-written generators: one per provider family named in issue 2.
-FAMILIES: dict[str, Callable[[random.Random], Plant]] = {
-    "openai": _gen_openai,
-    "anthropic": _gen_anthropic,
-    "google-api-key": _gen_google,
-    "huggingface": _gen_huggingface,
-    "groq": _gen_groq,
-    "mistral": _gen_mistral,
-    "cohere": _gen_cohere,
-    "replicate": _gen_replicate,
-    "openrouter": _gen_openrouter,
-    "perplexity": _gen_perplexity,
-    "xai": _gen_xai,
-    "together": _gen_together,
-    "deepseek": _gen_deepseek,
-    "pinecone": _gen_pinecone,
-    "langsmith": _gen_langsmith,
-    "wandb": _gen_wandb,
-    "kaggle": _gen_kaggle,
-    "aws-access-key-id": _gen_aws_key_id,
-    "aws-secret-access-key": _gen_aws_secret,
-    "gcp-service-account": _gen_gcp_service_account,
-    "azure-storage-connection-string": _gen_azure_storage,
-    "azure-ad-client-secret": _gen_azure_ad,
-    "digitalocean": _gen_digitalocean,
-    "databricks": _gen_databricks,
-    "database-url-password": _gen_db_url,
-    "github-classic": _gen_github_classic,
-    "github-fine-grained": _gen_github_fine_grained,
-    "gitlab": _gen_gitlab,
-    "npm": _gen_npm,
-    "pypi": _gen_pypi,
-    "dockerhub": _gen_dockerhub,
-    "stripe": _gen_stripe,
-    "slack-token": _gen_slack_token,
-    "slack-webhook": _gen_slack_webhook,
-    "twilio-api-key": _gen_twilio_api_key,
-    "twilio-auth-token": _gen_twilio_auth_token,
-    "sendgrid": _gen_sendgrid,
-    "mailgun": _gen_mailgun,
-    "telegram-bot-token": _gen_telegram,
-    "discord-bot-token": _gen_discord_token,
-    "discord-webhook": _gen_discord_webhook,
-    "pem-rsa-private-key": _gen_pem_rsa,
-    "pem-ec-private-key": _gen_pem_ec,
-    "openssh-private-key": _gen_openssh,
-    "jwt": _gen_jwt,
-    "generic-assignment": _gen_generic_assignment,
-    "generic-password": _gen_generic_password,
-    "generic-bearer-header": _gen_generic_bearer,
-    "generic-url-credential": _gen_generic_url_credential,
-}
-
-
-# -- one family per rule, derived from the rule's own example ---------------------------------
-
-
-def _redraw(rng: random.Random, secret: str, keep: int) -> str:
-    """``secret`` with about a fifth of its characters after ``keep`` redrawn within their class
-    (digit, lower, upper, hex digit stays hex), and ``FAKE`` runs kept."""
-    chars = list(secret)
-    protected = set(range(keep))
-    start = secret.find("FAKE")
-    while start >= 0:
-        protected.update(range(start, start + 4))
-        start = secret.find("FAKE", start + 1)
-    is_hex = all(c in HEX for c in secret[keep:])
-    for i, ch in enumerate(chars):
-        if i in protected or rng.random() > 0.2:
-            continue
-        if is_hex and ch in HEX:
-            chars[i] = rng.choice(HEX)
-        elif ch.isdigit():
-            chars[i] = rng.choice(string.digits)
-        elif ch.islower():
-            chars[i] = rng.choice(string.ascii_lowercase)
-        elif ch.isupper():
-            chars[i] = rng.choice(string.ascii_uppercase)
-    return "".join(chars)
-
-
-def rule_plant_makers() -> dict[str, Callable[[random.Random], Plant]]:
-    """One generator per rule shipped in ``rules.toml`` (family ``rule:<id>``).
-
-    Each draws a fresh secret from the rule's first example (character-class preserving, the
-    checksum or structure still valid when the original was), checked against that rule; a rule
-    whose example cannot be redrawn keeps the example's secret.
-    """
-    from ipykeyguard.engine.config import Config
-    from ipykeyguard.engine.scan import Scanner
-
-    scanner = Scanner(Config())
-    makers: dict[str, Callable[[random.Random], Plant]] = {}
-    for rule in scanner.rules:
-        if not rule.examples:
-            continue
-        example = rule.examples[0]
-        original = [f for f in scanner.raw_matches(example, rules=[rule])]
-        if not original:
-            continue
-        first = original[0]
-        secret = first.secret.reveal()
-        before, after = example[: first.start], example[first.end :]
-        best = first.confidence
-
-        def make(rng, rule=rule, secret=secret, before=before, after=after, best=best) -> Plant:
-            keep = min(len(secret) // 3, 12)
-            candidate = secret
-            for _ in range(40):
-                trial = _redraw(rng, secret, keep)
-                found = scanner.raw_matches(before + trial + after, rules=[rule])
-                if any(f.secret.reveal() == trial and f.confidence >= best for f in found):
-                    candidate = trial
-                    break
-            snippet = before + candidate + after
-            kind = MULTILINE if "\n" in snippet else CONTEXT
-            return Plant(f"rule:{rule.id}", candidate, kind, rule.env, snippet, snippet)
-
-        makers[f"rule:{rule.id}"] = make
-    return makers
 
 
 # ---------------------------------------------------------------------------------------------
@@ -789,6 +286,8 @@ def _background(rng: random.Random, assets: _Assets, widgets: dict) -> list[dict
 # -- hard negatives ----------------------------------------------------------------------------
 
 _NEGATIVE_CODE = [
+    'stripe.api_key = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"  # the sample key from Stripe\'s API reference',
+    '!curl https://api.stripe.com/v1/charges -u sk_test_BQokikJOvBiI2HlWgH4olfQ2:',
     'client = OpenAI(api_key=os.environ["OPENAI_API_KEY"])',
     'openai.api_key = os.getenv("OPENAI_API_KEY")',
     "from getpass import getpass\npassword = getpass()",
@@ -814,10 +313,24 @@ _NEGATIVE_TEXT = [
 ]
 
 
+def _broken_checksum(rng: random.Random) -> str:
+    """A checksummed token (GitHub, Cloudflare, Grafana) with its last character changed: the
+    checksum fails, so it is not a key (a typo, a test value)."""
+    make = rng.choice([gen_github_classic, gen_cloudflare, gen_grafana])
+    plant = make(rng)
+    while plant.variant in ("glc_", "ghs_ stateless"):  # the variants that carry no checksum
+        plant = make(rng)
+    token = plant.secret
+    last = token[-1]
+    return token[:-1] + ("0" if last != "0" else "1")
+
+
 def _negative_data(rng: random.Random) -> list[str]:
-    """High-entropy values that are not secrets: hashes, UUIDs, base64 data, ids."""
+    """High-entropy values that are not secrets: hashes, UUIDs, base64 data, ids, and tokens
+    whose checksum fails."""
     blob = base64.b64encode(bytes(rng.getrandbits(8) for _ in range(rng.randint(60, 300)))).decode()
     return [
+        f'api_token = "{_broken_checksum(rng)}"  # fixture: checksum deliberately wrong',
         f'sha256 = "{_chars(rng, 64, HEX)}"',
         f'checksum_md5 = "{_chars(rng, 32, HEX)}"',
         f'commit = "{_chars(rng, 40, HEX)}"',
@@ -948,11 +461,10 @@ def _place(rng: random.Random, plant: Plant, location: str, cells: list[dict], w
 # ---------------------------------------------------------------------------------------------
 
 
-def rules_digest() -> str:
-    """SHA-256 of the shipped rules file (rule-derived families depend on it)."""
-    from importlib import resources
-
-    return _sha256(resources.files("ipykeyguard.engine").joinpath("rules.toml").read_text(encoding="utf-8"))
+def generator_digest() -> str:
+    """SHA-256 of the generator's own source (``corpus.py`` and ``formats.py``): a cached corpus
+    is stale when either changed. The rules are not an input: the corpus does not read them."""
+    return _sha256("".join((HERE / name).read_text(encoding="utf-8") for name in ("corpus.py", "formats.py")))
 
 
 def _notebook(cells: list[dict], widgets: dict, nb_meta: dict) -> dict:
@@ -973,7 +485,8 @@ def generate_corpus(
     n_notebooks: int = 300,
     seed: int = 2024,
     negative_fraction: float = 0.25,
-    include_rule_families: bool = True,
+    families: dict | None = None,
+    rounds: int = 3,
 ) -> dict:
     """Write ``n_notebooks`` notebooks and ``manifest.json`` into ``outdir``; returns the manifest.
 
@@ -983,7 +496,9 @@ def generate_corpus(
             small corpus holds fewer (family, location) pairs; 300 holds them all.
         seed: Everything is derived from it: same seed, same bytes.
         negative_fraction: Share of notebooks that are hard negatives (no key).
-        include_rule_families: Also plant one family per shipped rule (``rule:<id>``).
+        families: {name: generator} to plant (default: every family in ``formats.FAMILIES``).
+        rounds: How many keys of each (family, location) pair: each is drawn afresh, so the
+            format variants of a family (prefixes, lengths, encodings) all appear.
 
     Returns:
         The manifest (also written as JSON): notebooks, planted keys by fingerprint, settings.
@@ -995,15 +510,13 @@ def generate_corpus(
         old.unlink()
     master = random.Random(seed)
     assets = _Assets(random.Random(f"{seed}:assets"))
-    makers = dict(FAMILIES)
-    if include_rule_families:
-        makers.update(rule_plant_makers())
+    makers = dict(FAMILIES if families is None else families)
 
     n_negative = max(1, round(n_notebooks * negative_fraction)) if n_notebooks > 1 else 0
     n_planted = n_notebooks - n_negative
     # Every (family, location) pair, shuffled and dealt round-robin over the planted notebooks.
     probe = random.Random(f"{seed}:probe")
-    pairs = [(fam, loc) for fam, make in makers.items() for loc in locations_for(make(probe))]
+    pairs = [(fam, loc) for fam, make in makers.items() for loc in locations_for(make(probe))] * rounds
     master.shuffle(pairs)
     if n_planted:
         limit = max(n_planted * 40, 1)
@@ -1042,6 +555,7 @@ def generate_corpus(
                     {
                         "file": name,
                         "family": plant.family,
+                        "variant": plant.variant,
                         "location": location,
                         "cell": cell_index,
                         "field": LOCATIONS[location],
@@ -1058,9 +572,9 @@ def generate_corpus(
         "generator_version": GENERATOR_VERSION,
         "seed": seed,
         "n_notebooks": n_notebooks,
+        "rounds": rounds,
         "negative_fraction": negative_fraction,
-        "rule_families": include_rule_families,
-        "rules_digest": rules_digest(),
+        "generator_digest": generator_digest(),
         "families": sorted(makers),
         "notebooks": notebooks,
         "planted": planted,
@@ -1075,9 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("outdir")
     parser.add_argument("-n", "--notebooks", type=int, default=300)
     parser.add_argument("--seed", type=int, default=2024)
-    parser.add_argument("--no-rule-families", action="store_true", help="only the hand-written provider families")
     args = parser.parse_args(argv)
-    manifest = generate_corpus(args.outdir, args.notebooks, args.seed, include_rule_families=not args.no_rule_families)
+    manifest = generate_corpus(args.outdir, args.notebooks, args.seed)
     size = sum(p.stat().st_size for p in (Path(args.outdir) / NOTEBOOK_DIR).glob("nb_*.ipynb"))
     print(
         f"{len(manifest['notebooks'])} notebooks ({size / 1e6:.1f} MB), {len(manifest['planted'])} planted keys "

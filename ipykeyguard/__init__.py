@@ -46,6 +46,8 @@ __all__ = [
     "KeyGuardPreprocessor",
     "load_ipython_extension",
     "unload_ipython_extension",
+    "PromptBlocked",
+    "Endpoints",
 ]
 
 # Names served lazily so that importing ipykeyguard stays cheap and framework-free.
@@ -55,6 +57,8 @@ _LAZY = {
     "clean_notebook": ("transforms.clean", "clean_notebook"),
     "CleanReport": ("transforms.clean", "CleanReport"),
     "Redactor": ("transforms.redact", "Redactor"),
+    "Endpoints": ("transforms.prompt", "Endpoints"),
+    "PromptBlocked": ("kernel.egress", "PromptBlocked"),
     "KeyGuardPreprocessor": ("nbconvert.preprocessor", "KeyGuardPreprocessor"),
 }
 
@@ -62,6 +66,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .transforms.clean import CleanReport, clean_notebook
     from .nbconvert.preprocessor import KeyGuardPreprocessor
     from .transforms.redact import Redactor
+    from .transforms.prompt import Endpoints
+    from .kernel.egress import PromptBlocked
     from .transforms.rewrite import Rewrite, rewrite_source
 
 

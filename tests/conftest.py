@@ -16,6 +16,7 @@ files there before calling the factory).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -23,6 +24,12 @@ from typing import Any, Callable, Iterator
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# Tests start `ipython`, `jupyter` and `ipykeyguard` by name: make those the ones of the environment
+# running the tests, whether or not it was activated (a venv used by its full path, conda, system).
+_BIN = str(Path(sys.executable).parent)
+if os.environ.get("PATH", "").split(os.pathsep)[0] != _BIN:
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
 from kernelharness import RealKernel  # noqa: E402
 
@@ -112,3 +119,12 @@ def write_leaky_notebook(path: Path, source_tail: str = "") -> str:
           "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     path.write_text(json.dumps(nb, indent=1, sort_keys=True) + "\n")
     return key
+
+
+# The exposure ledger (ipykeyguard.storage.ledger) is written by the kernel, the save hook,
+# clean and scan. Tests must never write the user's real one: every test process and every
+# kernel, server and CLI it starts inherits this path; ledger tests set their own per test.
+import os  # noqa: E402
+import tempfile  # noqa: E402
+
+os.environ.setdefault("IPYKEYGUARD_LEDGER", os.path.join(tempfile.mkdtemp(prefix="ipykeyguard-ledger-"), "exposures.sqlite3"))

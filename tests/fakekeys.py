@@ -201,3 +201,35 @@ def postgres_url(rng: _random.Random | None = None) -> tuple[str, str]:
     """``(url, password)`` for a PostgreSQL URL with a random password."""
     password = "FAKE" + chars(16, ALNUM, _rand(rng))
     return f"postgresql://fakeuser:{password}@db.fake.test:5432/app", password
+
+
+def cloudflare_token(rng: _random.Random | None = None, *, prefix: str = "cfut_", valid: bool = True) -> str:
+    """A Cloudflare scannable credential: prefix, 40 alphanumerics, CRC32 of them in 8 hex."""
+    import zlib
+
+    body = "FAKE" + chars(36, rng=rng)
+    crc = f"{zlib.crc32(body.encode()) & 0xFFFFFFFF:08x}"
+    if not valid:
+        crc = crc[:-1] + ("0" if crc[-1] != "0" else "1")
+    return prefix + body + crc
+
+
+def grafana_sa_token(rng: _random.Random | None = None, *, valid: bool = True) -> str:
+    """A Grafana service-account token: glsa_ + 32 + _ + little-endian hex CRC32 of the head."""
+    import zlib
+
+    head = "glsa_FAKE" + chars(28, rng=rng)
+    crc = (zlib.crc32(head.encode()) & 0xFFFFFFFF).to_bytes(4, "little").hex()
+    if not valid:
+        crc = crc[:-1] + ("0" if crc[-1] != "0" else "1")
+    return head + "_" + crc
+
+
+def discord_bot_token(rng: _random.Random | None = None, *, user_id: str | None = None) -> str:
+    """A Discord bot token: base64 of a snowflake user id, a 6-char timestamp, a 38-char HMAC."""
+    import base64
+
+    rng = _rand(rng)
+    user_id = user_id or str(rng.randint(10**18, 2 * 10**18))
+    first = base64.b64encode(user_id.encode()).decode().rstrip("=")
+    return f"{first}.{chars(6, rng=rng)}.FAKE{chars(34, ALNUM + '-_', rng=rng)}"

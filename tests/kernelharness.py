@@ -14,6 +14,7 @@ fd-level output capture when it sees that variable.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import sys
@@ -89,8 +90,10 @@ class RealKernel:
         env: dict[str, str] | None = None,
         extra_arguments: list[str] | None = None,
         startup_timeout: float = 60,
+        python: str | os.PathLike | None = None,
     ) -> None:
         self.cwd = Path(cwd)
+        self._python = python  # another environment's interpreter (tests/nestedenv.py), else ours
         self.ipython_dir = Path(ipython_dir) if ipython_dir else self.cwd / ".ipython-test"
         self.ipython_dir.mkdir(parents=True, exist_ok=True)
         kernel_env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
@@ -106,8 +109,21 @@ class RealKernel:
         self.kc = None
 
     # -- lifecycle ----------------------------------------------------------------------------
+    def _kernel_manager(self) -> KernelManager:
+        if self._python is None:
+            return KernelManager(kernel_name="python3")
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        specs = self.ipython_dir / "kernelspecs"
+        (specs / "nested").mkdir(parents=True, exist_ok=True)
+        (specs / "nested" / "kernel.json").write_text(json.dumps({
+            "argv": [str(self._python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "nested", "language": "python"}))
+        ksm = KernelSpecManager(kernel_dirs=[str(specs)], ensure_native_kernel=False)
+        return KernelManager(kernel_name="nested", kernel_spec_manager=ksm)
+
     def start(self) -> "RealKernel":
-        self.km = KernelManager(kernel_name="python3")
+        self.km = self._kernel_manager()
         self.km.start_kernel(
             cwd=str(self.cwd),
             env=self._env,

@@ -104,3 +104,91 @@ def test_random_base64_that_spells_a_placeholder_word_is_still_a_key():
     assert not is_placeholder("ghp_R2d2C3poXxXx9AbCdEfGhIjKlMnOpQrStUvWx")
     assert is_placeholder("add-your-key-here")
     assert is_placeholder("sk-xxxxxxxxxxxxxxxxxxxx")
+
+
+@pytest.mark.parametrize("text", [
+    'stripe.api_key = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"',
+    '!curl https://api.stripe.com/v1/charges -u sk_test_BQokikJOvBiI2HlWgH4olfQ2:',
+    'headers = {"Authorization": "Bearer sk_test_26PHem9AhJZvU623DfE1x4sd"}',
+    's3 = boto3.client("s3", aws_access_key_id="AKIAI44QH8DHBEXAMPLE", aws_secret_access_key="je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY")',
+])
+def test_vendor_documentation_keys_are_never_findings(text):
+    """Keys that vendors print in their own documentation (documented_examples.toml) are never findings, at any level."""
+    assert scan_text(text, min_confidence=Confidence.POSSIBLE) == []
+
+
+def test_documented_examples_are_data_with_sources():
+    """The documentation-example allowlist is a data file: every entry has a value and a source."""
+    from importlib import resources
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    from ipykeyguard.engine.allowlist import documented_examples
+
+    entries = tomllib.loads(
+        resources.files("ipykeyguard.engine").joinpath("documented_examples.toml").read_text(encoding="utf-8")
+    )["example"]
+    assert entries and all(e["value"] and e["source"] for e in entries)
+    assert documented_examples() == frozenset(e["value"] for e in entries)
+
+
+def _wrong_checksum_tokens():
+    return [
+        ("github", fakekeys.github_classic_token(valid=False)),
+        ("npm", fakekeys.npm_token_invalid()),
+        ("gitlab", fakekeys.gitlab_routable_token(valid=False)),
+        ("cloudflare", fakekeys.cloudflare_token(valid=False)),
+        ("grafana", fakekeys.grafana_sa_token(valid=False)),
+    ]
+
+
+@pytest.mark.parametrize("name, token", _wrong_checksum_tokens())
+def test_a_token_that_fails_its_checksum_is_never_a_finding(name, token):
+    """A token of a checksummed format whose checksum fails is reported by no rule (provider or generic) at any level."""
+    for text in (f'api_token = "{token}"', f"GITHUB_TOKEN={token}", f'headers = {{"Authorization": "Bearer {token}"}}', token):
+        assert scan_text(text, min_confidence=Confidence.POSSIBLE) == [], (name, text.replace(token, "<token>"))
+
+
+@pytest.mark.parametrize("name, token", _wrong_checksum_tokens())
+def test_a_token_that_fails_its_checksum_is_not_rewritten_or_masked(name, token):
+    """rewrite_source and clean_notebook leave a wrong-checksum token untouched (the notebook is not changed)."""
+    from ipykeyguard import clean_notebook, rewrite_source
+
+    source = f'api_token = "{token}"\nprint(api_token)'
+    assert rewrite_source(source).source == source
+    nb = {
+        "cells": [
+            {"cell_type": "code", "execution_count": 1, "id": "c1", "metadata": {}, "source": source,
+             "outputs": [{"name": "stdout", "output_type": "stream", "text": token + "\n"}]},
+            {"cell_type": "markdown", "id": "m1", "metadata": {}, "source": f"token: `{token}`"},
+        ],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
+    }
+    cleaned, _report = clean_notebook(nb)
+    assert cleaned == nb
+
+
+@pytest.mark.parametrize("name, token", _wrong_checksum_tokens())
+def test_the_output_redactor_leaves_a_wrong_checksum_token_alone(name, token):
+    """The kernel's output redactor does not mask a token whose checksum fails, and masks the valid one."""
+    from ipykeyguard import Redactor
+
+    redactor = Redactor()
+    text = f"loaded settings: {token}\n"
+    assert redactor.redact(text) == text
+    good = fakekeys.github_classic_token()
+    assert good not in redactor.redact(f"loaded settings: {good}\n")
+
+
+@pytest.mark.parametrize("name, token", [
+    ("github", fakekeys.github_classic_token()),
+    ("cloudflare", fakekeys.cloudflare_token(prefix="cfk_")),
+    ("grafana", fakekeys.grafana_sa_token()),
+])
+def test_a_token_whose_checksum_matches_is_certain(name, token):
+    """The same formats with a correct checksum are found and certain."""
+    (finding,) = scan_text(f'api_token = "{token}"')
+    assert finding.confidence is Confidence.CERTAIN and finding.secret.reveal() == token

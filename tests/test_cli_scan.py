@@ -1,6 +1,6 @@
 """``ipykeyguard scan``: formats, exit codes, bad inputs, recursion, jobs, baselines, config, stdin.
 
-Most tests call ``cli.app([...])`` in-process for speed; the ones about the installed command
+Most tests call ``cli.main([...])`` in-process for speed; the ones about the installed command
 (start-up imports, stdin, the shipped example) run the real ``ipykeyguard`` executable.
 """
 
@@ -20,6 +20,7 @@ import pytest
 import fakekeys
 from ipykeyguard import cli
 from ipykeyguard.engine.findings import fingerprint
+from ipykeyguard.engine.rotation import rotation_for
 
 REPO = Path(__file__).resolve().parents[1]
 LEAKY = REPO / "example_notebooks" / "leaky.ipynb"
@@ -41,10 +42,18 @@ def run_exe(*args: str, cwd: Path | None = None, stdin: bytes | None = None) -> 
     return proc
 
 
+def _file_position(path, key: str) -> tuple[int, int]:
+    """The 1-based line and column where ``key`` first appears in the file's text."""
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if key in line:
+            return number, line.index(key) + 1
+    raise AssertionError("key not in file")
+
+
 def scan(capsys, *args: str) -> tuple[int, str, str]:
     """Run ``ipykeyguard scan ARGS`` in-process; returns (exit code, stdout, stderr)."""
     capsys.readouterr()
-    code = cli.app(["scan", *args])
+    code = cli.main(["scan", *args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -111,9 +120,11 @@ def test_text_format_is_one_grep_friendly_line_per_finding(capsys, leaky_tree):
     nb, py = leaky_tree / "nb.ipynb", leaky_tree / "settings.py"
     assert code == 1
     assert out.splitlines() == [
-        f"{nb}: notebook metadata line 1: npm-access-token (certain) in metadata.widgets.state.m1.state.value",
+        f"{nb}: notebook metadata line 1: npm-access-token (certain) in metadata.widgets.state.m1.state.value"
+        f"; exposed: rotate it: {rotation_for('npm-access-token').hint}",
         f"{nb}: cell 0 line 1: openai-api-key (certain)",
-        f"{nb}: cell 1 line 1: github-pat-classic (certain) in outputs[0].text",
+        f"{nb}: cell 1 line 1: github-pat-classic (certain) in outputs[0].text"
+        f"; exposed: rotate it: {rotation_for('github-pat-classic').hint}",
         f"{py}:3:11: aws-access-key-id (likely)",
         f"{py}:4:12: generic-secret-assignment (likely)",
     ]
@@ -128,17 +139,29 @@ def test_json_format_has_findings_errors_and_summary_with_hashes(capsys, leaky_t
     assert code == 2
     assert set(report) == {"findings", "errors", "summary"}
     first = report["findings"][1]
+    file_line, file_column = _file_position(leaky_tree / "nb.ipynb", keys["openai"])
     assert first == {
         "path": str(leaky_tree / "nb.ipynb"), "cell": 0, "field": "source", "line": 1, "column": 26,
         "rule": "openai-api-key", "confidence": "certain", "hash": fingerprint(keys["openai"]), "env": "OPENAI_API_KEY",
+        "file_line": file_line, "file_column": file_column,
+        "exposed": None, "rotate": None,
     }
+    in_output = report["findings"][2]
+    assert in_output["exposed"] == "saved output" and in_output["rotate"]["url"].startswith("https://")
     text_finding = report["findings"][3]
     assert (text_finding["cell"], text_finding["field"], text_finding["line"]) == (None, None, 3)
+    assert (text_finding["file_line"], text_finding["file_column"]) == (3, text_finding["column"])
     assert {f["hash"] for f in report["findings"]} == {fingerprint(k) for k in keys.values()}
     assert report["errors"] == [{"path": str(leaky_tree / "missing.ipynb"), "message": "no such file or directory"}]
     assert report["summary"] == {
         "files_scanned": 3, "files_with_findings": 2, "findings": 5, "errors": 1, "skipped_binary": 0,
         "skipped_links": 0, "excluded": 0, "min_confidence": "possible", "exit_code": 2,
+        "to_rotate": [
+            {"env": env, "provider": r.name, "url": r.url}
+            for env, r in sorted(
+                (("GITHUB_TOKEN", rotation_for("github-pat-classic")), ("NPM_TOKEN", rotation_for("npm-access-token")))
+            )
+        ],
     }
 
 
@@ -166,9 +189,14 @@ def test_sarif_output_validates_against_the_sarif_2_1_0_schema(capsys, leaky_tre
     assert openai["partialFingerprints"] == {"secretSha256/v1": fingerprint(keys["openai"])}
     loc = openai["locations"][0]
     assert loc["physicalLocation"]["artifactLocation"]["uri"] == (leaky_tree / "nb.ipynb").as_uri()
-    assert loc["physicalLocation"]["region"] == {"startLine": 1, "startColumn": 26}
+    # The region is a line of the .ipynb file as text (as code scanning reads it); the cell and the
+    # line inside it are in the logical location and the properties.
+    file_line, file_column = _file_position(leaky_tree / "nb.ipynb", keys["openai"])
+    assert file_line > 1
+    assert loc["physicalLocation"]["region"] == {"startLine": file_line, "startColumn": file_column}
     assert loc["logicalLocations"][0]["fullyQualifiedName"] == "cells[0].source"
     assert openai["properties"]["cell"] == 0 and "cell 0" in openai["message"]["text"]
+    assert (openai["properties"]["cellLine"], openai["properties"]["cellColumn"]) == (1, 26)
     aws = by_rule["aws-access-key-id"]
     assert "logicalLocations" not in aws["locations"][0]
     assert aws["locations"][0]["physicalLocation"]["region"] == {"startLine": 3, "startColumn": 11}
@@ -349,7 +377,7 @@ def test_symlink_loops_neither_hang_nor_pass_silently(capsys, tmp_path, keys):
 
 
 def _scan_as_unprivileged_user(args: list[str]) -> tuple[int, str, str]:
-    """Run cli.app(["scan", *args]) in a forked child that dropped root to 'nobody'.
+    """Run cli.main(["scan", *args]) in a forked child that dropped root to 'nobody'.
 
     Root reads any file whatever its mode, so a permission error needs a real unprivileged
     process. Everything the scan imports is imported first: the child may not read /root.
@@ -372,7 +400,7 @@ def _scan_as_unprivileged_user(args: list[str]) -> tuple[int, str, str]:
             sys.stderr = open(2, "w", closefd=False)
             os.setgid(65534)
             os.setuid(65534)
-            code = cli.app(["scan", *args])
+            code = cli.main(["scan", *args])
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
@@ -607,7 +635,7 @@ def test_a_scan_imports_no_heavy_framework():
     """Scanning a notebook through the CLI imports none of jsonschema, nbformat, IPython, jupyter_server, nbconvert or a process pool."""
     code = (
         "import sys; from ipykeyguard import cli; "
-        f"rc = cli.app(['scan', '--isolated', {str(LEAKY)!r}]); "
+        f"rc = cli.main(['scan', '--isolated', {str(LEAKY)!r}]); "
         "heavy = sorted(m for m in ('jsonschema', 'nbformat', 'IPython', 'jupyter_server', 'nbconvert', "
         "'concurrent.futures.process', 'traitlets') if m in sys.modules); "
         "print('HEAVY', heavy, rc)"

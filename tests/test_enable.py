@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import venv
 
 import pytest
 
 from fakekeys import openai_project_key
+from nestedenv import REPO, make_env
 from ipykeyguard.cli.enable import BEGIN_MARKER, END_MARKER, add_block, config_block, remove_block
 from ipykeyguard.cli import CLIError
 
@@ -19,6 +19,15 @@ USER_CONFIG = "c = get_config()\nc.InteractiveShellApp.exec_lines = ['ENABLE_MAR
 def cli(*args: str, env: dict | None = None, python: str = sys.executable) -> subprocess.CompletedProcess:
     return subprocess.run([python, "-m", "ipykeyguard", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def guarded_env(tmp_path_factory):
+    """A separate virtual environment with ipykeyguard and IPython installed in it (not borrowed
+    from this one), for the --sys-prefix tests; each test leaves its config as it found it."""
+    env_dir = tmp_path_factory.mktemp("nested") / "venv"
+    python = make_env(env_dir, f"{REPO}[kernel]")
+    return env_dir, str(python)
 
 
 @pytest.mark.parametrize("original", ["", USER_CONFIG, "c.X.y = 1", f"{USER_CONFIG}\n# end\n"])
@@ -106,12 +115,10 @@ def test_enabled_terminal_loads_the_guard(tmp_path):
     assert "GUARD True" in out.stdout, out.stderr[-2000:]
 
 
-def test_sys_prefix_enables_every_ipython_of_the_environment(tmp_path):
+def test_sys_prefix_enables_every_ipython_of_the_environment(tmp_path, guarded_env):
     """`enable --sys-prefix` in a virtual environment writes {prefix}/etc/ipython/ipython_config.py,
     which that environment's IPython reads whatever the user's IPYTHONDIR; `disable` removes it."""
-    env_dir = tmp_path / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
-    python = str(env_dir / "bin" / "python")
+    env_dir, python = guarded_env
     result = cli("enable", "--sys-prefix", python=python)
     assert result.returncode == 0, result.stderr
     config = env_dir / "etc" / "ipython" / "ipython_config.py"
@@ -167,12 +174,10 @@ def test_enable_warns_about_a_lazy_app_extensions_change(tmp_path):
     assert str(kernel_file) in result.stderr
 
 
-def test_sys_prefix_warns_about_an_assignment_in_the_user_profile(tmp_path):
+def test_sys_prefix_warns_about_an_assignment_in_the_user_profile(tmp_path, guarded_env):
     """With --sys-prefix, an extensions assignment in the user's profile (read later, so it wins)
     is reported."""
-    env_dir = tmp_path / "venv"
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
-    python = str(env_dir / "bin" / "python")
+    env_dir, python = guarded_env
     ipython_dir = tmp_path / "ipython"
     (ipython_dir / "profile_default").mkdir(parents=True)
     (ipython_dir / "profile_default" / "ipython_config.py").write_text(

@@ -24,6 +24,7 @@ import requests
 from dotenv import dotenv_values
 
 import fakekeys
+from nestedenv import make_env
 import ipykeyguard
 from ipykeyguard.engine.findings import fingerprint
 
@@ -224,6 +225,21 @@ def test_repeated_autosaves_reuse_the_name_and_stay_clean(server, keys):
     assert env_fingerprints(server.root / folder / ".env") == {"OPENAI_API_KEY": fingerprint(keys["openai"]), "GITHUB_TOKEN": fingerprint(keys["github"])}
 
 
+def test_saving_again_a_key_already_stored_does_not_say_it_moved(server, keys):
+    """When the browser saves the same key again (the cell was not rewritten in the editor), the
+    log says the code now reads the name the .env already held, not that a key moved again."""
+    folder = unique_dir(server)
+    path = f"{folder}/again.ipynb"
+    for _ in range(2):
+        assert server.put_notebook(path, leaky_notebook(keys)).status_code in (200, 201)
+    time.sleep(0.3)
+    lines = [line for line in server.log().splitlines() if f"cleaned {path}:" in line]
+    assert len(lines) == 2, lines
+    assert "moved OPENAI_API_KEY to" in lines[0]
+    assert "OPENAI_API_KEY" in lines[1] and "moved OPENAI_API_KEY" not in lines[1]
+    assert "already held it" in lines[1]
+
+
 def test_checkpoint_and_rename_keep_the_notebook_clean(server, keys):
     """'Save and checkpoint' and a PATCH rename leave no key in the renamed file or its checkpoints."""
     folder = unique_dir(server)
@@ -409,15 +425,8 @@ def test_wheel_install_enables_the_extension(tmp_path):
         timeout=600,
     )
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
-    python = venv / "bin" / "python"
     wheel = next(wheels.glob("ipykeyguard-*.whl"))
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    python = make_env(venv, f"ipykeyguard[jupyter] @ {wheel.as_uri()}")
     assert (venv / "etc" / "jupyter" / "jupyter_server_config.d" / "ipykeyguard.json").is_file()
 
     env = dict(os.environ)

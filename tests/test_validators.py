@@ -45,6 +45,22 @@ def _cases():
             fakekeys.slack_webhook_url(rng).replace("/B", "/X", 1),
             "https://hooks.slack.com/services/",
         ),
+        "github-stateless": (
+            f"ghs_123456_{jwt_ok}",
+            "ghs_123456_" + _b64u(b'{"typ":"JWT"}') + "." + _b64u(b"not json") + ".FAKEsignature",
+            "ghs_123456_eyJ.eyJ.x",
+        ),
+        "cloudflare-crc32": (
+            fakekeys.cloudflare_token(rng, prefix="cfat_"),
+            fakekeys.cloudflare_token(rng, valid=False),
+            "cfut_" + "A" * 48,
+        ),
+        "grafana-crc32": (fakekeys.grafana_sa_token(rng), fakekeys.grafana_sa_token(rng, valid=False), "glsa_short_00000000"),
+        "discord-user-id": (
+            fakekeys.discord_bot_token(rng),
+            fakekeys.discord_bot_token(rng, user_id="FAKEFAKEFAKEFAKEFAKE"),
+            "MTE.abc.def",
+        ),
         "base64-json": (
             base64.b64encode(json.dumps({"api_address": "https://fake.test", "api_key": "FAKE"}).encode()).decode(),
             base64.b64encode(b'{"api_address": "trunc').decode(),

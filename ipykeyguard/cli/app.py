@@ -24,6 +24,7 @@ COMMANDS = {
     "disable": "enable",
     "install-filter": "filter",
     "uninstall-filter": "filter",
+    "exposures": "exposures",
 }
 
 

@@ -457,10 +457,14 @@ class _Cleaner:
             )
             if not report.changed:
                 return None, report, store
+            if self.write:  # the exposure ledger: what this clean moved or masked (never raises)
+                __import__("ipykeyguard.storage.ledger").storage.ledger.record_clean("clean", os.path.abspath(path), report)
             return serialize_like(new_nb, raw), report, store
         new_text, report = clean_text(text or "", scanner=self.scanner, min_confidence=self.threshold)
         if not report.changed:
             return None, report, None
+        if self.write:
+            __import__("ipykeyguard.storage.ledger").storage.ledger.record_clean("clean", os.path.abspath(path), report)
         data = new_text.encode("utf-8")
         return (_BOM + data if raw.startswith(_BOM) else data), report, None
 

@@ -47,6 +47,13 @@ text output, one line per finding (cell N is the 0-based cell index, line counts
   FILE:LINE:COLUMN: RULE (CONFIDENCE)
 errors go to stderr as 'PATH: error: MESSAGE', followed by a summary line.
 
+exposed keys (in a saved output, an exported file, or git history) end their line with
+  '; exposed: rotate it: revoke it at PROVIDER and issue a new one: URL'
+
+--history [PATH] scans every blob git holds (every ref; --since/--until narrow it), each once,
+and names the commit that introduced each key and whether HEAD still holds it; the text report
+then ends with the keys to rotate, by variable name and provider. See docs/HISTORY.md.
+
 exit status: 0 nothing found, 1 findings, 2 usage/config error or any file not scanned
 (2 wins over 1: the scan was incomplete).
 """
@@ -82,7 +89,10 @@ def add_parser(subparsers) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="files or directories to scan; '-' reads standard input")
+    parser.add_argument(
+        "paths", nargs="*", metavar="PATH",
+        help="files or directories to scan; '-' reads standard input (with --history: the repository, default .)",
+    )
     parser.add_argument("--format", choices=_FORMATS, default="text", help="report format (default: text)")
     parser.add_argument(
         "--min-confidence",
@@ -107,6 +117,9 @@ def add_parser(subparsers) -> None:
         "--max-file-size", type=_positive_int, default=None, metavar="BYTES",
         help="report larger files as not scanned (exit 2) (default: the config's, else 50 MiB)",
     )
+    from .history import add_arguments as add_history_arguments
+
+    add_history_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -192,8 +205,12 @@ def scan_target(target: "Target", scanner: "Scanner", stdin: BinaryIO | None = N
         loaded = read_target(target, max_file_size=scanner.config.max_file_size, stdin=stdin)
         if loaded.kind == "binary":
             return FileOutcome(target.path, binary=True)
+        positions: list = []
         if loaded.notebook is not None:
-            found = [f for _leaf, in_leaf in notebook_findings(loaded.notebook, scanner) for f in in_leaf]
+            located = [(leaf, f) for leaf, in_leaf in notebook_findings(loaded.notebook, scanner) for f in in_leaf]
+            found = [f for _leaf, f in located]
+            if located:
+                positions = _file_positions(loaded, located)
         else:
             found = scanner.scan_text(loaded.text or "")
     except FileReadError as exc:
@@ -204,7 +221,19 @@ def scan_target(target: "Target", scanner: "Scanner", stdin: BinaryIO | None = N
         # The exception text could quote file content, so only its type is reported.
         message = f"internal error while scanning ({type(exc).__name__}); please report this"
         return FileOutcome(target.path, error=ReportError(target.path, message))
-    return FileOutcome(target.path, [ReportFinding.from_finding(target.path, f) for f in found])
+    positions = positions or [None] * len(found)
+    return FileOutcome(target.path, [ReportFinding.from_finding(target.path, f, at) for f, at in zip(found, positions)])
+
+
+def _file_positions(loaded, located: list) -> list:
+    """Where each notebook finding sits in the file's JSON text (``None`` where unknown)."""
+    from ..transforms.notebook import file_positions
+
+    try:
+        text = loaded.raw.decode("utf-8")
+        return file_positions(text, loaded.notebook, [(leaf, f.start) for leaf, f in located])
+    except (UnicodeDecodeError, AttributeError):  # read from a notebook that was not UTF-8 bytes
+        return [None] * len(located)
 
 
 _worker_scanner: "Scanner | None" = None
@@ -305,9 +334,20 @@ def _write_baseline(path: str, report: "ScanReport") -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``ipykeyguard scan``; returns the exit status (0 clean, 1 findings, 2 errors)."""
     from ..reports import render
+    from .app import CLIError
 
+    if getattr(args, "history", False):
+        from . import history
+
+        return history.run(args)
+    if getattr(args, "since", None) or getattr(args, "until", None):
+        raise CLIError("--since and --until go with --history")
+    if not args.paths:
+        raise CLIError("the following arguments are required: PATH")
     config = build_config(args)
     report = scan_paths(args.paths, config, jobs=args.jobs)
+    if report.findings:  # the exposure ledger (never raises; sqlite3 is imported only here)
+        __import__("ipykeyguard.storage.ledger").storage.ledger.record_findings("scan", "found", report.findings)
     out, err = render(report, args.format)
     if out:
         sys.stdout.write(out)

@@ -14,7 +14,7 @@ import re
 import zlib
 from typing import Callable
 
-__all__ = ["VALIDATORS", "validator", "base62_crc32", "base36", "shannon_entropy"]
+__all__ = ["VALIDATORS", "validator", "base62_crc32", "base36", "shannon_entropy", "fails_checksum"]
 
 VALIDATORS: dict[str, Callable[[str], bool]] = {}
 
@@ -74,6 +74,10 @@ def _b64decode(text: str, *, urlsafe: bool = False) -> bytes | None:
         return base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, ValueError, UnicodeEncodeError):
         return None
+
+
+def _crc32(text: str) -> int:
+    return zlib.crc32(text.encode("ascii")) & 0xFFFFFFFF
 
 
 def _crc_token(secret: str, prefix_re: str) -> bool:
@@ -290,3 +294,78 @@ def base64_json(secret: str) -> bool:
         return isinstance(json.loads(raw), dict)
     except (ValueError, UnicodeDecodeError):
         return False
+
+
+_GITHUB_STATELESS_RE = re.compile(r"ghs_[0-9]{1,12}_(eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)")
+
+
+@validator("github-stateless")
+def github_stateless(secret: str) -> bool:
+    """GitHub App installation tokens in the 2026 stateless format: ``ghs_``, the app id, ``_``
+    and a JWT whose header and payload decode to JSON (the signature is GitHub's own)."""
+    m = _GITHUB_STATELESS_RE.fullmatch(secret)
+    return m is not None and jwt_structure(m.group(1))
+
+
+_CLOUDFLARE_RE = re.compile(r"cf(?:k|ut|at)_([A-Za-z0-9]{40})([0-9a-f]{8})")
+
+
+@validator("cloudflare-crc32")
+def cloudflare_checksum(secret: str) -> bool:
+    """Cloudflare scannable credentials (2026): ``cfk_`` / ``cfut_`` / ``cfat_``, 40
+    alphanumerics, then the CRC32 of those 40 characters as 8 lowercase hex digits."""
+    m = _CLOUDFLARE_RE.fullmatch(secret)
+    return m is not None and f"{_crc32(m.group(1)):08x}" == m.group(2)
+
+
+_GRAFANA_SA_RE = re.compile(r"(glsa_[A-Za-z0-9]{32})_([0-9a-f]{8})")
+
+
+@validator("grafana-crc32")
+def grafana_checksum(secret: str) -> bool:
+    """Grafana service-account tokens: ``glsa_`` + 32 alphanumerics + ``_`` + the CRC32 of
+    everything before that underscore, its four bytes little-endian in hex (Grafana's
+    ``satokengen``)."""
+    m = _GRAFANA_SA_RE.fullmatch(secret)
+    return m is not None and _crc32(m.group(1)).to_bytes(4, "little").hex() == m.group(2)
+
+
+_DISCORD_RE = re.compile(r"([MNO][A-Za-z0-9]{22,26})\.([A-Za-z0-9_-]{6})\.([A-Za-z0-9_-]{27,38})")
+
+
+@validator("discord-user-id")
+def discord_user_id(secret: str) -> bool:
+    """Discord bot tokens: the first of the three parts is the base64 of the bot's user id, a
+    snowflake of 17 to 20 decimal digits."""
+    m = _DISCORD_RE.fullmatch(secret)
+    if m is None:
+        return False
+    raw = _b64decode(m.group(1))
+    return raw is not None and 17 <= len(raw) <= 20 and raw.isdigit() and raw[:1] != b"0"
+
+
+# Formats whose last characters are a checksum of the rest: (full shape, validator). A string of
+# one of these shapes whose checksum fails is a typo, a test value or noise, never a key.
+_CHECKSUMMED: tuple[tuple[re.Pattern[str], Callable[[str], bool]], ...] = (
+    (re.compile(r"gh[pousr]_[A-Za-z0-9]{36}"), github_checksum),
+    (re.compile(r"npm_[A-Za-z0-9]{36}"), npm_checksum),
+    (_GITLAB_ROUTABLE_RE, gitlab_routable),
+    (_CLOUDFLARE_RE, cloudflare_checksum),
+    (_GRAFANA_SA_RE, grafana_checksum),
+)
+_CHECKSUM_LEADS = ("gh", "npm_", "gl", "cf")
+
+
+def fails_checksum(secret: str) -> bool:
+    """True when ``secret`` has the full shape of a checksummed token format (GitHub, npm,
+    GitLab routable, Cloudflare, Grafana service account) and its checksum does not match.
+
+    Such a string is not a key: no rule may report it at any confidence (the provider rule
+    and the generic ones alike), so the kernel and ``clean`` never rewrite or mask it.
+    """
+    if not secret.startswith(_CHECKSUM_LEADS):
+        return False
+    for shape, check in _CHECKSUMMED:
+        if shape.fullmatch(secret):
+            return not check(secret)
+    return False

@@ -88,9 +88,11 @@ from traitlets import Bool, Enum, List, Unicode, observe
 from traitlets.config import Configurable
 
 from .._traits import confidence_trait
+from .egress import MODES as PROMPT_MODES, PromptGuard, install_prompt_guard
 from .output_guard import install_output_guard
 from ..engine.config import Config, ConfigError, load_config
 from ..engine.findings import Confidence, fingerprint
+from ..transforms.prompt import Endpoints
 from ..transforms.redact import Redactor, secret_like_env
 from ..transforms.rewrite import Rewrite, rewrite_source
 from ..engine.scan import scanner_for
@@ -211,6 +213,17 @@ class KeyGuard(Configurable):
         "and `%keyguard`).",
     ).tag(config=True)
     enabled = Bool(True, help="Check cells at all (`%keyguard on` / `%keyguard off`).").tag(config=True)
+    prompts = Enum(
+        list(PROMPT_MODES),
+        default_value="mask",
+        help="Requests to language-model APIs: 'mask' sends them with secrets masked in the body "
+        "(one line names what was masked); 'block' refuses them, sending nothing; 'off' leaves them alone.",
+    ).tag(config=True)
+    prompt_endpoints = List(
+        Unicode(),
+        help="More language-model endpoints, besides the known providers and routes: a host "
+        "('llm.example.com', '*.inference.example.com') or a path ending ('/v2/generate', ':predict').",
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(parent=shell, **kwargs)
@@ -485,6 +498,7 @@ class KeyGuard(Configurable):
         new = {name: value for name, value in moves.items() if self._stored.get(name) != fingerprints[name]}
         if new:
             self.secret_store.put(new, overwrite=False)  # a name never stands for two keys
+        __import__("ipykeyguard.storage.ledger").storage.ledger.record_moves("kernel", fingerprints)  # never raises
         for name, value in moves.items():
             os.environ[name] = value
             self._stored[name] = fingerprints[name]
@@ -578,6 +592,14 @@ class KeyGuard(Configurable):
             if fingerprint(value) in self._config.allow:
                 self._unknow(name)
 
+    def _prompt_endpoints(self) -> Endpoints:
+        """The language-model endpoints: the defaults plus ``prompt_endpoints`` (rebuilt on change)."""
+        extra = tuple(self.prompt_endpoints)
+        cached = getattr(self, "_endpoints_cache", None)
+        if cached is None or cached[0] != extra:
+            cached = self._endpoints_cache = (extra, Endpoints.with_extra(extra))
+        return cached[1]
+
     # -- install / uninstall -------------------------------------------------------------------
     def _record(self, what: str, undo: Callable[[], None]) -> None:
         self._undo.append((what, undo))
@@ -629,6 +651,11 @@ class KeyGuard(Configurable):
                                  self._wrap_publish_execute_input(kernel._publish_execute_input))
 
         self._record("output guard", install_output_guard(shell, self.redactor))
+        self._record("prompt guard", install_prompt_guard(
+            PromptGuard(self.redactor, lambda: self.prompts, self._prompt_endpoints)))
+        if isinstance(getattr(shell, "configurables", None), list):  # `%config KeyGuard.prompts = 'block'`
+            shell.configurables.append(self)
+            self._record("%config KeyGuard", lambda: shell.configurables.remove(self))
 
         magics = KeyGuardMagics(shell, guard=self)
         shell.register_magics(magics)
@@ -720,6 +747,8 @@ class KeyGuard(Configurable):
             f"store: {self.secret_store.description}{store_note}",
             f"stored keys ({len(names)}): {', '.join(names) if names else '-'}",
             f"allowed fingerprints: {len(self.allow)}",
+            f"prompts to language models: {self.prompts}"
+            + (f" (+{len(self.prompt_endpoints)} endpoints)" if self.prompt_endpoints else ""),
         ]
         return "\n".join(lines)
 

@@ -19,8 +19,9 @@ from ..engine.findings import Confidence
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..engine.findings import Finding
+    from ..engine.rotation import Rotation
 
-__all__ = ["FORMATS", "ReportFinding", "ReportError", "RuleInfo", "ScanReport", "render"]
+__all__ = ["FORMATS", "EXPORT_SUFFIXES", "exposure_of", "ReportFinding", "ReportError", "RuleInfo", "HistoryStats", "ScanReport", "render"]
 
 #: Output formats, each implemented by the module of the same name in this package.
 FORMATS = ("text", "json", "sarif")
@@ -40,6 +41,14 @@ class ReportFinding:
         confidence: How sure the match is.
         hash: SHA-256 hex of the secret.
         env: The environment variable the secret belongs in.
+        file_line: For notebooks, the 1-based line of the ``.ipynb`` file's JSON text that holds
+            the secret (what tools reading the file as text, such as code scanning, point at);
+            for text files the same as ``line``; ``None`` where it could not be placed.
+        file_column: The column on ``file_line`` (code points), likewise.
+        exposed: Why the key counts as already exposed (``"git history"``, ``"saved output"``,
+            ``"exported file"``), or ``None``: an exposed key must be rotated, not just removed.
+        commit: For a history finding, the full sha of the commit that introduced the secret.
+        in_head: For a history finding, whether the secret is still in HEAD's tree.
     """
 
     path: str
@@ -51,15 +60,49 @@ class ReportFinding:
     confidence: Confidence
     hash: str
     env: str
+    file_line: int | None = None
+    file_column: int | None = None
+    exposed: str | None = None
+    commit: str | None = None
+    in_head: bool | None = None
 
     @classmethod
-    def from_finding(cls, path: str, finding: "Finding") -> "ReportFinding":
-        """The report row for ``finding`` found in ``path`` (the secret itself is dropped)."""
+    def from_finding(
+        cls,
+        path: str,
+        finding: "Finding",
+        file_position: tuple[int, int] | None = None,
+        *,
+        exposed: str | None = None,
+    ) -> "ReportFinding":
+        """The report row for ``finding`` found in ``path`` (the secret itself is dropped).
+
+        Args:
+            path: The file the finding is in, as shown in reports.
+            finding: The finding.
+            file_position: For a notebook finding, its ``(line, column)`` in the file's text
+                (:func:`ipykeyguard.transforms.notebook.file_positions`).
+            exposed: Why the key is already exposed; by default a saved output or widget state,
+                or an exported file (see :func:`exposure_of`), else ``None``.
+        """
         loc = finding.location
+        if loc.field is None:
+            file_position = (loc.line, loc.column)
+        file_line, file_column = file_position if file_position else (None, None)
         return cls(
             path, loc.cell, loc.field, loc.line, loc.column, finding.rule, finding.confidence,
-            finding.fingerprint, finding.env,
+            finding.fingerprint, finding.env, file_line, file_column,
+            exposed or exposure_of(path, loc.field),
         )
+
+    @property
+    def rotate(self) -> "Rotation | None":
+        """Where to rotate the key when it is exposed, else ``None``."""
+        if self.exposed is None:
+            return None
+        from ..engine.rotation import rotation_for
+
+        return rotation_for(self.rule)
 
     @property
     def in_notebook(self) -> bool:
@@ -78,7 +121,32 @@ class ReportFinding:
             "confidence": str(self.confidence),
             "hash": self.hash,
             "env": self.env,
+            "file_line": self.file_line,
+            "file_column": self.file_column,
+            "exposed": self.exposed,
+            "rotate": None if self.rotate is None else self.rotate.to_dict(),
+            **({"commit": self.commit, "in_head": self.in_head} if self.commit is not None else {}),
         }
+
+
+#: Files that are exports of notebooks (nbconvert's HTML, LaTeX, reST, slides): what they hold
+#: was published or shared, so a key found in them is exposed.
+EXPORT_SUFFIXES = (".html", ".htm", ".tex", ".rst", ".slides.html")
+
+
+def exposure_of(path: str, field: str | None) -> str | None:
+    """Why a key found at ``path`` (and notebook ``field``) is already exposed, or ``None``.
+
+    A key in a saved output or a widget's saved state was run and printed, and has usually been
+    shared with the notebook; a key in an exported file was published. Both must be rotated.
+    Keys in code cells and plain source files are not called exposed here: ``clean`` moves them
+    before they are committed (``scan --history`` says when one was committed anyway).
+    """
+    if field is not None and (field.startswith("outputs[") or field.startswith("metadata.widgets")):
+        return "saved output"
+    if path.lower().endswith(EXPORT_SUFFIXES):
+        return "exported file"
+    return None
 
 
 @dataclass(frozen=True)
@@ -103,6 +171,21 @@ class RuleInfo:
     env: str
 
 
+@dataclass(frozen=True)
+class HistoryStats:
+    """What ``scan --history`` read: commits walked, distinct blobs scanned, the HEAD it compared
+    with, and the repository's top folder (finding paths are relative to it)."""
+
+    commits: int
+    blobs_scanned: int
+    head: str | None
+    root: str | None = None
+
+    def to_dict(self) -> dict:
+        """The JSON object for these counts."""
+        return {"commits": self.commits, "blobs_scanned": self.blobs_scanned, "head": self.head, "root": self.root}
+
+
 @dataclass
 class ScanReport:
     """Everything one ``ipykeyguard scan`` run found.
@@ -118,6 +201,7 @@ class ScanReport:
             not scanned (reported as ``skipped: secret store``).
         min_confidence: The threshold the findings passed.
         rules: The rules in force.
+        history: For ``scan --history``, what was read from git (else ``None``).
     """
 
     findings: list[ReportFinding] = field(default_factory=list)
@@ -129,6 +213,20 @@ class ScanReport:
     skipped_secret_stores: list[str] = field(default_factory=list)
     min_confidence: Confidence = Confidence.POSSIBLE
     rules: Sequence[RuleInfo] = ()
+    history: "HistoryStats | None" = None
+
+    @property
+    def to_rotate(self) -> list[tuple[str, str, str]]:
+        """The exposed keys, once each: ``(variable name, provider name, rotation URL)``, sorted.
+
+        Names and providers only, never a value: this is the list a person works through.
+        """
+        seen: dict[tuple[str, str, str], None] = {}
+        for f in self.findings:
+            rotation = f.rotate
+            if rotation is not None:
+                seen[(f.env, rotation.name, rotation.url)] = None
+        return sorted(seen)
 
     @property
     def exit_code(self) -> int:
@@ -155,6 +253,8 @@ class ScanReport:
             "skipped_secret_stores": len(self.skipped_secret_stores),
             "min_confidence": str(self.min_confidence),
             "exit_code": self.exit_code,
+            "to_rotate": [{"env": env, "provider": name, "url": url} for env, name, url in self.to_rotate],
+            **({"history": self.history.to_dict()} if self.history is not None else {}),
         }
 
 

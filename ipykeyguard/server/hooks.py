@@ -311,6 +311,7 @@ class KeyGuardServer(LoggingConfigurable):
 
         With ``remember``, the texts of the result are kept for the post-save hook of this file.
         """
+        from ..storage.ledger import record_clean
         from ..transforms.clean import clean_and_store
 
         if notebook_dir is None:
@@ -323,6 +324,7 @@ class KeyGuardServer(LoggingConfigurable):
         cleaned, report = clean_and_store(
             nb, store, config=config, move_code_keys=move, min_confidence=self.min_confidence
         )
+        record_clean("save", notebook_dir / Path(path).name, report)  # the exposure ledger; never raises
         if remember:
             self._remember_verified(notebook_dir / Path(path).name, cleaned)
         if not report.changed:

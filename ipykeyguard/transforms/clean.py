@@ -62,6 +62,8 @@ class CleanReport:
         masked_by_kind: The same count per leaf kind (``output``, ``markdown``, ...).
         unrewritten: Code keys the rewriter could not turn into a lookup (they were masked).
         changed: Whether the returned document differs from the input.
+        already_stored: Names among ``moved`` whose value the store already held under that name
+            (set by :func:`clean_and_store`): the code now reads them, nothing new was stored.
     """
 
     findings: tuple[Finding, ...] = ()
@@ -72,6 +74,7 @@ class CleanReport:
     masked_by_kind: Mapping[str, int] = field(default_factory=dict)
     unrewritten: int = 0
     changed: bool = False
+    already_stored: frozenset[str] = frozenset()
 
     def summary(self, *, stored_in: str | None = None, dry_run: bool = False) -> str:
         """One line of what was done, names only: ``moved OPENAI_API_KEY to .env; masked 3 outputs``.
@@ -81,14 +84,19 @@ class CleanReport:
             dry_run: Phrase it as what *would* be done.
         """
         parts = []
-        if self.moved:
-            names = ", ".join(sorted(self.moved))
+        new = sorted(set(self.moved) - self.already_stored)
+        if new:
+            names = ", ".join(new)
             verb = "would move" if dry_run else "moved"
             if stored_in is None:
                 verb = "would remove" if dry_run else "removed"
                 parts.append(f"{verb} {names} from code (not stored)")
             else:
                 parts.append(f"{verb} {names} to {stored_in}")
+        if self.already_stored:
+            names = ", ".join(sorted(self.already_stored))
+            verb = "would read" if dry_run else "read"
+            parts.append(f"{verb} {names} from {stored_in or 'the store'}, which already held it")
         if self.masked_by_kind:
             verb = "would mask" if dry_run else "masked"
             counts = ", ".join(
@@ -280,6 +288,8 @@ def clean_and_store(
     Raises:
         ipykeyguard.storage.store.StoreError: the moved keys could not be stored.
     """
+    from dataclasses import replace
+
     from ..storage.store import store_lock, taken_names
 
     def clean(taken):
@@ -291,14 +301,19 @@ def clean_and_store(
         return clean(None)
     taken = taken_names(store)
     cleaned, report = clean(taken)
-    if not (report.changed and report.secrets):
-        return cleaned, report
-    with store_lock(store):
-        locked_taken = taken_names(store)
-        if locked_taken != taken:  # another writer came first: name again from what is there now
-            cleaned, report = clean(locked_taken)
-        if report.secrets:
-            store.put({name: secret.reveal() for name, secret in report.secrets.items()}, overwrite=False)
+    if report.changed and report.secrets:
+        with store_lock(store):
+            locked_taken = taken_names(store)
+            if locked_taken != taken:  # another writer came first: name again from what is there now
+                taken = locked_taken
+                cleaned, report = clean(taken)
+            # Names whose value the store already held need no write (the notice says "read").
+            held = frozenset(name for name, digest in report.moved.items() if taken.get(name) == digest)
+            if held:
+                report = replace(report, already_stored=held)
+            new = {name: secret.reveal() for name, secret in report.secrets.items() if name not in held}
+            if report.changed and new:
+                store.put(new, overwrite=False)
     return cleaned, report
 
 

@@ -13,6 +13,7 @@ Nothing here imports nbformat: notebooks are plain dicts (``NotebookNode`` is a 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,6 +28,8 @@ __all__ = [
     "is_text_mimetype",
     "detect_indent",
     "dump_notebook",
+    "value_offsets",
+    "file_positions",
 ]
 
 #: Field kinds. Only ``code`` leaves are rewritten to environment lookups; the rest are masked.
@@ -256,3 +259,128 @@ def set_leaf(nb: dict, leaf: Leaf, text: str) -> None:
     for key in leaf.path[:-1]:
         node = node[key]
     node[leaf.path[-1]] = split_lines(text) if leaf.is_lines else text
+
+
+# -- where a leaf sits in the notebook's own JSON text ---------------------------------------------
+
+# Unrolled string pattern (no nested repetition of an alternation), so long strings match in one
+# linear pass; the last branch takes numbers, true, false and null.
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\],:]|[^\s{}\[\],:"]+')
+
+
+def value_offsets(text: str, wanted: set[tuple[Any, ...]]) -> dict[tuple[Any, ...], int]:
+    """Offsets in a notebook's JSON text of the values at the ``wanted`` paths.
+
+    A path is a :attr:`Leaf.path`-style tuple of keys and indices from the root; a list of lines
+    is reported element by element too (``path + (j,)``), so that callers can place one line.
+    One linear pass; only wanted paths (and their elements) are kept.
+
+    Args:
+        text: The notebook file's text, as parsed by :func:`parse_notebook`.
+        wanted: The paths to locate.
+
+    Returns:
+        ``{path: offset of the value's first character}`` for the wanted paths found.
+    """
+    offsets: dict[tuple[Any, ...], int] = {}
+    path: list[Any] = []  # one component per open container: its current key or index
+    kinds: list[str] = []  # "o" or "a" per open container
+    want_key = False
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        first = token[0]
+        if first in "{[":
+            here = tuple(path)
+            if here in wanted or here[:-1] in wanted:
+                offsets[here] = match.start()
+            kinds.append("o" if first == "{" else "a")
+            path.append(None if first == "{" else 0)
+            want_key = first == "{"
+        elif first in "}]":
+            kinds.pop()
+            path.pop()
+            want_key = False
+        elif first == ",":
+            if kinds and kinds[-1] == "a":
+                path[-1] += 1
+            else:
+                want_key = True
+        elif first == ":":
+            want_key = False
+        elif first == '"' and want_key and kinds and kinds[-1] == "o":
+            path[-1] = json.loads(token)
+        else:
+            here = tuple(path)
+            if here in wanted or here[:-1] in wanted:
+                offsets[here] = match.start()
+    return offsets
+
+
+_RAW_STRING_PIECE = re.compile(r'\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4}|\\.|[^\\]+')
+
+
+def _raw_index(token_text: str, start: int, decoded_chars: int) -> int:
+    """Offset in ``token_text`` of the ``decoded_chars``-th character of the JSON string at ``start``."""
+    index, remaining = start + 1, decoded_chars  # skip the opening quote
+    for piece in _RAW_STRING_PIECE.finditer(token_text, index):
+        text = piece.group()
+        if text == '"' or remaining <= 0:
+            break
+        if text[0] != "\\":
+            if len(text) > remaining:
+                return piece.start() + remaining
+            remaining -= len(text)
+        else:
+            remaining -= 1
+        index = piece.end()
+    return index
+
+
+def file_positions(text: str, nb: dict, located: list[tuple[Leaf, int]]) -> list[tuple[int, int] | None]:
+    """Line and column, in the notebook file itself, of offsets inside leaves.
+
+    Reports point into cells (cell 3, ``source`` line 2); tools that read the ``.ipynb`` as a
+    file (SARIF consumers such as code scanning) need the line of the JSON text instead.
+
+    Args:
+        text: The notebook file's text (what :func:`parse_notebook` parsed).
+        nb: The parsed notebook.
+        located: ``(leaf, offset in leaf.text)`` pairs.
+
+    Returns:
+        For each pair, the 1-based ``(line, column)`` of that character in ``text`` (columns in
+        code points), or ``None`` where it could not be placed.
+    """
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    elements: list[tuple[tuple[Any, ...], int]] = []  # per pair: the value's path and offset in it
+    for leaf, offset in located:
+        path, inner = leaf.path, offset
+        if leaf.is_lines:
+            value: Any = nb
+            try:
+                for key in leaf.path:
+                    value = value[key]
+            except (KeyError, IndexError, TypeError):
+                value = []
+            for j, line in enumerate(value if isinstance(value, list) else []):
+                if inner < len(line) or j == len(value) - 1:
+                    path = leaf.path + (j,)
+                    break
+                inner -= len(line)
+        elements.append((path, inner))
+    offsets = value_offsets(text, {path for path, _ in elements})
+    newlines = [m.start() for m in re.finditer("\n", text)]
+    from bisect import bisect_left
+
+    positions: list[tuple[int, int] | None] = []
+    for path, inner in elements:
+        start = offsets.get(path)
+        if start is None or text[start] != '"':
+            positions.append(None)
+            continue
+        at = _raw_index(text, start, inner)
+        line = bisect_left(newlines, at)
+        column = at - (newlines[line - 1] if line else -1)
+        positions.append((line + 1, column))
+    return positions
