@@ -155,7 +155,7 @@ def test_json_format_has_findings_errors_and_summary_with_hashes(capsys, leaky_t
     assert report["errors"] == [{"path": str(leaky_tree / "missing.ipynb"), "message": "no such file or directory"}]
     assert report["summary"] == {
         "files_scanned": 3, "files_with_findings": 2, "findings": 5, "errors": 1, "skipped_binary": 0,
-        "skipped_links": 0, "excluded": 0, "min_confidence": "possible", "exit_code": 2,
+        "skipped_links": 0, "excluded": 0, "skipped_secret_stores": 0, "min_confidence": "possible", "exit_code": 2,
         "to_rotate": [
             {"env": env, "provider": r.name, "url": r.url}
             for env, r in sorted(
