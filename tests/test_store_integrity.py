@@ -424,3 +424,21 @@ def test_kernel_config_error_does_not_echo_a_key_set_as_min_confidence(kernel, i
     k = kernel()
     ran = k.run("%load_ext ipykeyguard")
     assert not _window_leak(ran.wire_text(), key), "the kernel's reply echoes the key"
+
+
+def test_a_key_masked_in_a_text_file_is_stored_under_the_name_its_mask_shows(tmp_path):
+    """``clean`` on a .py and a .md file: each key is masked and the .env beside them holds it under the name in the mask (a name already holding another value gets a suffix)."""
+    first, second = fakekeys.github_classic_token(), fakekeys.github_classic_token()
+    (tmp_path / ".env").write_text("GITHUB_TOKEN='an older, different value'\n")
+    (tmp_path / "settings.py").write_text(f'TOKEN = "{first}"\n')
+    (tmp_path / "notes.md").write_text(f"token {second} and again {first}\n")
+    result = run_cli("clean", "settings.py", "notes.md", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    env = dotenv_values(tmp_path / ".env", interpolate=False)
+    assert env["GITHUB_TOKEN"] == "an older, different value"
+    for name in ("settings.py", "notes.md"):
+        text = (tmp_path / name).read_text()
+        assert first not in text and second not in text
+        for match in re.finditer(r"\[secret:([A-Z0-9_]+)\]", text):
+            assert env[match.group(1)] in (first, second), f"{name}'s mask names another value"
+    assert {first, second} <= set(env.values())

@@ -3,8 +3,9 @@
 Notebooks: keys in code cells become ``os.environ["NAME"]`` lookups and the keys go to the store
 (``--store dotenv``: the ``.env`` beside each notebook; ``keyring``; ``none``: not kept anywhere,
 the code is rewritten all the same); keys in markdown, raw cells, outputs, tracebacks, widget
-state, metadata and attachments are masked. Other text files are masked. What was done is printed
-by name, never by value.
+state, metadata and attachments are masked. Other text files are masked. Every key removed from
+a file (moved or masked) is stored under the name its lookup or mask shows, unless ``--store
+none``. What was done is printed by name, never by value.
 
 Guarantees:
 
@@ -460,13 +461,17 @@ class _Cleaner:
             if self.write:  # the exposure ledger: what this clean moved or masked (never raises)
                 __import__("ipykeyguard.storage.ledger").storage.ledger.record_clean("clean", os.path.abspath(path), report)
             return serialize_like(new_nb, raw), report, store
-        new_text, report = clean_text(text or "", scanner=self.scanner, min_confidence=self.threshold)
+        # A key masked in a text file is stored too (under the name its mask shows): a key
+        # removed from a file and kept nowhere would be a key lost.
+        store = self.store_for(store_dir)
+        taken = _LazyTaken(store, pending_names, self._lock_store) if store.kind != "none" else None
+        new_text, report = clean_text(text or "", scanner=self.scanner, min_confidence=self.threshold, taken=taken)
         if not report.changed:
-            return None, report, None
+            return None, report, store
         if self.write:
             __import__("ipykeyguard.storage.ledger").storage.ledger.record_clean("clean", os.path.abspath(path), report)
         data = new_text.encode("utf-8")
-        return (_BOM + data if raw.startswith(_BOM) else data), report, None
+        return (_BOM + data if raw.startswith(_BOM) else data), report, store
 
     def clean_group(self, items: list[tuple[int, "Target"]]) -> Iterator[tuple[int, _Outcome]]:
         """Clean ``(index, target)`` items in order; yields ``(index, outcome)`` in the same order.

@@ -374,6 +374,7 @@ def clean_text(
     config: Config | None = None,
     scanner: Scanner | None = None,
     min_confidence: Confidence | str = Confidence.LIKELY,
+    taken: Mapping[str, str] | None = None,
 ) -> tuple[str, CleanReport]:
     """Clean a plain text file: every key at or above the threshold is replaced by its mask,
     and each such key's other exact occurrences too.
@@ -387,6 +388,11 @@ def clean_text(
         config: Settings; the defaults when omitted.
         scanner: A scanner to reuse.
         min_confidence: Act on findings at or above this; report the others.
+        taken: Names already in the secret store -> fingerprints of their values. When given,
+            each masked key gets a store name (the one already holding its value, else the
+            rule's with a free suffix), the mask shows it, and :attr:`CleanReport.secrets`
+            holds the keys for the caller to store *before* writing the file: a key masked
+            and kept nowhere would be a key lost. ``None``: masks name the rule, nothing to store.
 
     Returns:
         ``(text, report)``; the text is ``text`` itself when nothing changed.
@@ -399,13 +405,26 @@ def clean_text(
     below = tuple(f for f in found if f.confidence < threshold)
     if not act:
         return text, CleanReport(below_threshold=below)
-    new_text = _mask_spans(text, act)
-    known = sorted({f.secret.reveal(): f.mask for f in act}.items(), key=lambda kv: -len(kv[0]))
+    secrets: dict[str, Secret] = {}
+    masks: dict[str, str] = {}
+    if taken is not None:
+        taken_now = dict(taken)
+        for f in act:
+            if f.fingerprint in masks:
+                continue
+            name = _store_name(f, secrets, taken_now)
+            secrets[name] = f.secret
+            taken_now[name] = f.fingerprint
+            masks[f.fingerprint] = mask_for(name)
+    new_text = _mask_spans(text, act, masks)
+    known = sorted({f.secret.reveal(): masks.get(f.fingerprint, f.mask) for f in act}.items(), key=lambda kv: -len(kv[0]))
     new_text, extra = _replace_known(new_text, known)
     count = len(act) + extra
     report = CleanReport(
         findings=tuple(act),
         below_threshold=below,
+        moved={name: s.fingerprint for name, s in secrets.items()},
+        secrets=secrets,
         masked=count,
         masked_by_kind={"text": count},
         changed=new_text != text,
