@@ -206,6 +206,10 @@ def clean_notebook(
     masked_by_kind: Counter[str] = Counter()
     unrewritten = 0
 
+    if move_code_keys:
+        # Code first: the keys the code will read get the rule's own names; a different key
+        # met only in an output, markdown or metadata takes a suffixed one.
+        pairs.sort(key=lambda pair: not (pair[0].kind == CODE and pair[0].field == "source"))
     for leaf, found in pairs:
         act = [f for f in found if f.confidence >= threshold]
         if not act:
