@@ -123,6 +123,7 @@ def test_command_in_a_password_does_not_run_when_a_shell_sources_the_env(tmp_pat
         "B": f"`touch {canary}`",
         "C": f"$(touch {canary})",
         "D": f"it's\\\"; touch {canary}; \"",
+        "E": f"pw;touch {canary}\\",  # a trailing backslash was once written unquoted
     }
     DotenvStore(tmp_path / ".env").put(values)
     for name, value in values.items():
@@ -132,6 +133,9 @@ def test_command_in_a_password_does_not_run_when_a_shell_sources_the_env(tmp_pat
         assert result.stdout == value
     assert not canary.exists(), "sourcing the .env ran a command"
     assert dotenv_values(tmp_path / ".env", interpolate=False) == values
+    with pytest.raises(StoreError):  # a quote and a backtick: no quoting serves both readers
+        DotenvStore(tmp_path / ".env").put({"F": f"it's `touch {canary}`"})
+
 
 
 def test_existing_dotenv_files_in_the_older_quoting_still_read(tmp_path):
