@@ -204,7 +204,7 @@ def test_clean_and_store_raises_when_the_store_fails_and_stores_nothing():
         def get(self, name):
             return None
 
-        def put(self, values):
+        def put(self, values, *, overwrite=True):
             raise StoreError("refused")
 
     with pytest.raises(StoreError):

@@ -190,11 +190,12 @@ def test_bad_inputs_are_reported_and_the_others_still_cleaned(tmp_path):
     assert (tmp_path / "target.ipynb").read_bytes() == files["readonly.ipynb"]
     assert key not in err + result.stdout.decode(), "key leaked"
     assert good.read_text() == "GITHUB_TOKEN=[secret:GITHUB_TOKEN]\n"
-    assert not (tmp_path / ".env").exists(), "no key was moved, so no store was written"
+    # The key masked in the text file is stored under the name its mask shows.
+    assert fingerprint(dotenv_values(tmp_path / ".env")["GITHUB_TOKEN"]) == fingerprint(key)
 
 
-def test_directory_argument_recurses_and_skips_stores_and_checkpoints(tmp_path):
-    """A directory is walked: notebooks and text files are cleaned, .env and checkpoints are not."""
+def test_directory_argument_recurses_cleans_checkpoints_and_skips_stores(tmp_path):
+    """A directory is walked: notebooks, text files and Jupyter checkpoints are cleaned (a checkpoint's keys go to its notebook folder's .env); the .env is not."""
     key = fakekeys.github_classic_token()
     (tmp_path / "proj" / "sub").mkdir(parents=True)
     (tmp_path / "proj" / ".ipynb_checkpoints").mkdir()
@@ -206,10 +207,14 @@ def test_directory_argument_recurses_and_skips_stores_and_checkpoints(tmp_path):
     result = cli("clean", "proj", cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     assert key not in (tmp_path / "proj" / "sub" / "n.ipynb").read_text()
-    assert (tmp_path / "proj" / "notes.md").read_text() == "token [secret:GITHUB_TOKEN]\n"
+    # Masked under the name the folder's .env already holds that key by.
+    assert (tmp_path / "proj" / "notes.md").read_text() == "token [secret:OTHER_TOKEN]\n"
     assert key in (tmp_path / "proj" / ".env").read_text(), "the store itself must not be masked"
-    assert key in checkpoint.read_text()
+    assert key not in checkpoint.read_text()
+    # The checkpoint's key goes to its notebook folder's .env, which already holds it: reused.
+    assert json.loads(checkpoint.read_text())["cells"][0]["source"] == 'import os\nt = os.environ["OTHER_TOKEN"]'
     assert fingerprint(dotenv_values(tmp_path / "proj" / "sub" / ".env")["GITHUB_TOKEN"]) == fingerprint(key)
+    assert not (tmp_path / "proj" / ".ipynb_checkpoints" / ".env").exists()
 
 
 def test_stdin_to_stdout(tmp_path):

@@ -155,7 +155,7 @@ def test_json_format_has_findings_errors_and_summary_with_hashes(capsys, leaky_t
     assert report["errors"] == [{"path": str(leaky_tree / "missing.ipynb"), "message": "no such file or directory"}]
     assert report["summary"] == {
         "files_scanned": 3, "files_with_findings": 2, "findings": 5, "errors": 1, "skipped_binary": 0,
-        "skipped_links": 0, "excluded": 0, "min_confidence": "possible", "exit_code": 2,
+        "skipped_links": 0, "excluded": 0, "skipped_secret_stores": 0, "min_confidence": "possible", "exit_code": 2,
         "to_rotate": [
             {"env": env, "provider": r.name, "url": r.url}
             for env, r in sorted(
@@ -348,10 +348,10 @@ def test_binary_files_are_skipped_and_counted(capsys, tmp_path, keys):
     assert "1 binary skipped" in err
 
 
-def test_directory_recursion_skips_vcs_checkpoint_and_virtualenv_dirs(capsys, tmp_path, keys):
-    """Keys inside .git, .ipynb_checkpoints, node_modules and a virtualenv are not reported; one outside is."""
+def test_directory_recursion_skips_vcs_and_virtualenv_dirs(capsys, tmp_path, keys):
+    """Keys inside .git, node_modules and a virtualenv are not reported; one outside is."""
     leak = f"t = '{keys['github']}'\n"
-    for rel in [".git/config", ".ipynb_checkpoints/a-checkpoint.ipynb", "node_modules/x/index.js",
+    for rel in [".git/config", "node_modules/x/index.js",
                 "env/lib/python3.11/site.py", "__pycache__/m.py", ".tox/py311/x.py"]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(leak)

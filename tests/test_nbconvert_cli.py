@@ -116,7 +116,7 @@ def test_inplace_with_move_and_dotenv_keeps_the_key_beside_the_notebook(tmp_path
     env = sub / ".env"
     assert stat.S_IMODE(env.stat().st_mode) == 0o600
     stored = {k: fingerprint(v or "") for k, v in dotenv_values(env, interpolate=False).items()}
-    assert stored == {"OPENAI_API_KEY": fingerprint(keys["openai"])}
+    assert stored == {"OPENAI_API_KEY": fingerprint(keys["openai"]), "GITHUB_TOKEN": fingerprint(keys["github"])}
 
 
 def test_execute_runs_with_the_real_key_then_redacts(tmp_path, jupyter_env, keys):

@@ -84,7 +84,7 @@ def test_move_with_dotenv_store_keeps_the_key_beside_the_notebook(tmp_path, keys
     env = tmp_path / ".env"
     assert stat.S_IMODE(env.stat().st_mode) == 0o600
     stored = {k: fingerprint(v or "") for k, v in dotenv_values(env, interpolate=False).items()}
-    assert stored == {"OPENAI_API_KEY": fingerprint(keys["openai"])}
+    assert stored == {"OPENAI_API_KEY": fingerprint(keys["openai"]), "GITHUB_TOKEN": fingerprint(keys["github"])}
 
 
 def test_clean_notebook_is_returned_unchanged():

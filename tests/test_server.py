@@ -206,7 +206,7 @@ def test_put_notebook_moves_code_key_to_env_and_masks_the_rest(server, keys):
 
     env_path = server.root / folder / ".env"
     assert stat.S_IMODE(env_path.stat().st_mode) == 0o600
-    assert env_fingerprints(env_path) == {"OPENAI_API_KEY": fingerprint(keys["openai"])}
+    assert env_fingerprints(env_path) == {"OPENAI_API_KEY": fingerprint(keys["openai"]), "GITHUB_TOKEN": fingerprint(keys["github"])}
 
     checkpoint = server.root / folder / ".ipynb_checkpoints" / "t-checkpoint.ipynb"
     leaked = holds_any_key(checkpoint.read_text(), keys)
@@ -222,7 +222,7 @@ def test_repeated_autosaves_reuse_the_name_and_stay_clean(server, keys):
         assert resp.status_code in (200, 201), resp.text[:500]
         leaked = holds_any_key((server.root / folder / "auto.ipynb").read_text(), keys)
         assert not leaked, "key leaked into an autosave"
-    assert env_fingerprints(server.root / folder / ".env") == {"OPENAI_API_KEY": fingerprint(keys["openai"])}
+    assert env_fingerprints(server.root / folder / ".env") == {"OPENAI_API_KEY": fingerprint(keys["openai"]), "GITHUB_TOKEN": fingerprint(keys["github"])}
 
 
 def test_saving_again_a_key_already_stored_does_not_say_it_moved(server, keys):
@@ -235,8 +235,8 @@ def test_saving_again_a_key_already_stored_does_not_say_it_moved(server, keys):
     time.sleep(0.3)
     lines = [line for line in server.log().splitlines() if f"cleaned {path}:" in line]
     assert len(lines) == 2, lines
-    assert "moved OPENAI_API_KEY to" in lines[0]
-    assert "OPENAI_API_KEY" in lines[1] and "moved OPENAI_API_KEY" not in lines[1]
+    assert "moved GITHUB_TOKEN, OPENAI_API_KEY to" in lines[0]  # the markdown's key is stored too
+    assert "OPENAI_API_KEY" in lines[1] and "moved" not in lines[1]
     assert "already held it" in lines[1]
 
 
@@ -267,7 +267,7 @@ def test_base64_upload_of_a_notebook_is_cleaned(server, keys):
     leaked = holds_any_key(text, keys)
     assert not leaked, "key leaked into an uploaded notebook"
     assert json.loads(text)["nbformat"] == 4
-    assert env_fingerprints(server.root / folder / ".env") == {"OPENAI_API_KEY": fingerprint(keys["openai"])}
+    assert env_fingerprints(server.root / folder / ".env") == {"OPENAI_API_KEY": fingerprint(keys["openai"]), "GITHUB_TOKEN": fingerprint(keys["github"])}
 
 
 def test_text_file_model_of_a_notebook_is_cleaned(server, keys):
@@ -293,7 +293,7 @@ def test_chunked_upload_is_cleaned_after_the_last_chunk(server, keys):
     leaked = holds_any_key(text, keys)
     assert not leaked, "key leaked into a chunked upload"
     assert json.loads(text)["cells"][1]["cell_type"] == "markdown"
-    assert env_fingerprints(server.root / folder / ".env") == {"OPENAI_API_KEY": fingerprint(keys["openai"])}
+    assert env_fingerprints(server.root / folder / ".env") == {"OPENAI_API_KEY": fingerprint(keys["openai"]), "GITHUB_TOKEN": fingerprint(keys["github"])}
 
 
 def test_copy_of_a_notebook_written_outside_the_server_is_clean(server, keys):
@@ -333,7 +333,7 @@ def test_save_is_refused_when_the_store_cannot_be_written(server, keys):
     folder = unique_dir(server)
     target = server.root / folder / "t.ipynb"
     nb = leaky_notebook(keys)
-    nb["cells"] = nb["cells"][1:]  # markdown only: saved fine, nothing to move
+    nb["cells"] = []  # no key: saved fine, nothing to move
     assert server.put_notebook(f"{folder}/t.ipynb", nb).status_code == 201
     before = target.read_bytes()
     (server.root / folder / ".env").mkdir()  # a directory where the .env file should be

@@ -49,7 +49,6 @@ TRICKY = {
     "QUOTES": "it's \"quoted\"",
     "BACKSLASH_END": "abc\\",
     "BACKSLASHES": "a\\nb\\\\c\\'d",
-    "CRLF": "line1\r\nline2\rline3",
     "HASH": "#not a comment",
     "SPACES": "  padded  ",
     "UNICODE": "pässwörd✓",
@@ -76,18 +75,78 @@ def test_dotenv_values_without_interpolation_characters_also_load_with_interpola
     assert all(parsed[k] == v for k, v in values.items()), "a value changed on load"
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=80))
-def test_quoting_round_trips_any_text(value):
-    """quote_dotenv_value gives a line python-dotenv parses back to the same value, or refuses it."""
+_HOSTILE = st.text(
+    st.one_of(
+        st.sampled_from(list(";`$'\"\\|&<>(){}!#*?~ \t\n=")),
+        st.characters(blacklist_characters="\x00\r", blacklist_categories=("Cs",)),
+    ),
+    max_size=40,
+)
+
+
+def _shell_reads(env_file) -> str:
+    """What a POSIX shell gets for A after ``set -a; . ./.env`` (stderr must stay empty: nothing ran)."""
+    result = subprocess.run(
+        ["sh", "-c", 'set -a; . "$1"; printf %s "$A"', "sh", str(env_file)],
+        capture_output=True, timeout=30, cwd=env_file.parent,
+    )
+    assert result.returncode == 0 and result.stderr == b"", "the shell failed on the .env"
+    return result.stdout.decode("utf-8", "surrogateescape")
+
+
+@settings(max_examples=150, deadline=None)
+@given(value=_HOSTILE)
+def test_hostile_values_read_back_exactly_in_python_dotenv_and_a_posix_shell(tmp_path_factory, value):
+    """A value with ; ` $ quotes or backslashes is written so that python-dotenv and ``sh`` (set -a; . ./.env) both read the exact string and the shell runs nothing; a value no quoting serves both is refused, the .env untouched."""
+    folder = tmp_path_factory.mktemp("sh")
+    env = folder / ".env"
+    env.write_text("# before\nB='after'\n")
+    canary = folder / "ran"
+    value = value.replace("CANARY", str(canary))
     try:
-        quoted = quote_dotenv_value(value)
-    except StoreError:
-        assert value.endswith("\\")  # the one shape python-dotenv cannot hold
+        DotenvStore(env).put({"A": value})
+    except StoreError as exc:
+        assert ("'" in value or "\\" in value) and ("$" in value or "`" in value)
+        assert value not in str(exc) or len(value) < 8
+        assert env.read_text() == "# before\nB='after'\n"
         return
-    parsed = dotenv_values(stream=io.StringIO(f"# before\nA={quoted}\nB='after'\n"), interpolate=False)
-    assert parsed["A"] == value
-    assert parsed["B"] == "after"
+    assert dotenv_values(env, interpolate=False) == {"B": "after", "A": value}
+    assert _shell_reads(env) == value
+    assert not canary.exists()
+
+
+def test_command_in_a_password_does_not_run_when_a_shell_sources_the_env(tmp_path):
+    """A password built to run ``touch`` when a shell sources the .env (backtick, $(), ;) is stored and read back literally; nothing runs."""
+    canary = tmp_path / "ran"
+    values = {
+        "A": f"pw;touch {canary}",
+        "B": f"`touch {canary}`",
+        "C": f"$(touch {canary})",
+        "D": f"it's\\\"; touch {canary}; \"",
+        "E": f"pw;touch {canary}\\",  # a trailing backslash was once written unquoted
+    }
+    DotenvStore(tmp_path / ".env").put(values)
+    for name, value in values.items():
+        result = subprocess.run(
+            ["sh", "-c", f'set -a; . ./.env; printf %s "${name}"'], cwd=tmp_path, capture_output=True, text=True,
+        )
+        assert result.stdout == value
+    assert not canary.exists(), "sourcing the .env ran a command"
+    assert dotenv_values(tmp_path / ".env", interpolate=False) == values
+    with pytest.raises(StoreError):  # a quote and a backtick: no quoting serves both readers
+        DotenvStore(tmp_path / ".env").put({"F": f"it's `touch {canary}`"})
+
+
+
+def test_existing_dotenv_files_in_the_older_quoting_still_read(tmp_path):
+    """A .env written by an earlier version (double quotes with \\n escapes, unquoted values) still reads the same, and its lines stay as they are when another name is set."""
+    old = 'A="line1\\nline2"\nB="it\'s \\"q\\""\nC=plain\nD=ends\\\n'
+    env = tmp_path / ".env"
+    env.write_text(old)
+    store = DotenvStore(env)
+    assert store.items() == {"A": "line1\nline2", "B": "it's \"q\"", "C": "plain", "D": "ends\\"}
+    store.put({"E": "new"})
+    assert env.read_text() == old + "E='new'\n"
 
 
 def test_new_dotenv_is_mode_0600_and_a_loose_one_is_tightened(tmp_path):
@@ -141,7 +200,7 @@ def test_failed_rename_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatc
         DotenvStore(env).put({"NEW_TOKEN": secret})
     assert secret not in str(info.value), "key leaked"
     assert env.read_text() == "KEEP=1\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".env"]
+    assert sorted(p.name for p in tmp_path.iterdir()) in ([".env"], [".env", ".env.ipykeyguard-lock"])
 
 
 def test_gitignore_gets_dotenv_once(repo):
@@ -156,10 +215,14 @@ def test_gitignore_gets_dotenv_once(repo):
 
 
 def test_existing_env_pattern_is_respected(repo):
-    """A .gitignore that already ignores ``*.env`` is left byte for byte alone."""
+    """A .gitignore that already ignores ``*.env`` gets no ``.env`` line, only the pattern for the store's lock and temporaries; one that ignores ``.env*`` is left byte for byte alone."""
     (repo / ".gitignore").write_text("*.env\n")
     open_store("dotenv", directory=repo).put({"A_TOKEN": fakekeys.generic_secret()})
-    assert (repo / ".gitignore").read_text() == "*.env\n"
+    assert (repo / ".gitignore").read_text().splitlines()[::2] == ["*.env", ".env.ipykeyguard-*"]
+    (repo / ".gitignore").write_text(".env*\n")
+    open_store("dotenv", directory=repo).put({"B_TOKEN": fakekeys.generic_secret()})
+    assert (repo / ".gitignore").read_text() == ".env*\n"
+    assert git(repo, "status", "--porcelain", "--untracked-files=all").stdout.strip() == "?? .gitignore"
 
 
 def test_nearest_gitignore_is_used_for_a_nested_notebook_folder(repo):
@@ -168,15 +231,20 @@ def test_nearest_gitignore_is_used_for_a_nested_notebook_folder(repo):
     sub = repo / "analysis" / "q1"
     sub.mkdir(parents=True)
     open_store("dotenv", directory=sub).put({"A_TOKEN": fakekeys.generic_secret()})
-    assert (repo / ".gitignore").read_text() == "build/\n# secrets moved out of notebooks by ipykeyguard\n/analysis/q1/.env\n"
+    assert (repo / ".gitignore").read_text() == (
+        "build/\n# secrets moved out of notebooks by ipykeyguard (and its lock and temporary files)\n"
+        "/analysis/q1/.env\n/analysis/q1/.env.ipykeyguard-*\n"
+    )
     assert not (sub / ".gitignore").exists()
     assert subprocess.run(["git", "check-ignore", "-q", "analysis/q1/.env"], cwd=repo).returncode == 0
 
 
 def test_outside_git_no_gitignore_is_written(tmp_path):
-    """Outside a git work tree nothing but the .env is written."""
+    """Outside a git work tree nothing but the .env (and its empty lock file) is written."""
     open_store("dotenv", directory=tmp_path).put({"A_TOKEN": fakekeys.generic_secret()})
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".env"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names in ([".env"], [".env", ".env.ipykeyguard-lock"])
+    assert all((tmp_path / n).stat().st_size == 0 for n in names if n != ".env")
 
 
 def test_a_tracked_dotenv_is_refused(repo):
@@ -191,17 +259,39 @@ def test_a_tracked_dotenv_is_refused(repo):
     assert env.read_text() == "DEBUG=1\n"
 
 
-def test_symlinked_dotenv_writes_the_target(tmp_path):
-    """A .env that is a symlink keeps being a link; the file it points to gets the key."""
-    shared = tmp_path / "shared.env"
+def test_symlinked_dotenv_is_refused_and_nothing_is_written_through_it(tmp_path):
+    """A .env that is a symlink (to a file in another git repository) is refused with a clear error: the target and that repository's .gitignore are untouched."""
+    elsewhere = tmp_path / "other-repo"
+    elsewhere.mkdir()
+    git(elsewhere, "init", "-q")
+    shared = elsewhere / "shared.env"
     shared.write_text("SHARED=1\n")
     nbdir = tmp_path / "nb"
     nbdir.mkdir()
     (nbdir / ".env").symlink_to(shared)
     secret = fakekeys.generic_secret()
-    open_store("dotenv", directory=nbdir).put({"A_TOKEN": secret})
+    with pytest.raises(StoreError, match="symbolic link") as info:
+        open_store("dotenv", directory=nbdir).put({"A_TOKEN": secret})
+    assert secret not in str(info.value), "key leaked"
+    assert shared.read_text() == "SHARED=1\n"
+    assert not (elsewhere / ".gitignore").exists()
     assert (nbdir / ".env").is_symlink()
-    assert dotenv_values(shared)["A_TOKEN"] == secret
+
+
+def test_read_only_or_foreign_dotenv_is_refused_not_replaced(tmp_path):
+    """A read-only .env, and a .env owned by another user, are refused (not replaced by a new file of ours), even for root."""
+    env = tmp_path / ".env"
+    env.write_text("KEEP=1\n")
+    os.chmod(env, 0o444)
+    with pytest.raises(StoreError, match="read-only"):
+        DotenvStore(env).put({"A_TOKEN": fakekeys.generic_secret()})
+    assert env.read_text() == "KEEP=1\n" and stat.S_IMODE(env.stat().st_mode) == 0o444
+    if os.geteuid() == 0:  # only root can give a file away
+        os.chmod(env, 0o644)
+        os.chown(env, 65534, 65534)
+        with pytest.raises(StoreError, match="another user"):
+            DotenvStore(env).put({"A_TOKEN": fakekeys.generic_secret()})
+        assert env.stat().st_uid == 65534 and env.read_text() == "KEEP=1\n"
 
 
 def test_delete_removes_only_that_name(tmp_path):
@@ -356,12 +446,12 @@ def test_check_dotenv_values_refuses_what_put_refuses_and_writes_nothing(tmp_pat
     from ipykeyguard.storage.store import check_dotenv_values
 
     secret = fakekeys.generic_secret()
-    for bad in ({"1BAD": secret}, {"A": secret + "\x00"}, {"A": secret + "\nx\\"}):
+    for bad in ({"1BAD": secret}, {"A": secret + "\x00"}, {"A": secret + "'$x"}, {"A": secret + "\r\n"}):
         with pytest.raises(StoreError) as info:
             DotenvStore(tmp_path / ".env").put(bad)
         with pytest.raises(StoreError) as checked:
             check_dotenv_values(bad)
         assert str(checked.value) == str(info.value)
         assert secret not in str(checked.value), "key leaked"
-    check_dotenv_values({"A": secret, "B": "it's \"quoted\"\nand multi-line \\ inside", "C": "ends\\"})
+    check_dotenv_values({"A": secret, "B": "it's \"quoted\"\nand multi-line \\ inside", "C": "ends\\", "D": "$x`y`;"})
     assert not (tmp_path / ".env").exists()

@@ -3,8 +3,9 @@
 Notebooks: keys in code cells become ``os.environ["NAME"]`` lookups and the keys go to the store
 (``--store dotenv``: the ``.env`` beside each notebook; ``keyring``; ``none``: not kept anywhere,
 the code is rewritten all the same); keys in markdown, raw cells, outputs, tracebacks, widget
-state, metadata and attachments are masked. Other text files are masked. What was done is printed
-by name, never by value.
+state, metadata and attachments are masked. Other text files are masked. Every key removed from
+a file (moved or masked) is stored under the name its lookup or mask shows, unless ``--store
+none``. What was done is printed by name, never by value.
 
 Guarantees:
 
@@ -31,7 +32,11 @@ Guarantees:
 - A symbolic link named on the command line is refused (exit 2): cleaning writes both the file
   and a ``.env`` beside it, and for a link "beside" is ambiguous; clean the target instead.
   Links met inside a directory are not followed (as in ``scan``).
-- Files named ``.env`` / ``*.env`` / ``.env.*`` are secret stores and are never cleaned.
+- Files whose job is to hold secrets (``.env``, ``.envrc``, ``.streamlit/secrets.toml``,
+  ``.aws/credentials``, ``.netrc``, ...: ``ipykeyguard/storage/secret_files.toml``) are never
+  cleaned: skipped in a directory, an error (exit 2) when named on the command line.
+- Jupyter's ``.ipynb_checkpoints`` folders are cleaned too (the old, leaky copy lives there);
+  a checkpoint's keys go to the ``.env`` of its notebook's folder.
 
 Exit status: 0 nothing changed; 1 something changed (or would, with ``--dry-run`` / ``--check``);
 2 an error in any file (it wins). With ``--stdin`` (a git clean filter) the cleaned text goes to
@@ -45,6 +50,7 @@ rewrite breaks the user's program, so ``possible`` findings are reported, not ch
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import stat
@@ -122,9 +128,11 @@ def _jobs(text: str) -> int:
 
 
 def is_store_file(path: str) -> bool:
-    """True for files that are secret stores themselves (``.env``, ``prod.env``, ``.env.local``)."""
-    name = os.path.basename(path)
-    return name == ".env" or name.startswith(".env.") or name.endswith(".env")
+    """True for files whose job is to hold secrets (``.env``, ``.envrc``, ``.aws/credentials``,
+    ...: the list in ``ipykeyguard/storage/secret_files.toml``)."""
+    from ..storage.secret_files import is_secret_store
+
+    return is_secret_store(path)
 
 
 def serialize_like(nb: dict, raw: bytes) -> bytes:
@@ -252,16 +260,20 @@ def _dumps_indented(nb: dict, indent: str, ensure_ascii: bool) -> str:
 
 class _LazyTaken(Mapping):
     """The store's ``taken_names``, read only if the cleaner asks (a notebook with no key never
-    touches its ``.env``)."""
+    touches its ``.env``), after ``before_read`` (which takes the store's lock)."""
 
-    def __init__(self, store: "SecretStore", pending: Mapping[str, str] | None = None) -> None:
+    def __init__(self, store: "SecretStore", pending: Mapping[str, str] | None = None, before_read=None) -> None:
         self._store = store
         self._pending = pending or {}
         self._data: dict[str, str] | None = None
+        self._before_read = before_read
 
     def _load(self) -> dict[str, str]:
         if self._data is None:
             from ..storage.store import taken_names
+
+            if self._before_read is not None:
+                self._before_read(self._store)
 
             # Names given to keys of earlier notebooks whose .env write is still pending.
             self._data = {**taken_names(self._store), **self._pending}
@@ -396,6 +408,23 @@ class _Cleaner:
         self.write = not (args.dry_run or args.check)
         self._keyring: "SecretStore | None" = None
         self._dotenv: dict[str, "SecretStore"] = {}
+        self._locks = contextlib.ExitStack()
+        self._locked: set[int] = set()
+
+    def _lock_store(self, store: "SecretStore") -> None:
+        """Take ``store``'s lock before its names are read, and keep it until the keys named from
+        them are stored (:meth:`_release_locks` after each batch): another process cleaning or
+        saving into the same ``.env`` waits instead of giving the same name to another key."""
+        if not self.write or id(store) in self._locked:
+            return
+        from ..storage.store import store_lock
+
+        self._locks.enter_context(store_lock(store))
+        self._locked.add(id(store))
+
+    def _release_locks(self) -> None:
+        self._locked.clear()
+        self._locks.close()
 
     def store_for(self, directory: str) -> "SecretStore":
         from ..storage.store import DotenvStore, open_store
@@ -423,7 +452,7 @@ class _Cleaner:
 
         if notebook is not None:
             store = self.store_for(store_dir)
-            taken = _LazyTaken(store, pending_names) if store.kind != "none" else {}
+            taken = _LazyTaken(store, pending_names, self._lock_store) if store.kind != "none" else {}
             new_nb, report = clean_notebook(
                 notebook, scanner=self.scanner, taken=taken, move_code_keys=True, min_confidence=self.threshold
             )
@@ -432,13 +461,17 @@ class _Cleaner:
             if self.write:  # the exposure ledger: what this clean moved or masked (never raises)
                 __import__("ipykeyguard.storage.ledger").storage.ledger.record_clean("clean", os.path.abspath(path), report)
             return serialize_like(new_nb, raw), report, store
-        new_text, report = clean_text(text or "", scanner=self.scanner, min_confidence=self.threshold)
+        # A key masked in a text file is stored too (under the name its mask shows): a key
+        # removed from a file and kept nowhere would be a key lost.
+        store = self.store_for(store_dir)
+        taken = _LazyTaken(store, pending_names, self._lock_store) if store.kind != "none" else None
+        new_text, report = clean_text(text or "", scanner=self.scanner, min_confidence=self.threshold, taken=taken)
         if not report.changed:
-            return None, report, None
+            return None, report, store
         if self.write:
             __import__("ipykeyguard.storage.ledger").storage.ledger.record_clean("clean", os.path.abspath(path), report)
         data = new_text.encode("utf-8")
-        return (_BOM + data if raw.startswith(_BOM) else data), report, None
+        return (_BOM + data if raw.startswith(_BOM) else data), report, store
 
     def clean_group(self, items: list[tuple[int, "Target"]]) -> Iterator[tuple[int, _Outcome]]:
         """Clean ``(index, target)`` items in order; yields ``(index, outcome)`` in the same order.
@@ -449,26 +482,30 @@ class _Cleaner:
         and a later notebook of the batch sees the names the earlier ones took.
         """
         waiting: list[tuple[int, _Outcome | _Pending]] = []
-        for index, target in items:
-            batch = [item for _i, item in waiting if isinstance(item, _Pending)]
-            if batch and (
-                len(batch) >= _BATCH_FILES
-                or sum(len(p.new) for p in batch) >= _BATCH_BYTES
-                or os.path.dirname(os.path.abspath(target.path)) != batch[0].directory
-            ):
-                yield from self._commit(waiting)
-                waiting, batch = [], []
-            pending_names = {name: fp for p in batch for name, fp in p.report.moved.items()}
-            waiting.append((index, self._prepare(target, pending_names)))
-            if not batch and not isinstance(waiting[-1][1], _Pending):
-                yield from waiting  # nothing waits for a store write: report at once
-                waiting = []
-        yield from self._commit(waiting)
+        try:
+            for index, target in items:
+                batch = [item for _i, item in waiting if isinstance(item, _Pending)]
+                if batch and (
+                    len(batch) >= _BATCH_FILES
+                    or sum(len(p.new) for p in batch) >= _BATCH_BYTES
+                    or os.path.dirname(os.path.abspath(target.path)) != batch[0].directory
+                ):
+                    yield from self._commit(waiting)
+                    waiting, batch = [], []
+                pending_names = {name: fp for p in batch for name, fp in p.report.moved.items()}
+                waiting.append((index, self._prepare(target, pending_names)))
+                if not batch and not isinstance(waiting[-1][1], _Pending):
+                    self._release_locks()
+                    yield from waiting  # nothing waits for a store write: report at once
+                    waiting = []
+            yield from self._commit(waiting)
+        finally:
+            self._release_locks()
 
     def _prepare(self, target: "Target", pending_names: Mapping[str, str]) -> "_Outcome | _Pending":
         """Read and clean one file; write it now, or return it to be written after its batch's
         keys are stored (``--store dotenv`` with keys moved out of code)."""
-        from .files import FileReadError, read_target
+        from .files import FileReadError, read_target, store_directory
         from ..storage.store import StoreError, check_dotenv_values
 
         path = target.path
@@ -485,7 +522,7 @@ class _Cleaner:
         directory = os.path.dirname(os.path.abspath(path))
         try:
             new, report, store = self.clean_loaded(
-                path, loaded.raw, loaded.notebook, loaded.text, directory, pending_names
+                path, loaded.raw, loaded.notebook, loaded.text, store_directory(path), pending_names
             )
         except StoreError as exc:
             return _Outcome(path, error=f"{path}: {exc}; not changed")
@@ -508,7 +545,7 @@ class _Cleaner:
                 return _Pending(path, directory, new, st, report, store, line)
             if values and store is not None and store.kind != "none":
                 # The key goes to the store first: if that fails the notebook still holds it.
-                store.put(values)
+                store.put(values, overwrite=False)
         except _FileError as exc:
             return _Outcome(path, error=str(exc))
         except StoreError as exc:
@@ -528,9 +565,11 @@ class _Cleaner:
             for pending in batch:
                 values.update({name: secret.reveal() for name, secret in pending.report.secrets.items()})
             try:
-                batch[0].store.put(values)
+                batch[0].store.put(values, overwrite=False)
             except StoreError as exc:
                 failure = str(exc)
+        # The keys are stored (or not): the names read under the lock are spent.
+        self._release_locks()
         for index, item in waiting:
             if isinstance(item, _Pending):
                 if failure is not None:
@@ -576,6 +615,8 @@ def _work_groups(targets: list["Target"], args: argparse.Namespace, write: bool)
     with ``keyring`` (one store for everything) there is one unit. With ``none``, or when
     nothing is written (``--dry-run``, ``--check``), every file is its own unit.
     """
+    from .files import store_directory
+
     indexed = list(enumerate(targets))
     if args.store == "none" or not write:
         return [[item] for item in indexed]
@@ -583,7 +624,7 @@ def _work_groups(targets: list["Target"], args: argparse.Namespace, write: bool)
         return [indexed]
     by_directory: dict[str, list[tuple[int, "Target"]]] = {}
     for item in indexed:
-        by_directory.setdefault(os.path.dirname(os.path.abspath(item[1].path)), []).append(item)
+        by_directory.setdefault(store_directory(item[1].path), []).append(item)
     return list(by_directory.values())
 
 
@@ -652,13 +693,11 @@ def _run_paths(args: argparse.Namespace, cleaner: _Cleaner) -> int:
             paths.append(given)
     found = discover(paths, cleaner.config)
     errors.extend(str(e) for e in found.errors)
-    targets = []
-    for target in found.targets:
-        if is_store_file(target.path):
-            if target.explicit and not args.quiet:
-                print(f"{target.path}: a secret store; not cleaned", file=sys.stderr)
-            continue
-        targets.append(target)
+    for store in found.secret_stores:
+        # Masking a key in a file whose job is to hold it would destroy the only copy.
+        if store.explicit:
+            errors.append(f"{store.path}: is a secret store (its job is to hold keys); ipykeyguard never rewrites one")
+    targets = found.targets
     changed = False
     written_in: dict[str, None] = {}
     try:
@@ -723,9 +762,12 @@ def _run_stdin(args: argparse.Namespace, cleaner: _Cleaner) -> int:
     try:
         notebook, text = _decode_for_filter(raw, name, as_notebook)
         directory = os.path.dirname(os.path.abspath(args.stdin_filename)) if args.stdin_filename else os.getcwd()
-        new, report, store = cleaner.clean_loaded(name, raw, notebook, text, directory)
-        if new is not None and report.secrets and store is not None and store.kind != "none" and cleaner.write:
-            store.put({n: s.reveal() for n, s in report.secrets.items()})
+        try:
+            new, report, store = cleaner.clean_loaded(name, raw, notebook, text, directory)
+            if new is not None and report.secrets and store is not None and store.kind != "none" and cleaner.write:
+                store.put({n: s.reveal() for n, s in report.secrets.items()}, overwrite=False)
+        finally:
+            cleaner._release_locks()
     except _FileError as exc:
         raise _CLIError(str(exc)) from None
     except StoreError as exc:

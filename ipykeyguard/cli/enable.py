@@ -133,25 +133,36 @@ def _block_span(text: str, where: str) -> tuple[int, int] | None:
     if begin == -1 or end == -1 or end < begin:
         raise CLIError(f"{where}: unbalanced ipykeyguard markers; fix or remove the block by hand")
     stop = end + len(END_MARKER)
-    if text[stop:stop + 1] == "\n":
+    if text[stop:stop + 2] == "\r\n":
+        stop += 2
+    elif text[stop:stop + 1] == "\n":
         stop += 1
     return begin, stop
 
 
+def _newline_of(text: str) -> str:
+    """The file's line ending: CRLF when its first line ends so, else LF."""
+    first = text.find("\n")
+    return "\r\n" if first > 0 and text[first - 1] == "\r" else "\n"
+
+
 def add_block(text: str, where: str = "config") -> str:
     """``text`` with our block present exactly once, at the end (a current block is kept as is).
+    The block takes the file's line ending; no other byte of ``text`` changes.
 
     Raises:
         CLIError: the file holds unbalanced markers.
     """
+    newline = _newline_of(text)
+    block = config_block().replace("\n", newline)
     span = _block_span(text, where)
     if span is not None:
-        if text[span[0]:span[1]] == config_block():
+        if text[span[0]:span[1]] == block:
             return text
         text = text[:span[0]] + text[span[1]:]
     if text and not text.endswith("\n"):
-        text += "\n"
-    return text + config_block()
+        text += newline
+    return text + block
 
 
 def remove_block(text: str, where: str = "config") -> str:
@@ -182,28 +193,88 @@ def target_files(args: argparse.Namespace) -> list[Path]:
     return [profile / "ipython_config.py", profile / "ipython_kernel_config.py"]
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step, keeping the old file's permissions."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _real_file(path: Path) -> Path:
+    """The file to edit for ``path``: a symbolic link's target (the link itself stays a link)."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
 def _read(path: Path) -> str | None:
+    """The file's text exactly as stored (no newline translation), or ``None`` when absent."""
     try:
-        return path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8", newline="") as handle:
+            return handle.read()
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CLIError(f"{path}: cannot read: {exc}") from None
+    except UnicodeDecodeError:
+        raise CLIError(f"{path}: cannot read: not UTF-8 text") from None
+    except OSError as exc:
+        raise CLIError(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from None
+
+
+def _stage(path: Path, text: str) -> str:
+    """Write ``text`` to a temporary beside ``path`` (with ``path``'s permissions) and return it.
+
+    Raises:
+        OSError: nothing is left behind.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".ipykeyguard-tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _apply_all(changes: list[tuple[Path, str | None, str | None]]) -> None:
+    """Apply every ``(file, old text or None, new text or None to delete)``, or none of them.
+
+    Every new text is first written to a temporary beside its file (where most failures
+    happen: a read-only directory, a full disk); only then are the files replaced, and if a
+    replacement still fails the files already replaced get their old text back.
+
+    Raises:
+        CLIError: nothing was changed (or, if even the rollback failed, the message says which
+            file to check).
+    """
+    staged: list[tuple[Path, str | None, str | None]] = []
+    try:
+        for path, old, new in changes:
+            staged.append((path, old, _stage(path, new) if new is not None else None))
+    except OSError as exc:
+        for _path, _old, tmp in staged:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+        raise CLIError(f"{path}: cannot write: {exc.strerror or type(exc).__name__}; no file was changed") from None
+    done: list[tuple[Path, str | None]] = []
+    for index, (path, old, tmp) in enumerate(staged):
+        try:
+            if tmp is not None:
+                os.replace(tmp, path)
+            else:
+                path.unlink()
+        except OSError as exc:
+            for _path, _old, pending in staged[index:]:
+                if pending is not None:
+                    Path(pending).unlink(missing_ok=True)
+            broken = []
+            for done_path, done_old in reversed(done):
+                try:
+                    if done_old is None:
+                        done_path.unlink()
+                    else:
+                        os.replace(_stage(done_path, done_old), done_path)
+                except OSError:
+                    broken.append(str(done_path))
+            detail = f"; could not undo the change to {', '.join(broken)}" if broken else "; no file was changed"
+            raise CLIError(f"{path}: cannot write: {exc.strerror or type(exc).__name__}{detail}") from None
+        done.append((path, old))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -216,30 +287,32 @@ def run(args: argparse.Namespace) -> int:
         CLIError: a file cannot be read or written, or holds unbalanced markers.
     """
     enabling = args.command == "enable"
-    for path in target_files(args):
+    changes: list[tuple[Path, str | None, str | None]] = []
+    messages: list[str] = []
+    for shown in target_files(args):
+        path = _real_file(shown)  # a symlinked config: edit its target, keep the link
         old = _read(path)
         if enabling:
             for warning in config_conflicts(old or ""):
-                print(f"ipykeyguard: warning: {path}: {warning}", file=sys.stderr)
+                print(f"ipykeyguard: warning: {shown}: {warning}", file=sys.stderr)
         if enabling:
-            new = add_block(old or "", str(path))
+            new: str | None = add_block(old or "", str(shown))
         else:
             if old is None:
-                print(f"ipykeyguard: not enabled in {path} (no such file)")
+                print(f"ipykeyguard: not enabled in {shown} (no such file)")
                 continue
-            new = remove_block(old, str(path))
+            new = remove_block(old, str(shown))
         if new == old:
             state = "already enabled" if enabling else "not enabled"
-            print(f"ipykeyguard: {state} in {path}")
+            print(f"ipykeyguard: {state} in {shown}")
             continue
-        try:
-            if not enabling and new == "":
-                path.unlink()  # the file held nothing but our block
-            else:
-                _write_atomically(path, new)
-        except OSError as exc:
-            raise CLIError(f"{path}: cannot write: {exc}") from None
-        print(f"ipykeyguard: {'enabled' if enabling else 'disabled'} in {path}")
+        if not enabling and new == "" and path == shown:
+            new = None  # the file held nothing but our block (a link's target is emptied instead)
+        changes.append((path, old, new))
+        messages.append(f"ipykeyguard: {'enabled' if enabling else 'disabled'} in {shown}")
+    _apply_all(changes)  # both files, or neither
+    for message in messages:
+        print(message)
     if enabling and args.sys_prefix:
         profile = _ipython_dir(args.ipython_dir) / "profile_default"
         for path in (profile / "ipython_config.py", profile / "ipython_kernel_config.py"):

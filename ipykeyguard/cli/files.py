@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Iterable
 
 from ..engine.config import Config
+from ..storage.secret_files import is_secret_store
 from ..transforms.notebook import NotebookError, parse_notebook
 
 __all__ = [
@@ -34,18 +35,32 @@ __all__ = [
     "is_virtualenv",
     "read_target",
     "decode_text",
+    "store_directory",
 ]
+
+CHECKPOINT_DIR = ".ipynb_checkpoints"
+
+
+def store_directory(path: str) -> str:
+    """The directory whose ``.env`` keeps the keys moved out of ``path``: the file's own, or for
+    a Jupyter checkpoint (``nb/.ipynb_checkpoints/x-checkpoint.ipynb``) the notebook's (``nb``),
+    so the checkpoint's keys land where the notebook's do."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.basename(directory) == CHECKPOINT_DIR:
+        return os.path.dirname(directory)
+    return directory
 
 #: The path that means "read standard input".
 STDIN = "-"
 
-#: Directory names never recursed into: version control, caches, checkpoints, virtualenvs.
+#: Directory names never recursed into: version control, caches, virtualenvs.
+#: ``.ipynb_checkpoints`` is *not* among them: git does not ignore it by default, and it is
+#: where the old, leaky copy of a notebook lives after the notebook itself was cleaned.
 SKIP_DIR_NAMES = frozenset(
     {
         ".git",
         ".hg",
         ".svn",
-        ".ipynb_checkpoints",
         "__pycache__",
         "node_modules",
         ".venv",
@@ -112,12 +127,16 @@ class Discovery:
         errors: Paths that do not exist or cannot be listed.
         excluded: Paths (files, or directories pruned whole) skipped by ``exclude`` patterns.
         skipped_links: Symbolic links met while recursing, not followed.
+        secret_stores: Files whose job is to hold secrets (``.env``, ``.envrc``,
+            ``.aws/credentials``, ...: :mod:`ipykeyguard.storage.secret_files`), named or found;
+            never read or rewritten.
     """
 
     targets: list[Target] = field(default_factory=list)
     errors: list[FileReadError] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
     skipped_links: list[str] = field(default_factory=list)
+    secret_stores: list[Target] = field(default_factory=list)
 
 
 def is_virtualenv(directory: str | os.PathLike[str]) -> bool:
@@ -160,6 +179,8 @@ def _walk(root: str, config: Config | None, found: Discovery) -> None:
                 found.skipped_links.append(full)
             elif config is not None and config.is_excluded(full):
                 found.excluded.append(full)
+            elif is_secret_store(full):
+                found.secret_stores.append(Target(full, explicit=False))
             else:
                 found.targets.append(Target(full, explicit=False))
 
@@ -171,7 +192,9 @@ def discover(paths: Iterable[str], config: Config | None = None) -> Discovery:
     directory with a ``pyvenv.cfg``) and symbolic links. The config's ``exclude`` patterns
     apply both to files found that way and to files named explicitly (so
     ``ipykeyguard scan $(git ls-files)`` honours them); excluded paths are listed in
-    :attr:`Discovery.excluded`, never dropped silently. ``"-"`` is standard input.
+    :attr:`Discovery.excluded`, never dropped silently. Secret stores (``.env``, ``.envrc``,
+    ...) are listed in :attr:`Discovery.secret_stores`, not in the targets. Jupyter's
+    ``.ipynb_checkpoints`` folders are walked. ``"-"`` is standard input.
 
     Args:
         paths: Files, directories or ``"-"``, as given on the command line.
@@ -196,6 +219,8 @@ def discover(paths: Iterable[str], config: Config | None = None) -> Discovery:
             found.excluded.append(given)
         elif stat.S_ISDIR(mode):
             _walk(given, config, found)
+        elif stat.S_ISREG(mode) and is_secret_store(given):
+            found.secret_stores.append(Target(given, explicit=True))
         elif stat.S_ISREG(mode):
             found.targets.append(Target(given, explicit=True))
         else:

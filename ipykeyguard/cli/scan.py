@@ -300,6 +300,7 @@ def scan_paths(
         errors=[ReportError(e.path, e.message) for e in found.errors],
         skipped_links=found.skipped_links,
         excluded=found.excluded,
+        skipped_secret_stores=[t.path for t in found.secret_stores],
         min_confidence=config.min_confidence,
         rules=[RuleInfo(r.id, r.description, r.confidence, r.env) for r in scanner.rules],
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import re
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path, PurePosixPath
@@ -129,11 +130,18 @@ def load_baseline(path: str | Path) -> frozenset[str]:
     return frozenset(out)
 
 
+_SETTING_NAME = re.compile(r"[a-z][a-z-]{0,30}\Z")
+
+
 def _config_from_table(table: dict, root: Path, where: str) -> Config:
     known = {"min-confidence", "disable", "extra-rules", "exclude", "allow", "baseline", "max-file-size"}
     unknown = set(table) - known
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) in [tool.ipykeyguard]: {', '.join(sorted(unknown))}")
+        # Only names that look like settings are echoed: a key pasted as a TOML key is not.
+        shown = sorted(k for k in unknown if _SETTING_NAME.match(k))
+        hidden = len(unknown) - len(shown)
+        listing = ", ".join(shown + ([f"{hidden} more not shown"] if hidden else []))
+        raise ConfigError(f"{where}: unknown key(s) in [tool.ipykeyguard]: {listing}")
 
     def strings(key: str) -> tuple[str, ...]:
         value = table.get(key, [])

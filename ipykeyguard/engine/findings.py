@@ -43,7 +43,8 @@ class Confidence(enum.IntEnum):
             return cls[str(value).strip().upper()]
         except KeyError:
             names = ", ".join(str(c) for c in cls)
-            raise ValueError(f"unknown confidence {value!r} (expected one of: {names})") from None
+            # The value is not echoed: a key pasted into the wrong setting would end up in a log.
+            raise ValueError(f"unknown confidence level (expected one of: {names})") from None
 
 
 def fingerprint(secret: str) -> str:

@@ -97,7 +97,7 @@ from ..transforms.prompt import Endpoints
 from ..transforms.redact import Redactor, secret_like_env
 from ..transforms.rewrite import Rewrite, rewrite_source
 from ..engine.scan import scanner_for
-from ..storage.store import SecretStore, StoreError, open_store
+from ..storage.store import NameTaken, SecretStore, StoreError, open_store
 
 __all__ = [
     "KeyGuard",
@@ -429,11 +429,13 @@ class KeyGuard(Configurable):
         Called once per execution, silent or not (see module docstring).
 
         Returns:
-            ``None`` to run the cell as transformed, or a one-line cell that raises
-            :class:`KeyGuardRejected` to run instead (the key could not be stored).
+            ``None`` to run the cell as transformed, a one-line cell that raises
+            :class:`KeyGuardRejected` to run instead (the key could not be stored), or the
+            cell rewritten again when another process took one of its names meanwhile.
         """
         if not isinstance(raw, str) or not raw or raw.isspace():
             return None
+        renamed: str | None = None
         try:
             outcome = self.outcome(raw)
             if not silent:
@@ -442,7 +444,22 @@ class KeyGuard(Configurable):
                 return None
             rewrite = outcome.rewrite
             if outcome.moves:
-                self._move(outcome.moves)
+                try:
+                    self._move(outcome.moves)
+                except NameTaken:
+                    # Another kernel, save or clean gave one of these names to another key since
+                    # this kernel read the store: re-read it and name the keys again (once).
+                    self._reload_stored()
+                    outcome = self.outcome(raw)
+                    if not silent:
+                        self._current = outcome
+                    if outcome.error is not None or outcome.rewrite is None:
+                        return None
+                    rewrite = outcome.rewrite
+                    if outcome.moves:
+                        self._move(outcome.moves)
+                    # IPython transformed the cell before this ran: run the new rewrite instead.
+                    renamed = outcome.run_source
             elif self.enabled and self.mode == "warn" and rewrite.moved:
                 for finding in self._keys(rewrite):
                     self._know(finding.env or finding.rule, finding.secret.reveal())
@@ -472,7 +489,7 @@ class KeyGuard(Configurable):
                 f"ipykeyguard failed before running this cell ({type(exc).__name__}), so it was not run. "
                 "Run `%keyguard off` to run cells without the guard."
             )
-        return None
+        return renamed
 
     def _move(self, moves: Mapping[str, str]) -> None:
         """Store ``moves`` (all or nothing), then set ``os.environ`` and teach the redactor.
@@ -486,7 +503,7 @@ class KeyGuard(Configurable):
         fingerprints = {name: fingerprint(value) for name, value in moves.items()}
         new = {name: value for name, value in moves.items() if self._stored.get(name) != fingerprints[name]}
         if new:
-            self.secret_store.put(new)
+            self.secret_store.put(new, overwrite=False)  # a name never stands for two keys
             record_moves(self, list(new))
         __import__("ipykeyguard.storage.ledger").storage.ledger.record_moves("kernel", fingerprints)  # never raises
         for name, value in moves.items():
@@ -518,6 +535,15 @@ class KeyGuard(Configurable):
         self.shell.set_next_input(new_source, replace=True)
 
     # -- store and environment -----------------------------------------------------------------
+    def _reload_stored(self) -> None:
+        """Re-read the store's names (another process wrote it) and forget cached rewrites.
+
+        Raises:
+            StoreError: the store could not be read.
+        """
+        self._stored = {name: fingerprint(value) for name, value in self.secret_store.items().items()}
+        self._clear_caches()
+
     def load_known(self) -> None:
         """Load the store into ``os.environ`` (without overriding what is set) and register the
         store's values and secret-looking environment variables with the redactor."""

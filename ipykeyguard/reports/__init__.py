@@ -197,6 +197,8 @@ class ScanReport:
         skipped_binary: Files not scanned because they are binary (a NUL byte early on).
         skipped_links: Symbolic links met while recursing, not followed.
         excluded: Paths skipped by the config's ``exclude`` patterns (named or found).
+        skipped_secret_stores: Files whose job is to hold secrets (``.env``, ``.envrc``, ...),
+            not scanned (reported as ``skipped: secret store``).
         min_confidence: The threshold the findings passed.
         rules: The rules in force.
         history: For ``scan --history``, what was read from git (else ``None``).
@@ -208,6 +210,7 @@ class ScanReport:
     skipped_binary: list[str] = field(default_factory=list)
     skipped_links: list[str] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
+    skipped_secret_stores: list[str] = field(default_factory=list)
     min_confidence: Confidence = Confidence.POSSIBLE
     rules: Sequence[RuleInfo] = ()
     history: "HistoryStats | None" = None
@@ -247,6 +250,7 @@ class ScanReport:
             "skipped_binary": len(self.skipped_binary),
             "skipped_links": len(self.skipped_links),
             "excluded": len(self.excluded),
+            "skipped_secret_stores": len(self.skipped_secret_stores),
             "min_confidence": str(self.min_confidence),
             "exit_code": self.exit_code,
             "to_rotate": [{"env": env, "provider": name, "url": url} for env, name, url in self.to_rotate],

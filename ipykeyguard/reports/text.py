@@ -89,6 +89,8 @@ def summary_line(report: ScanReport) -> str:
         parts.append(f"{_plural(len(report.skipped_links), 'symlink')} not followed")
     if report.excluded:
         parts.append(f"{len(report.excluded)} excluded by config")
+    if report.skipped_secret_stores:
+        parts.append(f"{_plural(len(report.skipped_secret_stores), 'secret store')} skipped")
     return "ipykeyguard: " + "; ".join(parts)
 
 
@@ -102,5 +104,6 @@ def render(report: ScanReport) -> tuple[str, str]:
     if report.history is not None:
         out += rotation_list(report)
     err = "".join(f"{e.path}: error: {e.message}\n" for e in report.errors)
+    err += "".join(f"{path}: skipped: secret store\n" for path in report.skipped_secret_stores)
     err += summary_line(report) + "\n"
     return out, err

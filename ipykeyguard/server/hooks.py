@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import inspect
 import os
 import threading
 from collections import OrderedDict
@@ -107,12 +108,84 @@ class KeyGuardServer(LoggingConfigurable):
         # the two hooks leaves an entry behind, which only ever causes a full re-scan.
         self._verified: OrderedDict[str, list[str]] = OrderedDict()
         self._verified_lock = threading.Lock()
+        # Chunked .ipynb uploads in progress: os path -> the bytes of the file they replace
+        # (None: there was none), and the refusal to answer when the finished upload failed.
+        self._uploads: dict[str, bytes | None] = {}
+        self._refused_uploads: dict[str, HTTPError] = {}
+        self._uploads_lock = threading.Lock()
 
     # -- registration -----------------------------------------------------------------------
     def register(self, contents_manager: Any) -> None:
-        """Register the pre-save and post-save hooks on ``contents_manager``."""
+        """Register the pre-save and post-save hooks on ``contents_manager``, and wrap its
+        ``save`` for chunked ``.ipynb`` uploads (see :meth:`_wrap_save`)."""
         contents_manager.register_pre_save_hook(self.pre_save_hook)
         contents_manager.register_post_save_hook(self.post_save_hook)
+        self._wrap_save(contents_manager)
+
+    # -- chunked uploads ----------------------------------------------------------------------
+    def _wrap_save(self, contents_manager: Any) -> None:
+        """Make a chunked ``.ipynb`` upload that cannot be cleaned fail like a one-piece one.
+
+        Jupyter writes chunk 1 over the existing file and runs the post-save hooks only after
+        the last chunk, turning any error there into a 500. So the file being replaced is kept
+        in memory when chunk 1 arrives; if the finished upload cannot be cleaned (broken JSON,
+        nbformat 3, not UTF-8, a store failure), the old file is put back (or the new, possibly
+        leaky one removed when there was none) and the reply is this guard's own refusal (400
+        for content that is not a readable notebook), not a 500.
+        """
+        original = contents_manager.save
+        get_os_path = getattr(contents_manager, "_get_os_path", None)
+        if get_os_path is None or getattr(original, "_ipykeyguard_wrapped", False):
+            return
+        guard = self
+
+        def before(model: Any, path: str) -> str | None:
+            if not (isinstance(model, Mapping) and model.get("chunk") is not None and str(path).endswith(".ipynb")):
+                return None
+            os_path = str(get_os_path(str(path).strip("/")))
+            if model.get("chunk") == 1:
+                try:
+                    previous = Path(os_path).read_bytes() if not os.path.islink(os_path) else None
+                except OSError:
+                    previous = None
+                with guard._uploads_lock:
+                    guard._uploads[os_path] = previous
+            return os_path
+
+        def failed(os_path: str | None, exc: BaseException) -> BaseException:
+            if os_path is None:
+                return exc
+            with guard._uploads_lock:
+                refusal = guard._refused_uploads.pop(os_path, None)
+            return refusal if refusal is not None else exc
+
+        def finished(model: Any, os_path: str | None) -> None:
+            if os_path is not None and isinstance(model, Mapping) and model.get("chunk") == -1:
+                with guard._uploads_lock:
+                    guard._uploads.pop(os_path, None)
+                    guard._refused_uploads.pop(os_path, None)
+
+        if inspect.iscoroutinefunction(original):
+            async def save(model: Any, path: str = "") -> Any:
+                os_path = before(model, path)
+                try:
+                    result = await original(model, path)
+                except Exception as exc:
+                    raise failed(os_path, exc) from None
+                finished(model, os_path)
+                return result
+        else:
+            def save(model: Any, path: str = "") -> Any:  # type: ignore[misc]
+                os_path = before(model, path)
+                try:
+                    result = original(model, path)
+                except Exception as exc:
+                    raise failed(os_path, exc) from None
+                finished(model, os_path)
+                return result
+
+        save._ipykeyguard_wrapped = True  # type: ignore[attr-defined]
+        contents_manager.save = save
 
     # -- hooks (Jupyter Server calls them with keyword arguments) ---------------------------
     def pre_save_hook(self, model: dict, path: str, contents_manager: Any = None, **kwargs: Any) -> None:
@@ -146,7 +219,15 @@ class KeyGuardServer(LoggingConfigurable):
             self._clean_file_on_disk(Path(os_path), self._display_path(model, os_path))
         except Exception as exc:
             refusal = exc if isinstance(exc, HTTPError) else self._refusal(self._display_path(model, os_path), exc)
-            self._remove_unclean_file(Path(os_path))
+            with self._uploads_lock:
+                uploading = str(os_path) in self._uploads
+                previous = self._uploads.pop(str(os_path), None)
+                if uploading:
+                    self._refused_uploads[str(os_path)] = refusal  # answered by the save wrapper
+            if previous is not None:
+                self._restore(Path(os_path), previous)
+            else:
+                self._remove_unclean_file(Path(os_path))
             raise refusal from None
 
     # -- the work ---------------------------------------------------------------------------
@@ -311,6 +392,15 @@ class KeyGuardServer(LoggingConfigurable):
         # "message"; tornado formats it with %-args when logging, so a '%' in a path is doubled.
         # The reason phrase is the HTTP status line, so it stays one short line.
         return HTTPError(status, message.replace("%", "%%"), reason="ipykeyguard refused the save")
+
+    def _restore(self, os_path: Path, previous: bytes) -> None:
+        """Put back the file a failed chunked upload replaced (atomically, mode 0600 if new)."""
+        try:
+            atomic_write_bytes(os_path, previous)
+            self.log.error("ipykeyguard: restored %s, which a refused chunked upload had replaced", os_path)
+        except OSError as exc:
+            self.log.error("ipykeyguard: could not restore %s: %s", os_path, exc.strerror or type(exc).__name__)
+            self._remove_unclean_file(os_path)
 
     def _remove_unclean_file(self, os_path: Path) -> None:
         try:

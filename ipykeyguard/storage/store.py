@@ -4,18 +4,22 @@ Four kinds, one small protocol (:class:`SecretStore`):
 
 ``dotenv``
     A ``.env`` file (by default beside the notebook), in python-dotenv's syntax. Written
-    atomically (temporary file in the same directory, ``fsync``, ``os.replace``), mode 0600,
-    existing lines and comments kept as they are (only the lines of the names being set are
-    replaced, new names are appended). Inside a git work tree the file is added to the nearest
-    ``.gitignore`` once (unless git already ignores it), and a ``.env`` that git *tracks* is
-    refused, because a key written there would be committed with the next ``git commit -a``.
-    Values are quoted so that ``dotenv_values(path, interpolate=False)`` returns them exactly,
-    newlines (PEM blocks), quotes and backslashes included; this store reads without
-    interpolation too. (python-dotenv expands ``${VAR}`` in every value when interpolating,
-    whatever the quoting, and offers no escape for it: a value holding ``${`` round-trips
-    only with ``interpolate=False``.) A symlinked ``.env`` is followed: its target is written.
-    Writes from threads of one process are serialised; separate processes writing the same
-    file at the same instant are not (the pre-commit hook runs serially for this reason).
+    atomically (a 0600 temporary ``<name>.ipykeyguard-tmp-*`` in the same directory, ``fsync``,
+    ``os.replace``), mode 0600, existing lines and comments kept as they are (only the lines of
+    the names being set are replaced, new names are appended). Every write happens under an OS
+    file lock (``<name>.ipykeyguard-lock``, through the ``filelock`` package) with the file
+    re-read inside it, so writers in other processes (two ``clean`` runs, the save hook, two
+    kernels) never lose each other's keys; callers that choose names hold the lock across
+    choosing and storing (:func:`store_lock`), and ``put(..., overwrite=False)`` refuses to give
+    a name that holds another value a new one (:class:`NameTaken`). Temporaries a killed writer
+    left are removed at the next write. Inside a git work tree the file and its companions are
+    added to the nearest ``.gitignore`` once (``.env`` and ``.env.ipykeyguard-*``) unless git
+    already ignores them, and a ``.env`` that git *tracks* is refused, because a key written
+    there would be committed with the next ``git commit -a``. A ``.env`` that is a symbolic
+    link, read-only, or owned by another user is refused, never written through or replaced.
+    Values are quoted so that python-dotenv (``interpolate=False``, as this store reads) and a
+    POSIX shell (``set -a; . ./.env``) both read back exactly the value and the shell runs
+    nothing (:func:`quote_dotenv_value`); a value no quoting serves both is refused.
 ``keyring``
     The OS keyring through the ``keyring`` package, one entry per name under ``service``, plus
     an index entry listing the names (keyring cannot enumerate).
@@ -30,6 +34,7 @@ No exception or ``repr`` of a store holds a stored value.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -39,12 +44,16 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import Mapping, Protocol, runtime_checkable
+from typing import Iterator, Mapping, Protocol, runtime_checkable
 
 from ..engine.findings import fingerprint
 
 __all__ = [
     "StoreError",
+    "NameTaken",
+    "store_lock",
+    "quote_dotenv_value",
+    "atomic_write_bytes",
     "SecretStore",
     "DotenvStore",
     "KeyringStore",
@@ -69,6 +78,19 @@ class StoreError(Exception):
     never a value."""
 
 
+class NameTaken(StoreError):
+    """``put(..., overwrite=False)`` found a name already holding another value (another
+    process named a different key the same in the meantime). Nothing was written.
+
+    Attributes:
+        names: The names that clash.
+    """
+
+    def __init__(self, where: object, names: list[str]) -> None:
+        super().__init__(f"{where}: {', '.join(names)} already hold(s) another value; not overwritten")
+        self.names = tuple(names)
+
+
 def is_valid_name(name: str) -> bool:
     """True when ``name`` can be an environment variable and a ``.env`` key."""
     return isinstance(name, str) and bool(_NAME_RE.match(name)) and len(name) <= 256
@@ -83,6 +105,18 @@ def _check_values(values: Mapping[str, str]) -> None:
         if "\x00" in value:
             # os.environ cannot hold NUL, so such a value could never be looked up again.
             raise StoreError(f"the value for {name} contains a NUL character")
+
+
+#: No message may hold this many consecutive characters of a secret.
+SECRET_WINDOW = 8
+
+
+def shares_a_secret_window(text: str, secret: str) -> bool:
+    """True when ``text`` holds :data:`SECRET_WINDOW` or more consecutive characters of
+    ``secret`` (a shorter secret: the whole of it)."""
+    if len(secret) <= SECRET_WINDOW:
+        return bool(secret) and secret in text
+    return any(secret[i : i + SECRET_WINDOW] in text for i in range(len(secret) - SECRET_WINDOW + 1))
 
 
 def check_dotenv_values(values: Mapping[str, str]) -> None:
@@ -110,8 +144,13 @@ class SecretStore(Protocol):
     def items(self) -> dict[str, str]:
         """Every name and value in the store."""
 
-    def put(self, values: Mapping[str, str]) -> None:
+    def put(self, values: Mapping[str, str], *, overwrite: bool = True) -> None:
         """Store every value, or none of them.
+
+        Args:
+            values: NAME -> value.
+            overwrite: ``False``: raise :class:`NameTaken` rather than give a name that holds
+                another value a new one.
 
         Raises:
             StoreError: nothing was stored.
@@ -140,9 +179,13 @@ class MemoryStore:
     def items(self) -> dict[str, str]:
         return dict(self._values)
 
-    def put(self, values: Mapping[str, str]) -> None:
+    def put(self, values: Mapping[str, str], *, overwrite: bool = True) -> None:
         _check_values(values)
         with self._lock:
+            if not overwrite:
+                clash = sorted(n for n, v in values.items() if self._values.get(n, v) != v)
+                if clash:
+                    raise NameTaken("memory", clash)
             self._values.update(values)
 
     def delete(self, name: str) -> None:
@@ -165,7 +208,7 @@ class NullStore:
     def items(self) -> dict[str, str]:
         return {}
 
-    def put(self, values: Mapping[str, str]) -> None:
+    def put(self, values: Mapping[str, str], *, overwrite: bool = True) -> None:
         _check_values(values)
 
     def delete(self, name: str) -> None:
@@ -176,47 +219,63 @@ class NullStore:
 
 
 # -- .env --------------------------------------------------------------------------------------
-_UNQUOTED_SAFE = re.compile(r"[^\s'\"#][^\r\n]*(?<=\S)\Z")
-_UNQUOTED_COMMENT = re.compile(r"\s#")
+_SHELL_EXPANDS = frozenset("$`")
 
 
 def quote_dotenv_value(value: str) -> str:
-    """``value`` quoted for a ``.env`` line so that python-dotenv parses it back exactly.
+    """``value`` quoted for a ``.env`` line that python-dotenv *and* a POSIX shell
+    (``set -a; . ./.env``) both read back as exactly ``value``, running nothing.
 
-    Single quotes when the value holds no quote, backslash or carriage return (PEM blocks stay
-    readable, one line per line); double quotes with escapes otherwise (python-dotenv reads files
-    with universal newlines, so a raw ``\\r`` could not survive; ``\\r`` and ``\\n`` are escaped);
-    unquoted for a value ending in a backslash.
+    Single quotes when the value holds no quote, no double backslash, no carriage return and
+    does not end in a backslash: both readers take
+    everything between them literally (``$``, backticks, ``;`` and newlines included, so PEM
+    blocks stay one line per line). Otherwise double quotes with ``\\`` and ``\"`` escaped,
+    which both readers undo the same way, provided the value holds no ``$`` or backtick (a shell
+    expands those inside double quotes; python-dotenv has no escape for them).
+
+    The shell's own escape for a quote inside single quotes (``'it'\\''s'``) is not used:
+    python-dotenv cannot parse it (checked with python-dotenv 1.2; see ``docs/STORE.md``).
 
     Raises:
-        StoreError: the value ends in a backslash and also holds whitespace or a newline: no
-            python-dotenv syntax can hold it.
+        StoreError: no quoting reads the same in both: a carriage return (python-dotenv reads
+            with universal newlines), or a quote or backslash together with ``$`` or a backtick.
+            The message never holds the value.
     """
-    if value.endswith("\\"):
-        # python-dotenv's quoted-value regex reads a backslash before the closing quote as an
-        # escaped quote, so such a value is only representable unquoted.
-        if _UNQUOTED_SAFE.match(value) and not _UNQUOTED_COMMENT.search(value):
-            return value
-        raise StoreError("a value ending in a backslash with spaces or newlines cannot be written to a .env file")
-    if not any(c in value for c in "'\\\r"):
+    if "\r" in value:
+        raise StoreError("a value holding a carriage return cannot be written to a .env file")
+    if "'" not in value and "\\\\" not in value and not value.endswith("\\"):
+        # Inside single quotes python-dotenv undoes only a doubled backslash and an escaped
+        # quote; a shell undoes nothing.
         return f"'{value}'"
-    escaped = (
-        value.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "\\r").replace("\n", "\\n")
+    if _SHELL_EXPANDS.isdisjoint(value):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    raise StoreError(
+        "a value holding a quote or backslash together with '$' or a backtick cannot be written to a "
+        ".env file that both python-dotenv and a POSIX shell read back exactly"
     )
-    return f'"{escaped}"'
 
 
-_locks_guard = threading.Lock()
-_path_locks: dict[str, threading.Lock] = {}
+#: Every file the store keeps beside a ``.env`` (its lock, its temporaries) is named
+#: ``<name>`` + this + ``...``, so one ``.gitignore`` line (``.env.ipykeyguard-*``) covers them all.
+COMPANION_INFIX = ".ipykeyguard-"
+_TEMP_TAG = "tmp-"
+_LOCK_TAG = "lock"
+#: How long a writer waits for another process's lock on the same ``.env`` before giving up.
+LOCK_TIMEOUT_SECONDS = 120.0
 
 
-def _lock_for(path: Path) -> threading.Lock:
-    with _locks_guard:
-        return _path_locks.setdefault(str(path), threading.Lock())
+def companion_pattern(name: str) -> str:
+    """The ``.gitignore`` pattern covering the lock and temporary files of the store file ``name``."""
+    return f"{name}{COMPANION_INFIX}*"
 
 
 def atomic_write_bytes(
-    path: str | Path, data: bytes, *, mode: int | None = None, sync_directory: bool = True
+    path: str | Path,
+    data: bytes,
+    *,
+    mode: int | None = None,
+    sync_directory: bool = True,
+    temp_prefix: str | None = None,
 ) -> None:
     """Replace ``path`` with ``data`` atomically: a temporary file in the same directory is
     written, flushed to disk and renamed over ``path``, so a crash leaves the old or the new file.
@@ -230,6 +289,9 @@ def atomic_write_bytes(
             loss. A caller replacing many files in one directory passes ``False`` and calls
             :func:`fsync_directory` once at the end: until then a crash may bring back the old
             file, never a torn one.
+        temp_prefix: The temporary file's name prefix (default ``.<name>.``, with the suffix
+            ``.ipykeyguard-tmp``). The temporary is created with mode 0600 whatever ``mode`` is,
+            and only then filled.
 
     Raises:
         OSError: the file could not be written; ``path`` is unchanged and no temporary is left.
@@ -240,7 +302,10 @@ def atomic_write_bytes(
             mode = stat.S_IMODE(path.stat().st_mode)
         except FileNotFoundError:
             mode = None
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".ipykeyguard-tmp")
+    if temp_prefix is None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".ipykeyguard-tmp")
+    else:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -296,7 +361,7 @@ class DotenvStore:
                 directory (three git processes per notebook otherwise), not for a store that
                 lives as long as a kernel, where the user may ``git add`` the file meanwhile.
         """
-        self.path = Path(os.path.abspath(path))
+        self.path = Path(os.path.abspath(path))  # never resolved: a link is refused, not followed
         self.description = f".env ({self.path})"
         self._git_check_once = git_check_once
         self._git_checked: Path | None = None
@@ -309,7 +374,7 @@ class DotenvStore:
     def _read_text(self) -> str:
         try:
             # Universal newlines, as python-dotenv itself reads the file.
-            with open(os.path.realpath(self.path), encoding="utf-8") as fh:
+            with open(self.path, encoding="utf-8") as fh:
                 return fh.read()
         except FileNotFoundError:
             return ""
@@ -341,21 +406,100 @@ class DotenvStore:
     def get(self, name: str) -> str | None:
         return self.items().get(name)
 
-    # writing
-    def put(self, values: Mapping[str, str]) -> None:
-        """Set ``values`` in the file (one atomic rewrite), creating it with mode 0600.
+    # locking
+    def _lock_path(self) -> Path:
+        return self.path.parent / f"{self.path.name}{COMPANION_INFIX}{_LOCK_TAG}"
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the store's OS file lock (``<name>.ipykeyguard-lock`` beside the file).
+
+        Every write takes it, so a caller that picks names from :meth:`items` and then
+        :meth:`put`\\ s them holds it across both: no other process or thread (``clean``, the save
+        hook, a kernel) can give one of those names to another value in between. Re-entrant
+        within a thread; other threads and processes wait (up to :data:`LOCK_TIMEOUT_SECONDS`).
 
         Raises:
-            StoreError: a name is invalid, git tracks the file, the ``.gitignore`` or the file
-                could not be written; the file is then unchanged.
+            StoreError: the lock file cannot be created, or the wait timed out.
+        """
+        import filelock
+
+        self._check_target()
+        lock = filelock.FileLock(
+            self._lock_path(), timeout=LOCK_TIMEOUT_SECONDS, mode=0o600, is_singleton=True
+        )
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise StoreError(
+                f"{self.path}: another process has held its lock for {LOCK_TIMEOUT_SECONDS:.0f} s; not written"
+            ) from None
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot lock: {exc.strerror or type(exc).__name__}") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _check_target(self) -> None:
+        """Refuse a ``.env`` that is a symbolic link, read-only, or owned by another user.
+
+        Writing through a link would put keys (and a ``.gitignore``) wherever it points; replacing
+        a read-only or foreign file would silently take it over (the rename makes it ours, 0600).
+
+        Raises:
+            StoreError: one of those; the message says which and what to do.
+        """
+        if not self.path.parent.is_dir():
+            raise StoreError(f"{self.path}: the directory does not exist")
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot check: {exc.strerror or type(exc).__name__}") from None
+        if stat.S_ISLNK(st.st_mode):
+            raise StoreError(
+                f"{self.path}: is a symbolic link; ipykeyguard does not write keys through links "
+                "(remove the link, or point the store at the file it names)"
+            )
+        if not stat.S_ISREG(st.st_mode):
+            raise StoreError(f"{self.path}: is not a regular file; not written")
+        if hasattr(os, "geteuid") and st.st_uid != os.geteuid():
+            raise StoreError(
+                f"{self.path}: belongs to another user (uid {st.st_uid}); not replaced "
+                "(write keys to a .env of your own)"
+            )
+        if not st.st_mode & 0o200 or not os.access(self.path, os.W_OK):
+            raise StoreError(f"{self.path}: is read-only; not changed (make it writable to store keys in it)")
+
+    # writing
+    def put(self, values: Mapping[str, str], *, overwrite: bool = True) -> None:
+        """Set ``values`` in the file (one atomic rewrite, under :meth:`lock`, from the file as
+        it is once locked), creating it with mode 0600.
+
+        Args:
+            values: NAME -> value.
+            overwrite: ``False`` refuses to give a name that holds another value a new one
+                (:class:`NameTaken`); the callers that move keys pass it, so a name never
+                stands for two keys even when their naming raced another writer.
+
+        Raises:
+            NameTaken: ``overwrite`` is false and a name holds another value; nothing written.
+            StoreError: a name or value is invalid, git tracks the file, the file is a link,
+                read-only or another user's, or a file could not be written; the file is then
+                unchanged.
         """
         _check_values(values)
         if not values:
             return
-        target = Path(os.path.realpath(self.path))
-        with _lock_for(target):
-            if not target.parent.is_dir():
-                raise StoreError(f"{self.path}: the directory does not exist")
+        with self.lock():
+            target = self.path
+            if not overwrite:
+                current = self.items()
+                clash = sorted(n for n, v in values.items() if n in current and current[n] != v)
+                if clash:
+                    raise NameTaken(self.path, clash)
             if not (self._git_check_once and self._git_checked == target):
                 _ensure_git_ignored(target)
                 self._git_checked = target
@@ -367,11 +511,10 @@ class DotenvStore:
         Raises:
             StoreError: the file could not be rewritten.
         """
-        target = Path(os.path.realpath(self.path))
-        with _lock_for(target):
-            if not target.exists():
+        with self.lock():
+            if not self.path.exists():
                 return
-            self._rewrite(target, lambda lines: _drop_lines(lines, name))
+            self._rewrite(self.path, lambda lines: _drop_lines(lines, name))
 
     def _rewrite(self, target: Path, edit) -> None:
         old = self._read_text()
@@ -381,8 +524,12 @@ class DotenvStore:
             _tighten_mode(target)
             return
         self._parsed = None
+        _remove_stale_temporaries(target)
         try:
-            atomic_write_bytes(target, new.encode("utf-8"), mode=0o600)
+            atomic_write_bytes(
+                target, new.encode("utf-8"), mode=0o600,
+                temp_prefix=f"{target.name}{COMPANION_INFIX}{_TEMP_TAG}",
+            )
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot write: {exc.strerror or type(exc).__name__}") from None
         appended = _appended_bindings(old, bindings, new)
@@ -391,6 +538,29 @@ class DotenvStore:
 
     def __repr__(self) -> str:
         return f"DotenvStore({str(self.path)!r})"
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Delete temporaries a killed writer left beside ``target`` (they may hold every key).
+
+    Called under the store's lock: a writer holds the lock for as long as its temporary
+    exists, so any temporary seen here is stale. Names of earlier versions are swept too.
+    """
+    patterns = (f"{target.name}{COMPANION_INFIX}{_TEMP_TAG}*", f".{target.name}.*.ipykeyguard-tmp")
+    for pattern in patterns:
+        for stale in target.parent.glob(glob_escape(pattern)):
+            try:
+                if stale.is_file() and not stale.is_symlink():
+                    stale.unlink()
+            except OSError:
+                pass  # not ours to remove, or already gone; git still ignores it
+
+
+def glob_escape(pattern: str) -> str:
+    """``pattern`` with the glob characters of a file name escaped, its ``*`` kept."""
+    from glob import escape
+
+    return "*".join(escape(part) for part in pattern.split("*"))
 
 
 def _parse_dotenv(text: str) -> list:
@@ -511,8 +681,16 @@ def _ensure_git_ignored(env_path: Path) -> None:
             f"{env_path}: git tracks this file, so a key written there would be committed; "
             f"untrack it first ('git rm --cached {rel_name}')"
         )
-    ignored = _git(["check-ignore", "-q", "--", rel_name], directory)
-    if ignored is not None and ignored.returncode == 0:
+    # The file and its companions (lock, temporaries: a killed writer's temporary holds every
+    # key) must both be ignored; one check-ignore call answers for both.
+    probe = f"{rel_name}{COMPANION_INFIX}{_TEMP_TAG}probe"
+    ignored = _git(["check-ignore", "--", rel_name, probe], directory)
+    if ignored is not None and ignored.returncode in (0, 1):
+        already = set(ignored.stdout.splitlines())
+    else:
+        already = set()
+    wanted = [name for name in (rel_name, probe) if name not in already]
+    if not wanted:
         return
     # The nearest existing .gitignore between the file and the work tree root, else a new one
     # beside the file.
@@ -527,19 +705,29 @@ def _ensure_git_ignored(env_path: Path) -> None:
     try:
         existing = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
     except (OSError, UnicodeDecodeError) as exc:
-        raise StoreError(f"{gitignore}: cannot read: {exc}") from None
+        raise StoreError(f"{gitignore}: cannot read: {exc.strerror if isinstance(exc, OSError) else 'not UTF-8'}") from None
     if gitignore.parent.resolve() == directory.resolve():
-        entry = rel_name
+        prefix = ""
     else:
-        entry = "/" + directory.resolve().relative_to(gitignore.parent.resolve()).as_posix() + "/" + rel_name
+        prefix = "/" + directory.resolve().relative_to(gitignore.parent.resolve()).as_posix() + "/"
     lines = {line.strip() for line in existing.splitlines()}
-    if entry in lines or (rel_name == ".env" and lines & _ENV_PATTERNS) or (
-        rel_name.endswith(".env") and lines & {"*.env", "/*.env", "**/*.env"}
-    ):
+    entries = []
+    if rel_name in wanted:
+        entry = prefix + rel_name
+        if not (entry in lines or (rel_name == ".env" and lines & _ENV_PATTERNS) or (
+            rel_name.endswith(".env") and lines & {"*.env", "/*.env", "**/*.env"}
+        )):
+            entries.append(entry)
+    if probe in wanted:
+        entry = prefix + companion_pattern(rel_name)
+        if entry not in lines and not (lines & {".env*", "*.env*"}):
+            entries.append(entry)
+    if not entries:
         return  # already there (git unavailable, or a pattern git would honour anyway)
     if existing and not existing.endswith("\n"):
         existing += "\n"
-    new = existing + "# secrets moved out of notebooks by ipykeyguard\n" + entry + "\n"
+    new = existing + "# secrets moved out of notebooks by ipykeyguard (and its lock and temporary files)\n"
+    new += "".join(entry + "\n" for entry in entries)
     try:
         atomic_write_bytes(gitignore, new.encode("utf-8"), mode=None if gitignore.exists() else 0o644)
     except OSError as exc:
@@ -568,8 +756,8 @@ class KeyringStore:
 
     def _error(self, action: str, name: str, exc: BaseException, secret: str | None = None) -> StoreError:
         detail = str(exc)
-        if secret and secret in detail:
-            detail = ""  # a backend echoed the value: say nothing of it
+        if secret and shares_a_secret_window(detail, secret):
+            detail = ""  # a backend echoed (part of) the value: say nothing of it
         return StoreError(f"keyring: cannot {action} {name}: {type(exc).__name__}{': ' + detail if detail else ''}")
 
     def _index(self) -> list[str]:
@@ -606,10 +794,11 @@ class KeyringStore:
                 out[name] = value
         return out
 
-    def put(self, values: Mapping[str, str]) -> None:
+    def put(self, values: Mapping[str, str], *, overwrite: bool = True) -> None:
         """Set every value, then the index; on any failure restore the earlier values.
 
         Raises:
+            NameTaken: ``overwrite`` is false and a name holds another value.
             StoreError: nothing was kept.
         """
         import keyring
@@ -621,6 +810,10 @@ class KeyringStore:
         with self._lock:
             index = self._index()
             previous = {name: self.get(name) for name in values}
+            if not overwrite:
+                clash = sorted(n for n, v in values.items() if previous[n] not in (None, v))
+                if clash:
+                    raise NameTaken(self.description, clash)
             written: list[str] = []
             try:
                 for name, value in values.items():
@@ -699,6 +892,19 @@ def open_store(
     if kind == "none":
         return NullStore()
     raise StoreError(f"unknown store {kind!r} (expected one of: {', '.join(STORE_KINDS)})")
+
+
+def store_lock(store: SecretStore) -> contextlib.AbstractContextManager:
+    """The lock to hold while choosing names from ``store`` and storing them: the ``.env``'s OS
+    file lock for a dotenv store, nothing for the others (memory and none are private to the
+    process; the keyring store serialises its own writes within the process and refuses a
+    clashing name with :class:`NameTaken`).
+
+    Raises:
+        StoreError: on entering, the lock could not be taken.
+    """
+    lock = getattr(store, "lock", None)
+    return lock() if callable(lock) else contextlib.nullcontext()
 
 
 def taken_names(store: SecretStore) -> dict[str, str]:

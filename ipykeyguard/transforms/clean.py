@@ -31,7 +31,7 @@ from ..engine.config import Config
 from ..engine.findings import Confidence, Finding, Secret, mask_for
 from ..engine.matcher import compile_alternation, values_finder
 from .notebook import CODE, iter_leaves, set_leaf
-from ..engine.scan import Scanner, notebook_findings, scanner_for
+from ..engine.scan import Scanner, env_name_from, notebook_findings, scanner_for
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..storage.store import SecretStore
@@ -109,14 +109,17 @@ class CleanReport:
         return "; ".join(parts) if parts else "nothing to clean"
 
 
-def _mask_spans(text: str, findings: list[Finding]) -> str:
-    """``text`` with each finding's span replaced by its mask (spans do not overlap)."""
+def _mask_spans(text: str, findings: list[Finding], masks: Mapping[str, str] | None = None) -> str:
+    """``text`` with each finding's span replaced by its mask (spans do not overlap).
+
+    ``masks`` maps a finding's fingerprint to the mask to use instead of its own (the name the
+    key is stored under)."""
     pieces, last = [], 0
     for f in sorted(findings, key=lambda f: f.start):
         if f.start < last:
             continue
         pieces.append(text[last:f.start])
-        pieces.append(f.mask)
+        pieces.append(masks.get(f.fingerprint, f.mask) if masks else f.mask)
         last = f.end
     pieces.append(text[last:])
     return "".join(pieces)
@@ -228,6 +231,10 @@ def clean_notebook(
     masked_by_kind: Counter[str] = Counter()
     unrewritten = 0
 
+    if move_code_keys:
+        # Code first: the keys the code will read get the rule's own names; a different key
+        # met only in an output, markdown or metadata takes a suffixed one.
+        pairs.sort(key=lambda pair: not (pair[0].kind == CODE and pair[0].field == "source"))
     for leaf, found in pairs:
         act = [f for f in found if f.confidence >= threshold]
         if not act:
@@ -242,6 +249,16 @@ def clean_notebook(
             unrewritten += leftover
             if masked_here:
                 masked_by_kind[leaf.kind] += masked_here
+        elif move_code_keys:
+            # Masked here, stored like a moved key under the name the mask shows.
+            masks = {}
+            for f in act:
+                name = _store_name(f, secrets, taken_now)
+                secrets[name] = f.secret
+                taken_now[name] = f.fingerprint
+                masks[f.fingerprint] = known[f.secret.reveal()] = mask_for(name)
+            new_text = _mask_spans(leaf.text, act, masks)
+            masked_by_kind[leaf.kind] += len(act)
         else:
             new_text = _mask_spans(leaf.text, act)
             masked_by_kind[leaf.kind] += len(act)
@@ -280,8 +297,12 @@ def clean_and_store(
 ) -> tuple[dict, CleanReport]:
     """:func:`clean_notebook`, then put the keys moved out of code cells into ``store``.
 
-    Names already in the store are reused for the same values. The caller writes the returned
-    notebook only after this returns, so a notebook never refers to a key the store lacks.
+    Names already in the store are reused for the same values. The names are chosen, checked
+    and stored under the store's lock (:func:`~ipykeyguard.storage.store.store_lock`), with the
+    store re-read inside it: another ``clean``, save or kernel writing the same ``.env`` at the
+    same time cannot give one of these names to another key. A notebook without keys to move
+    never takes the lock. The caller writes the returned notebook only after this returns, so
+    a notebook never refers to a key the store lacks.
 
     Args:
         nb: The notebook; never mutated.
@@ -298,22 +319,30 @@ def clean_and_store(
     """
     from dataclasses import replace
 
-    from ..storage.store import taken_names
+    from ..storage.store import store_lock, taken_names
 
-    taken = taken_names(store) if move_code_keys else {}
-    cleaned, report = clean_notebook(
-        nb,
-        config=config,
-        taken=taken if move_code_keys else None,
-        move_code_keys=move_code_keys,
-        min_confidence=min_confidence,
-    )
-    held = frozenset(name for name, digest in report.moved.items() if taken.get(name) == digest)
-    if held:
-        report = replace(report, already_stored=held)
-    new = {name: secret.reveal() for name, secret in report.secrets.items() if name not in held}
-    if report.changed and new:
-        store.put(new)
+    def clean(taken):
+        return clean_notebook(
+            nb, config=config, taken=taken, move_code_keys=move_code_keys, min_confidence=min_confidence
+        )
+
+    if not move_code_keys:
+        return clean(None)
+    taken = taken_names(store)
+    cleaned, report = clean(taken)
+    if report.changed and report.secrets:
+        with store_lock(store):
+            locked_taken = taken_names(store)
+            if locked_taken != taken:  # another writer came first: name again from what is there now
+                taken = locked_taken
+                cleaned, report = clean(taken)
+            # Names whose value the store already held need no write (the notice says "read").
+            held = frozenset(name for name, digest in report.moved.items() if taken.get(name) == digest)
+            if held:
+                report = replace(report, already_stored=held)
+            new = {name: secret.reveal() for name, secret in report.secrets.items() if name not in held}
+            if report.changed and new:
+                store.put(new, overwrite=False)
     return cleaned, report
 
 
@@ -334,13 +363,38 @@ def _rewrite_code(
     result = rewrite_source(source, config=config, scanner=scanner, taken=taken, min_confidence=threshold)
     new_text = result.source
     masked = _count(getattr(result, "masked", 0))
+    moved = dict(result.moved)
     # Fail closed: a key the rewriter could not place (a syntax error in the cell, a context it
-    # does not handle) is masked rather than kept.
+    # does not handle) is masked rather than kept, and stored like a moved key under the name
+    # its mask shows: a key removed from a file and kept nowhere would be a key lost.
     leftover = scanner.scan_text(new_text, min_confidence=threshold)
     if leftover:
-        new_text = _mask_spans(new_text, leftover)
+        masks = {}
+        for f in leftover:
+            name = _store_name(f, moved, taken)
+            moved[name] = f.secret
+            masks[f.fingerprint] = mask_for(name)
+        new_text = _mask_spans(new_text, leftover, masks)
         masked += len(leftover)
-    return new_text, dict(result.moved), masked, len(leftover)
+    return new_text, moved, masked, len(leftover)
+
+
+def _store_name(finding: Finding, moved: Mapping[str, Secret], taken: Mapping[str, str]) -> str:
+    """The name to store a masked key under: the name already holding the same value (moved
+    here or in the store), else the rule's name with the first free ``_N`` suffix."""
+    fp = finding.fingerprint
+    for name, secret in moved.items():
+        if secret.fingerprint == fp:
+            return name
+    for name, held in taken.items():
+        if held == fp:
+            return name
+    base = env_name_from(finding.env or finding.rule or "SECRET")
+    for n in range(1, 10_000):
+        candidate = base if n == 1 else f"{base}_{n}"
+        if candidate not in moved and candidate not in taken:
+            return candidate
+    raise RuntimeError("no free variable name")  # pragma: no cover - 10,000 clashes
 
 
 def clean_text(
@@ -349,6 +403,7 @@ def clean_text(
     config: Config | None = None,
     scanner: Scanner | None = None,
     min_confidence: Confidence | str = Confidence.LIKELY,
+    taken: Mapping[str, str] | None = None,
 ) -> tuple[str, CleanReport]:
     """Clean a plain text file: every key at or above the threshold is replaced by its mask,
     and each such key's other exact occurrences too.
@@ -362,6 +417,11 @@ def clean_text(
         config: Settings; the defaults when omitted.
         scanner: A scanner to reuse.
         min_confidence: Act on findings at or above this; report the others.
+        taken: Names already in the secret store -> fingerprints of their values. When given,
+            each masked key gets a store name (the one already holding its value, else the
+            rule's with a free suffix), the mask shows it, and :attr:`CleanReport.secrets`
+            holds the keys for the caller to store *before* writing the file: a key masked
+            and kept nowhere would be a key lost. ``None``: masks name the rule, nothing to store.
 
     Returns:
         ``(text, report)``; the text is ``text`` itself when nothing changed.
@@ -374,12 +434,25 @@ def clean_text(
     below = tuple(f for f in found if f.confidence < threshold)
     if not act:
         return text, CleanReport(below_threshold=below)
-    new_text = _mask_spans(text, act)
-    new_text, extra = _KnownValues({f.secret.reveal(): f.mask for f in act}).replace(new_text)
+    secrets: dict[str, Secret] = {}
+    masks: dict[str, str] = {}
+    if taken is not None:
+        taken_now = dict(taken)
+        for f in act:
+            if f.fingerprint in masks:
+                continue
+            name = _store_name(f, secrets, taken_now)
+            secrets[name] = f.secret
+            taken_now[name] = f.fingerprint
+            masks[f.fingerprint] = mask_for(name)
+    new_text = _mask_spans(text, act, masks)
+    new_text, extra = _KnownValues({f.secret.reveal(): masks.get(f.fingerprint, f.mask) for f in act}).replace(new_text)
     count = len(act) + extra
     report = CleanReport(
         findings=tuple(act),
         below_threshold=below,
+        moved={name: s.fingerprint for name, s in secrets.items()},
+        secrets=secrets,
         masked=count,
         masked_by_kind={"text": count},
         changed=new_text != text,

@@ -547,6 +547,10 @@ def _other_quote(quote: str) -> str:
     return "'" if quote[0] == '"' else '"'
 
 
+#: Names written into code as they are; any other name is written with ``repr``.
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
 def _lookup(name: str, quote: str = '"') -> str:
     return f"os.environ[{quote}{name}{quote}]"
 
@@ -983,6 +987,9 @@ class _Planner:
             sep
             and var
             and not re.search(r"\s", var)
+            # IPython expands $name and {expr} in the whole magic line before %env sees it; a
+            # name using them has no fixed spelling to write into code, so the key is masked.
+            and not re.search(r"[${}]", var)
             and all(value_start <= f.start and f.end <= value_end for f in found)
         )
         if usable:
@@ -1010,7 +1017,11 @@ class _Planner:
                 _python_string_body(t, '"').replace("{", "{{").replace("}", "}}") if kind == "text" else "{" + _lookup(t, "'") + "}"
                 for kind, t in pieces
             ) + '"'
-        self.edits.append(_Edit(segment.start, segment.end, f"{_lookup(var)} = {expression}"))
+        # The name becomes a Python string literal: repr() escapes whatever it holds (quotes,
+        # backslashes, brackets), so a crafted name sets that odd variable, as %env does, and
+        # never becomes code.
+        target = _lookup(var) if _ENV_NAME.match(var) else f"os.environ[{var!r}]"
+        self.edits.append(_Edit(segment.start, segment.end, f"{target} = {expression}"))
         self._use(segment.start)
 
     def _plan_shell(self, segment: _Segment, found: list[Finding]) -> None:
