@@ -442,3 +442,28 @@ def test_a_key_masked_in_a_text_file_is_stored_under_the_name_its_mask_shows(tmp
         for match in re.finditer(r"\[secret:([A-Z0-9_]+)\]", text):
             assert env[match.group(1)] in (first, second), f"{name}'s mask names another value"
     assert {first, second} <= set(env.values())
+
+
+@pytest.mark.parametrize("setting", ["mode", "store", "prompts", "allow", "prompt_endpoints", "dotenv_path"])
+def test_no_kernel_setting_error_echoes_a_key_given_as_its_value(setting):
+    """A key given as the value of any c.KeyGuard setting (a wrong type or choice) is refused
+    with an error that holds no 8 characters of it; so are the server's and the exporter's."""
+    from traitlets import TraitError
+    from traitlets.config import Config as TraitletsConfig
+
+    from ipykeyguard.kernel.extension import KeyGuard
+    from ipykeyguard.nbconvert.preprocessor import KeyGuardPreprocessor
+    from ipykeyguard.server.hooks import KeyGuardServer
+
+    key = fakekeys.openai_project_key()
+    # A mapping where a list is expected, a list where a str is expected, a str outside the choices.
+    value = [key] if setting == "dotenv_path" else ({"note": key} if setting in ("allow", "prompt_endpoints") else key)
+    with pytest.raises(TraitError) as raised:
+        KeyGuard(config=TraitletsConfig({"KeyGuard": {setting: value}}))
+    assert not _window_leak(str(raised.value), key)
+    for cls, name in ((KeyGuardServer, "store"), (KeyGuardServer, "code_keys"), (KeyGuardServer, "dotenv_path"),
+                      (KeyGuardPreprocessor, "store"), (KeyGuardPreprocessor, "dotenv_path")):
+        bad = [key] if name == "dotenv_path" else key
+        with pytest.raises(TraitError) as raised:
+            cls(config=TraitletsConfig({cls.__name__: {name: bad}}))
+        assert not _window_leak(str(raised.value), key), f"{cls.__name__}.{name}"

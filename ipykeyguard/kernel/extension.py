@@ -84,10 +84,10 @@ from typing import Any, Callable
 
 from IPython.core.error import InputRejected
 from IPython.core.magic import Magics, line_magic, magics_class
-from traitlets import Bool, Enum, List, Unicode, observe
+from traitlets import Bool, observe
 from traitlets.config import Configurable
 
-from .._traits import confidence_trait
+from .._traits import QuietEnum, QuietList, QuietUnicode, confidence_trait
 from .egress import MODES as PROMPT_MODES, PromptGuard, install_prompt_guard
 from .comm import install_channel, record_moves, set_secret
 from .output_guard import install_output_guard
@@ -188,19 +188,19 @@ class KeyGuard(Configurable):
     extension installs; :meth:`install` and :meth:`uninstall` are exact inverses.
     """
 
-    mode = Enum(
+    mode = QuietEnum(
         ["rewrite", "warn", "block"],
         default_value="rewrite",
         help="What to do with a cell holding a key: 'rewrite' moves the key to the store and runs "
         "the cell with os.environ lookups; 'warn' runs it unchanged and warns; 'block' refuses "
         "to run it.",
     ).tag(config=True)
-    store = Enum(
+    store = QuietEnum(
         ["dotenv", "keyring", "memory"],
         default_value="dotenv",
         help="Where moved keys are kept: a .env file, the OS keyring, or memory (this session only).",
     ).tag(config=True)
-    dotenv_path = Unicode(
+    dotenv_path = QuietUnicode(
         "",
         help="The .env file of the 'dotenv' store; relative paths are resolved against the "
         "kernel's working directory when the extension loads. Default: .env in that directory.",
@@ -208,20 +208,20 @@ class KeyGuard(Configurable):
     min_confidence = confidence_trait(
         "Rewrite (or block) keys found with at least this confidence; weaker findings are only warned about."
     )
-    allow = List(
-        Unicode(),
+    allow = QuietList(
+        QuietUnicode(),
         help="SHA-256 fingerprints of values that are not secrets (as shown by `ipykeyguard scan` "
         "and `%keyguard`).",
     ).tag(config=True)
     enabled = Bool(True, help="Check cells at all (`%keyguard on` / `%keyguard off`).").tag(config=True)
-    prompts = Enum(
+    prompts = QuietEnum(
         list(PROMPT_MODES),
         default_value="mask",
         help="Requests to language-model APIs: 'mask' sends them with secrets masked in the body "
         "(one line names what was masked); 'block' refuses them, sending nothing; 'off' leaves them alone.",
     ).tag(config=True)
-    prompt_endpoints = List(
-        Unicode(),
+    prompt_endpoints = QuietList(
+        QuietUnicode(),
         help="More language-model endpoints, besides the known providers and routes: a host "
         "('llm.example.com', '*.inference.example.com') or a path ending ('/v2/generate', ':predict').",
     ).tag(config=True)

@@ -31,9 +31,9 @@ from typing import Any
 
 from nbconvert.exporters import HTMLExporter, NotebookExporter
 from nbconvert.preprocessors import Preprocessor
-from traitlets import Bool, Enum, List, Unicode
+from traitlets import Bool, List
 
-from .._traits import confidence_trait
+from .._traits import QuietEnum, QuietUnicode, confidence_trait
 from ..transforms.clean import clean_and_store
 from ..engine.config import Config, find_pyproject, load_config
 from ..storage.store import open_store
@@ -50,20 +50,20 @@ class KeyGuardPreprocessor(Preprocessor):
     # an exporter's default_preprocessors; --KeyGuardPreprocessor.enabled=False turns it off.
     enabled = Bool(True, help="Clean the notebook.").tag(config=True)
     min_confidence = confidence_trait("Only findings at least this sure are cleaned.")
-    code_keys = Enum(
+    code_keys = QuietEnum(
         ("mask", "move"),
         default_value="mask",
         help="Keys in code cells: 'mask' them like any other text, or 'move' them: the code "
         "reads os.environ['NAME'] and the key goes to the store.",
     ).tag(config=True)
-    store = Enum(
+    store = QuietEnum(
         ("none", "dotenv", "keyring"),
         default_value="none",
         help="With code_keys='move': where moved keys are kept. 'none' keeps them nowhere (an "
         "export writes no .env unless asked); 'dotenv' writes the .env beside the input notebook "
         "(or dotenv_path); 'keyring' the OS keyring.",
     ).tag(config=True)
-    dotenv_path = Unicode("", help="With store='dotenv': the .env file to use instead of the one beside the notebook.").tag(
+    dotenv_path = QuietUnicode("", help="With store='dotenv': the .env file to use instead of the one beside the notebook.").tag(
         config=True
     )
     use_project_config = Bool(

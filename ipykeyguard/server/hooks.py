@@ -41,10 +41,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tornado.web import HTTPError
-from traitlets import Bool, Enum, Unicode
+from traitlets import Bool
 from traitlets.config import LoggingConfigurable
 
-from .._traits import confidence_trait
+from .._traits import QuietEnum, QuietUnicode, confidence_trait
 from ..engine.config import Config, ConfigError, find_pyproject, load_config
 from ..transforms.notebook import NotebookError, detect_indent, dump_notebook, iter_leaves, parse_notebook
 from ..storage.store import StoreError, atomic_write_bytes, open_store
@@ -73,22 +73,22 @@ class KeyGuardServer(LoggingConfigurable):
     """The save guard of a running Jupyter Server: options plus the two contents hooks."""
 
     enabled = Bool(True, help="Clean notebooks on save. False registers no hook.").tag(config=True)
-    store = Enum(
+    store = QuietEnum(
         ("dotenv", "keyring", "none"),
         default_value="dotenv",
         help="Where keys moved out of code cells are kept: 'dotenv' (the .env beside the notebook, "
         "mode 0600), 'keyring' (the OS keyring) or 'none' (not kept: the code still reads "
         "os.environ, set the variable yourself).",
     ).tag(config=True)
-    dotenv_path = Unicode(
+    dotenv_path = QuietUnicode(
         "",
         help="With store='dotenv': one .env file used for every notebook instead of the .env "
         "beside each notebook. Relative paths are relative to the server's root_dir.",
     ).tag(config=True)
-    keyring_service = Unicode("ipykeyguard", help="With store='keyring': the keyring service name.").tag(
+    keyring_service = QuietUnicode("ipykeyguard", help="With store='keyring': the keyring service name.").tag(
         config=True
     )
-    code_keys = Enum(
+    code_keys = QuietEnum(
         ("move", "mask"),
         default_value="move",
         help="Keys in code cells: 'move' them into the store and read them back with "
