@@ -7,12 +7,21 @@ kind (code, markdown, raw, output, metadata, attachment). Binary mimetypes (PNG,
 string stays a string, a list of lines stays a list of lines), so an unchanged notebook can be
 re-serialised byte for byte.
 
+The keys of free-form JSON objects (notebook and cell metadata, widget state, JSON outputs such
+as ``display(JSON({key: 1}))``, attachment names) are text a user chose, so they are leaves too
+(``Leaf.is_key``): a key that is a secret is found, and :func:`set_leaf` renames it in place,
+keeping the object's order. A key leaf comes after the leaves below it, so a walk that writes
+as it goes has finished with the old name's subtree before the name changes. In field paths a
+key that could be a secret is shown by position (``<key 2>``), never as text: a location must
+not leak what it locates.
+
 Nothing here imports nbformat: notebooks are plain dicts (``NotebookNode`` is a dict too).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,6 +36,8 @@ __all__ = [
     "is_text_mimetype",
     "detect_indent",
     "dump_notebook",
+    "key_label",
+    "renamed_key",
 ]
 
 #: Field kinds. Only ``code`` leaves are rewritten to environment lookups; the rest are masked.
@@ -72,8 +83,11 @@ class Leaf:
         field: Human-readable path inside the cell (or notebook), e.g. ``"source"``.
         kind: ``code``, ``markdown``, ``raw``, ``output``, ``metadata`` or ``attachment``.
         text: The text (lists of lines joined).
-        path: Keys and indices from the notebook root to the value, for :func:`set_leaf`.
+        path: Keys and indices from the notebook root to the value, for :func:`set_leaf`; for
+            a key leaf, the path of the object holding the key, then the key.
         is_lines: The value was stored as a list of lines.
+        is_key: The text is a key of a JSON object, not a value; its field ends in ``<key N>``
+            (N counts the object's keys from 0).
     """
 
     cell: int | None
@@ -82,6 +96,43 @@ class Leaf:
     text: str
     path: tuple[Any, ...]
     is_lines: bool = False
+    is_key: bool = False
+
+
+# A key shown as text in a field path: short, or made of ordinary words (``language_info``,
+# ``application/vnd.jupyter.widget-state+json``, ``ExecuteTime``). Anything else (a model id, a
+# token used as a key) is shown by position.
+_WORD_KEY_RE = re.compile(r"[^A-Za-z0-9]*(?:(?:[a-z]+|[A-Z]+|(?:[A-Z]?[a-z]+)+|[0-9]{1,4})(?:[^A-Za-z0-9]+|\Z))*")
+_SHORT_KEY = 8
+
+
+def key_label(key: Any, position: int) -> str:
+    """How a JSON object key appears in a field path: its text when it cannot hold a secret
+    (shorter than 8 characters, or ordinary words), else ``<key N>`` by position."""
+    if isinstance(key, str) and (len(key) < _SHORT_KEY or _WORD_KEY_RE.fullmatch(key)):
+        return key
+    return f"<key {position}>"
+
+
+def renamed_key(mapping: dict, old: Any, new: str) -> dict:
+    """A copy of ``mapping`` (same type) with key ``old`` renamed to ``new``, order kept.
+
+    When ``new`` is already a key, ``" (2)"``, ``" (3)"``, ... is appended so no value is lost
+    (two secrets used as keys of one object become the same mask).
+    """
+    if new != old and new in mapping:
+        n = 2
+        while f"{new} ({n})" in mapping:
+            n += 1
+        new = f"{new} ({n})"
+    items = [(new if k == old else k, v) for k, v in mapping.items()]
+    try:
+        out = type(mapping)()
+    except TypeError:
+        out = {}
+    for k, v in items:
+        out[k] = v
+    return out
 
 
 def _decode(data: bytes, name: str) -> str:
@@ -170,6 +221,15 @@ def _text(value: Any) -> tuple[str, bool] | None:
     return None
 
 
+class _KeyOf:
+    """A stack entry for a JSON object key (yielded after the key's value subtree)."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
 def _json_leaves(value: Any, field: str, path: tuple, cell: int | None, kind: str) -> Iterator[Leaf]:
     stack: list[tuple[Any, str, tuple]] = [(value, field, path)]
     while stack:
@@ -177,9 +237,17 @@ def _json_leaves(value: Any, field: str, path: tuple, cell: int | None, kind: st
         if isinstance(node, str):
             if node:
                 yield Leaf(cell, fld, kind, node, pth)
+        elif isinstance(node, _KeyOf):
+            yield Leaf(cell, fld, kind, node.key, pth, is_key=True)
         elif isinstance(node, dict):
-            for key in reversed(list(node)):
-                stack.append((node[key], f"{fld}.{key}" if fld else str(key), pth + (key,)))
+            keys = list(node)
+            for position in range(len(keys) - 1, -1, -1):
+                key = keys[position]
+                if isinstance(key, str) and key:
+                    # Pushed first, popped after the value's whole subtree.
+                    stack.append((_KeyOf(key), f"{fld}.<key {position}>" if fld else f"<key {position}>", pth + (key,)))
+                label = key_label(key, position)
+                stack.append((node[key], f"{fld}.{label}" if fld else label, pth + (key,)))
         elif isinstance(node, list):
             for i in range(len(node) - 1, -1, -1):
                 stack.append((node[i], f"{fld}[{i}]", pth + (i,)))
@@ -203,7 +271,9 @@ def _bundle_leaves(bundle: Any, field: str, path: tuple, cell: int | None, kind:
 
 def iter_leaves(nb: dict) -> Iterator[Leaf]:
     """Every text in the notebook: notebook metadata, then each cell's source, attachments,
-    outputs and metadata. Binary mimetypes, cell ids and dict keys are not yielded."""
+    outputs and metadata. Binary mimetypes, cell ids and the notebook format's own keys
+    (field names, mimetypes) are not yielded; keys of free-form JSON objects are, each after
+    the leaves below it (``Leaf.is_key``)."""
     yield from _json_leaves(nb.get("metadata", {}), "metadata", ("metadata",), None, METADATA)
     for index, cell in enumerate(nb.get("cells", [])):
         base = ("cells", index)
@@ -214,8 +284,13 @@ def iter_leaves(nb: dict) -> Iterator[Leaf]:
             yield Leaf(index, "source", kind, src[0], base + ("source",), src[1])
         attachments = cell.get("attachments")
         if isinstance(attachments, dict):
-            for name, bundle in attachments.items():
-                yield from _bundle_leaves(bundle, f"attachments.{name}", base + ("attachments", name), index, ATTACHMENT)
+            for position, (name, bundle) in enumerate(list(attachments.items())):
+                label = key_label(name, position)
+                yield from _bundle_leaves(bundle, f"attachments.{label}", base + ("attachments", name), index, ATTACHMENT)
+                if isinstance(name, str) and name:
+                    # The name is the user's text (a markdown cell refers to it as attachment:name).
+                    yield Leaf(index, f"attachments.<key {position}>", ATTACHMENT, name,
+                               base + ("attachments", name), is_key=True)
         outputs = cell.get("outputs")
         if isinstance(outputs, list):
             for j, out in enumerate(outputs):
@@ -251,8 +326,20 @@ def split_lines(text: str) -> list[str]:
 
 
 def set_leaf(nb: dict, leaf: Leaf, text: str) -> None:
-    """Write ``text`` where ``leaf`` was, in the same shape (string or list of lines)."""
+    """Write ``text`` where ``leaf`` was, in the same shape (string or list of lines).
+
+    A key leaf renames the key in place, keeping the object's order (see :func:`renamed_key`
+    for a name that is taken).
+    """
     node: Any = nb
     for key in leaf.path[:-1]:
         node = node[key]
+    if leaf.is_key:
+        old = leaf.path[-1]
+        if text == old or old not in node:
+            return
+        renamed = renamed_key(node, old, text)
+        node.clear()
+        node.update(renamed)
+        return
     node[leaf.path[-1]] = split_lines(text) if leaf.is_lines else text

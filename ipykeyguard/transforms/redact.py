@@ -41,6 +41,7 @@ from ..engine.matcher import compile_alternation, values_finder
 from ..engine.config import Config
 from ..engine.findings import Confidence, mask_for
 from ..engine.scan import Scanner, default_scanner, scanner_for
+from .notebook import renamed_key
 
 __all__ = [
     "Redactor",
@@ -75,6 +76,9 @@ _WORDLIKE_RE = re.compile(r"[^A-Za-z0-9]*(?:(?:[a-z]+|[A-Z]+|[A-Z][a-z]+|[0-9]+)
 # The automaton takes UTF-8: a lone surrogate (text decoded with surrogateescape) is searched as
 # U+FFFD, one character for one, so offsets are unchanged.
 _LONE_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+# How many clean dict keys the redactor remembers (see Redactor._redact_key).
+_CLEAN_KEYS_LIMIT = 4096
 
 # Hold-back looks up a tail's first few characters in a set before comparing whole values.
 _PREFIX_PROBE = 12
@@ -302,6 +306,8 @@ class Redactor:
         self._index: _KnownIndex | None = _KnownIndex({})
         self._failure_logged = False
         self._failures = 0
+        # dict key -> the known-value snapshot under which it needed no mask.
+        self._clean_keys: dict[str, _KnownIndex] = {}
 
     @property
     def failures(self) -> int:
@@ -394,7 +400,9 @@ class Redactor:
         return "".join(pieces)
 
     def redact_tree(self, obj: Any) -> Any:
-        """Redact every string leaf of a JSON-like tree (dicts, lists, tuples); keys are kept.
+        """Redact every string leaf and every string key of a JSON-like tree (dicts, lists,
+        tuples). A key that changes is renamed in place in a copy of its dict, order kept (a
+        name already taken gets ``" (2)"``, ... appended, so no value is lost).
 
         Never raises: on an internal error the result is :data:`WITHHELD_NOTICE` (a string in
         place of the whole tree) and the error is logged once.
@@ -416,12 +424,23 @@ class Redactor:
             return self.redact(obj)
         if isinstance(obj, dict):
             changed = None
+            renames = None
             for key, value in obj.items():
                 new = self._tree(value)
                 if new is not value:
                     if changed is None:
                         changed = dict(obj)
                     changed[key] = new
+                if isinstance(key, str):
+                    new_key = self._redact_key(key)
+                    if new_key is not key:
+                        renames = renames or []
+                        renames.append((key, new_key))
+            if renames:
+                out = changed if changed is not None else dict(obj)
+                for key, new_key in renames:
+                    out = renamed_key(out, key, new_key)
+                return out
             return obj if changed is None else changed
         if isinstance(obj, (list, tuple)):
             items = [self._tree(v) for v in obj]
@@ -429,6 +448,21 @@ class Redactor:
                 return obj
             return items if isinstance(obj, list) else tuple(items)
         return obj
+
+    def _redact_key(self, key: str) -> str:
+        """:meth:`redact` for a dict key, remembering keys that need nothing (mimetypes, trait
+        names and field names recur in every message). The memory is emptied whenever the
+        known values change; a change of rules only ever allows more, so it stays valid."""
+        index = self._known()
+        clean = self._clean_keys
+        if clean.get(key) is index:
+            return key
+        new = self.redact(key)
+        if new is key:
+            if len(clean) >= _CLEAN_KEYS_LIMIT:
+                clean.clear()
+            clean[key] = index
+        return new
 
     def holdback_length(self, text: str) -> int:
         """Length of the longest suffix of ``text`` that is a proper prefix of a known value.
