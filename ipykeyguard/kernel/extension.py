@@ -602,7 +602,8 @@ class KeyGuard(Configurable):
             self._patch_instance(kernel, "_publish_execute_input",
                                  self._wrap_publish_execute_input(kernel._publish_execute_input))
 
-        self._record("output guard", install_output_guard(shell, self.redactor))
+        # know=self._know: variables the user's code sets later are judged by the allow-list too.
+        self._record("output guard", install_output_guard(shell, self.redactor, know=self._know))
 
         magics = KeyGuardMagics(shell, guard=self)
         shell.register_magics(magics)
