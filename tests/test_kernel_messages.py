@@ -147,6 +147,16 @@ def trigger_debug_rich_inspect(k: RealKernel, keys) -> str:
     return wire(debug_request(k, "richInspectVariables", {"variableName": "k"}))
 
 
+def trigger_debug_variables(k: RealKernel, keys) -> str:
+    """The variables pane expanding a dict: the debugger started (debugpy), then ``variables``."""
+    debug_request(k, "initialize", {"clientID": "test", "adapterID": "python", "pathFormat": "path",
+                                    "linesStartAt1": True, "columnsStartAt1": True}, seq=1)
+    debug_request(k, "attach", {}, seq=2)
+    inspected = debug_request(k, "inspectVariables", {}, seq=3)
+    (ref,) = [v["variablesReference"] for v in inspected["content"]["body"]["variables"] if v["name"] == "d"]
+    return wire(debug_request(k, "variables", {"variablesReference": ref}, seq=4))
+
+
 TRIGGERS: list[tuple[str, Callable]] = [
     ("comm_open widget state", trigger_widget_open),
     ("comm_msg widget update", trigger_widget_update),
@@ -157,6 +167,7 @@ TRIGGERS: list[tuple[str, Callable]] = [
     ("input_request prompt", trigger_input_prompt),
     ("debug_reply inspectVariables", trigger_debug_inspect_variables),
     ("debug_reply richInspectVariables", trigger_debug_rich_inspect),
+    ("debug_reply variables", trigger_debug_variables),  # last: it starts the debugger
 ]
 
 
@@ -244,3 +255,76 @@ def test_truncated_reprs_show_no_eight_characters_of_a_known_value(kernels, keys
     assert leaks(keys["known"], plain.wire_text()), "vacuous"
     ex = kernels["guarded"].ok(code)
     assert not leaks(keys["known"], ex.wire_text())
+
+
+# -- in-process: messages no test here can make a kernel send with a key -------------------------
+class _RecordingSession:
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def send(self, stream, msg_or_type, content=None, parent=None, ident=None, buffers=None,
+             track=False, header=None, metadata=None):
+        self.sent.append((msg_or_type, content, buffers))
+
+
+def test_debug_event_body_is_redacted_by_the_session_send_wrapper(keys):
+    """A debugger event (debugpy 'output' with a logpoint's text) goes out masked, its protocol
+    fields untouched; a harmless event is passed on as the very same object."""
+    from ipykeyguard.kernel.output_guard import install_output_guard
+    from ipykeyguard.transforms.redact import Redactor
+
+    class Shell:
+        class kernel:
+            session = _RecordingSession()
+
+    redactor = Redactor()
+    redactor.add_known("MY_SERVICE_TOKEN", keys["known"])
+    uninstall = install_output_guard(Shell, redactor, environ={})
+    try:
+        event = {"seq": 7, "type": "event", "event": "output",
+                 "body": {"category": "console", "output": f"logged {keys['known']}\n"}}
+        Shell.kernel.session.send(None, "debug_event", event, None, b"debug_event")
+        harmless = {"seq": 8, "type": "event", "event": "initialized"}
+        Shell.kernel.session.send(None, "debug_event", harmless, None, b"debug_event")
+    finally:
+        uninstall()
+    (_t1, sent, _b1), (_t2, sent_harmless, _b2) = Shell.kernel.session.sent
+    assert sent == {"seq": 7, "type": "event", "event": "output",
+                    "body": {"category": "console", "output": f"logged {MASK}\n"}}
+    assert sent_harmless is harmless
+
+
+def test_environment_follower_registers_new_changed_and_overwritten_values():
+    """Secret-like variables set later are registered; plain names are not; an overwritten
+    value stays known as NAME_PREVIOUS; a value already known keeps its mask."""
+    from ipykeyguard.kernel.output_guard import EnvironmentFollower
+
+    first, second, other = (fakekeys.generic_secret(n=30) for _ in range(3))
+    env = {"HOME": "/root"}
+    got: dict[str, str] = {}
+    follower = EnvironmentFollower(got.__setitem__, env, is_known=lambda v: v == other)
+    follower.check()
+    assert got == {}
+    env["SERVICE_TOKEN"] = first
+    env["PLAIN_SETTING"] = second
+    follower.check()
+    assert set(got) == {"SERVICE_TOKEN"} and got["SERVICE_TOKEN"] == first
+    env["SERVICE_TOKEN"] = second
+    env["COPY_TOKEN"] = other
+    follower.check()
+    assert set(got) == {"SERVICE_TOKEN", "SERVICE_TOKEN_PREVIOUS"}
+    assert got["SERVICE_TOKEN"] == second and got["SERVICE_TOKEN_PREVIOUS"] == first
+
+
+def test_environment_follower_reads_the_real_os_environ(monkeypatch):
+    """Against os.environ (bytes-keyed _data on POSIX) a variable set later is decoded and registered."""
+    import os
+
+    from ipykeyguard.kernel.output_guard import EnvironmentFollower
+
+    value = fakekeys.generic_secret(n=30)
+    got: dict[str, str] = {}
+    follower = EnvironmentFollower(got.__setitem__, os.environ)
+    monkeypatch.setenv("KG_FOLLOWER_TEST_TOKEN", value)
+    follower.check()
+    assert got.get("KG_FOLLOWER_TEST_TOKEN") == value

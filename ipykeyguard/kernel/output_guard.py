@@ -93,7 +93,8 @@ def install_output_guard(
         has wrapped the same object since, turns the guard into a pass-through), releases any
         held-back text, and may be called more than once.
     """
-    follower = EnvironmentFollower(know or redactor.add_known, os.environ if environ is None else environ)
+    follower = EnvironmentFollower(know or redactor.add_known, os.environ if environ is None else environ,
+                                   is_known=redactor.is_known)
     session = getattr(getattr(shell, "kernel", None), "session", None)
     if session is not None and callable(getattr(session, "send", None)):
         return _SessionSendGuard(session, redactor, follower).install()
@@ -113,14 +114,20 @@ class EnvironmentFollower:
     stays known: a variable deleted or overwritten does not make its old value public, so an
     overwritten value stays masked under ``NAME_PREVIOUS``.
 
+    A value that is already known (``%env COPY_TOKEN=$MY_TOKEN``, a moved key the extension
+    put in ``os.environ`` itself) keeps the mask it has.
+
     Args:
         know: Called with ``(name, value)`` for a secret-like variable set or changed.
         environ: ``os.environ`` (or any mapping; ``os._Environ``'s raw ``_data`` is compared
             when there is one, which spares decoding every variable).
+        is_known: Tells whether a value is known already (then ``know`` is not called).
     """
 
-    def __init__(self, know: Callable[[str, str], None], environ: Any) -> None:
+    def __init__(self, know: Callable[[str, str], None], environ: Any,
+                 is_known: Callable[[str], bool] | None = None) -> None:
         self._know = know
+        self._is_known = is_known or (lambda value: False)
         self._environ = environ
         raw = getattr(environ, "_data", None)
         self._raw = raw if isinstance(raw, dict) else None
@@ -152,6 +159,8 @@ class EnvironmentFollower:
                 if isinstance(name, str) and isinstance(text, str):
                     named[name] = text
             for name, value in secret_like_env(named).items():
+                if self._is_known(value):
+                    continue
                 previous = old.get(_raw_key(self._environ, name) if self._raw is not None else name)
                 if previous is not None:
                     text = decode_value(previous) if self._raw is not None and decode_value else previous

@@ -346,6 +346,10 @@ class Redactor:
             if self._values_by_name.pop(name, None) is not None:
                 self._index = None
 
+    def is_known(self, value: str) -> bool:
+        """True when ``value`` is masked as a known value (under any name)."""
+        return value in self._known().masks
+
     def known_names(self) -> list[str]:
         """The names of the known values, sorted."""
         with self._lock:
