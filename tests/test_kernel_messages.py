@@ -108,6 +108,21 @@ def trigger_widget_dict_key(k: RealKernel, keys) -> str:
     return wire(*ex.of_type("comm_open", "comm_msg"))
 
 
+def trigger_json_key(k: RealKernel, keys) -> str:
+    """display(JSON({key: 1})): the key is a dict key of the application/json bundle."""
+    ex = k.ok("from IPython.display import JSON, display\ndisplay(JSON({k: 1, 'n': 2}))")
+    (shown,) = ex.of_type("display_data")
+    assert list(shown["content"]["data"]["application/json"].values()) == [1, 2]  # values kept, in order
+    return wire(shown)
+
+
+def trigger_user_expressions(k: RealKernel, keys) -> str:
+    msg_id = k.kc.execute("", user_expressions={"v": "k"})
+    reply = shell_reply(k, msg_id)
+    k.drain()
+    return wire(reply)
+
+
 def trigger_complete(k: RealKernel, keys) -> str:
     msg_id = k.kc.complete('d["', cursor_pos=3)
     return wire(shell_reply(k, msg_id))
@@ -161,6 +176,8 @@ TRIGGERS: list[tuple[str, Callable]] = [
     ("comm_open widget state", trigger_widget_open),
     ("comm_msg widget update", trigger_widget_update),
     ("comm_open widget dict key", trigger_widget_dict_key),
+    ("display_data JSON object key", trigger_json_key),
+    ("execute_reply user_expressions", trigger_user_expressions),
     ("complete_reply dict keys", trigger_complete),
     ("inspect_reply", trigger_inspect),
     ("execute_reply page payload", trigger_pinfo_page),
