@@ -63,7 +63,8 @@ def test_runs_shorter_than_eight_characters_are_left_alone():
 
 def test_ordinary_words_and_fixed_prefixes_inside_a_value_are_not_masked_elsewhere():
     """A value holding 'password' or 'sk-proj-' does not mask those words in other output."""
-    r = redactor_with(DB_PASSWORD="password-Xy7Qz9Lm2Wc", OPENAI_API_KEY=fakekeys.openai_project_key())
+    r = redactor_with(DB_PASSWORD="password-" + fakekeys.generic_secret(n=16),
+                      OPENAI_API_KEY=fakekeys.openai_project_key())
     text = "enter your password here; keys look like sk-proj-...; INFORMATION 12345678 Database"
     assert r.redact(text) is text
 

@@ -1,19 +1,24 @@
 """IPython / ipykernel glue of the output guard: every outgoing text passes the redactor.
 
 In a kernel the guard wraps ``shell.kernel.session.send`` on the instance. That method is the
-one choke point every message goes through - streams (sent from the IOPub thread, whatever
-thread printed), ``display_data``, ``update_display_data``, ``execute_result``, ``error``,
-``execute_input`` and the shell-channel ``execute_reply`` - whereas ``OutStream``,
-``display_pub`` and ``displayhook`` hooks are thread-local and miss ``execute_reply.evalue``
-(see JUPYTER-APIS.md section 3). Stream text additionally goes through hold-back, so a known
-value printed in pieces across flushes is still masked.
+one choke point every message goes through, on every channel - streams (sent from the IOPub
+thread, whatever thread printed), ``display_data``, ``update_display_data``, ``execute_result``,
+``error``, ``execute_input``, widget ``comm_*`` traffic and ``debug_event`` on iopub; the
+``execute_reply``, ``inspect_reply``, ``complete_reply``, ``history_reply``,
+``kernel_info_reply`` and ``debug_reply`` replies; ``input_request`` prompts on stdin - whereas
+``OutStream``, ``display_pub`` and ``displayhook`` hooks are thread-local and miss
+``execute_reply.evalue`` (see JUPYTER-APIS.md section 3). docs/KERNEL-MESSAGES.md lists each
+type, field and test. Stream text additionally goes through hold-back, so a known value printed
+in pieces across flushes is still masked, and before each message an
+:class:`EnvironmentFollower` registers secret-like variables the user's code put in
+``os.environ`` since the last one.
 
 In terminal IPython (no kernel) everything IPython prints ends in ``sys.stdout`` /
 ``sys.stderr``, so the guard replaces both with a redacting writer. Replacing the object (not
 patching its ``write``) survives IPython's per-cell ``_tee``, which saves and restores the
 ``write`` attribute of whatever ``sys.stdout`` is at the start of each cell.
 
-The redaction itself is pure and lives in :mod:`ipykeyguard.redact`.
+The redaction itself is pure and lives in :mod:`ipykeyguard.transforms.redact`.
 """
 
 from __future__ import annotations
