@@ -95,14 +95,19 @@ def test_two_secret_keys_of_one_object_keep_both_values():
 
 
 def test_key_leaves_follow_their_subtree_and_set_leaf_renames_in_place():
-    """A key's leaf comes after the leaves below it, so a walk that writes as it goes can rename it."""
-    nb = {"nbformat": 4, "metadata": {"outer": {"inner": "v"}, "k2": "w"}, "cells": []}
+    """A key's leaf comes after the leaves below it, so a walk that writes as it goes can rename it;
+    short keys and keys made of ordinary words are not leaves."""
+    outer, inner, second = "Ab3dE5gH9k", "zY8xW7vU6t", "Qq1Ww2Ee3R"
+    nb = {"nbformat": 4, "metadata": {outer: {inner: "v", "plain_name": "p"}, second: "w", "tags": "t"}, "cells": []}
     order = [(leaf.field, leaf.is_key) for leaf in iter_leaves(nb)]
-    assert order == [("metadata.outer.inner", False), ("metadata.outer.<key 0>", True),
-                     ("metadata.<key 0>", True), ("metadata.k2", False), ("metadata.<key 1>", True)]
+    assert order == [("metadata.<key 0>.<key 0>", False), ("metadata.<key 0>.<key 0>", True),
+                     ("metadata.<key 0>.plain_name", False),
+                     ("metadata.<key 0>", True), ("metadata.<key 1>", False), ("metadata.<key 1>", True),
+                     ("metadata.tags", False)]
     for leaf in iter_leaves(nb):
-        set_leaf(nb, leaf, leaf.text.upper())
-    assert nb["metadata"] == {"OUTER": {"INNER": "V"}, "K2": "W"}
+        set_leaf(nb, leaf, leaf.text.lower())
+    assert nb["metadata"] == {outer.lower(): {inner.lower(): "v", "plain_name": "p"}, second.lower(): "w", "tags": "t"}
+    assert list(nb["metadata"]) == [outer.lower(), second.lower(), "tags"]
 
 
 @pytest.mark.parametrize("key, shown", [

@@ -9,7 +9,8 @@ re-serialised byte for byte.
 
 The keys of free-form JSON objects (notebook and cell metadata, widget state, JSON outputs such
 as ``display(JSON({key: 1}))``, attachment names) are text a user chose, so they are leaves too
-(``Leaf.is_key``): a key that is a secret is found, and :func:`set_leaf` renames it in place,
+(``Leaf.is_key``; keys shorter than 8 characters or made of ordinary words are skipped: they
+can hold no secret a rule finds): a key that is a secret is found, and :func:`set_leaf` renames it in place,
 keeping the object's order. A key leaf comes after the leaves below it, so a walk that writes
 as it goes has finished with the old name's subtree before the name changes. In field paths a
 key that could be a secret is shown by position (``<key 2>``), never as text: a location must
@@ -112,6 +113,14 @@ def key_label(key: Any, position: int) -> str:
     if isinstance(key, str) and (len(key) < _SHORT_KEY or _WORD_KEY_RE.fullmatch(key)):
         return key
     return f"<key {position}>"
+
+
+def _may_be_secret_key(key: Any) -> bool:
+    """Whether a key is worth scanning: keys shorter than 8 characters or made of ordinary
+    words (``kernelspec``, ``application/json``, ``ExecuteTime``) hold no secret a rule could
+    find, and skipping them keeps the walk's cost near what it was without keys (a scan call
+    per key costs tens of microseconds; most notebook keys are such names)."""
+    return isinstance(key, str) and len(key) >= _SHORT_KEY and not _WORD_KEY_RE.fullmatch(key)
 
 
 def renamed_key(mapping: dict, old: Any, new: str) -> dict:
@@ -243,7 +252,7 @@ def _json_leaves(value: Any, field: str, path: tuple, cell: int | None, kind: st
             keys = list(node)
             for position in range(len(keys) - 1, -1, -1):
                 key = keys[position]
-                if isinstance(key, str) and key:
+                if _may_be_secret_key(key):
                     # Pushed first, popped after the value's whole subtree.
                     stack.append((_KeyOf(key), f"{fld}.<key {position}>" if fld else f"<key {position}>", pth + (key,)))
                 label = key_label(key, position)
@@ -287,7 +296,7 @@ def iter_leaves(nb: dict) -> Iterator[Leaf]:
             for position, (name, bundle) in enumerate(list(attachments.items())):
                 label = key_label(name, position)
                 yield from _bundle_leaves(bundle, f"attachments.{label}", base + ("attachments", name), index, ATTACHMENT)
-                if isinstance(name, str) and name:
+                if _may_be_secret_key(name):
                     # The name is the user's text (a markdown cell refers to it as attachment:name).
                     yield Leaf(index, f"attachments.<key {position}>", ATTACHMENT, name,
                                base + ("attachments", name), is_key=True)
