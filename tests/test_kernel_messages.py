@@ -345,3 +345,16 @@ def test_environment_follower_reads_the_real_os_environ(monkeypatch):
     monkeypatch.setenv("KG_FOLLOWER_TEST_TOKEN", value)
     follower.check()
     assert got.get("KG_FOLLOWER_TEST_TOKEN") == value
+
+
+def test_a_typed_piece_of_a_known_key_is_masked_in_execute_input_and_history(kernels, keys):
+    """A cell holding 25 characters of a known key (no rule matches them) is broadcast and
+    recorded in history masked; the cell itself runs as typed."""
+    code = f"_piece = {keys['known'][5:30]!r}\nlen(_piece)"
+    plain = kernels["plain"].ok(code)
+    assert leaks(keys["known"], wire(*plain.of_type("execute_input"))), "vacuous"
+    k = kernels["guarded"]
+    ex = k.ok(code)
+    assert not leaks(keys["known"], wire(*ex.of_type("execute_input")))
+    assert ex.of_type("execute_result")[0]["content"]["data"]["text/plain"] == "25"
+    assert not leaks(keys["known"], trigger_history(k, keys))

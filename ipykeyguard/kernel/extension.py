@@ -373,15 +373,11 @@ class KeyGuard(Configurable):
     def _history_text(self, text: str) -> str:
         outcome = self.outcome(text)
         clean = _MASK_MAGIC_RE.sub(lambda m: (m.group(1) or m.group(3)) + "[masked]", outcome.history_source)
-        if (
-            outcome.rewrite is not None
-            and not outcome.rewrite.findings
-            and not any(value in clean for value in self._known_values.values())
-        ):
-            # The rewrite's scan found nothing at any confidence and no known value occurs:
-            # the redactor would return the text unchanged, so skip its second scan.
-            return clean
         try:
+            if outcome.rewrite is not None and not outcome.rewrite.findings:
+                # The rewrite's scan found nothing at any confidence: only known values (and
+                # 8+ character pieces of them) can be left, so skip the rules' second scan.
+                return self.redactor.redact_known(clean)
             return self.redactor.redact(clean)
         except Exception as exc:  # fail closed: record a placeholder, never the text
             return f"# ipykeyguard: input not recorded (redaction failed: {type(exc).__name__})"
