@@ -29,11 +29,22 @@ class Keys(dict):
         return f"Keys({', '.join(self)}: <masked>)"
 
 
+def unwordy_secret() -> str:
+    """A fresh 40-character fake key none of whose 8-grams reads as an ordinary word (those are
+    not masked on purpose), so "no 8 characters of it" can be asserted strictly."""
+    from ipykeyguard.transforms.redact import _WORDLIKE_RE
+
+    while True:
+        key = fakekeys.generic_secret(n=40)
+        if not any(_WORDLIKE_RE.fullmatch(key[i : i + FRAGMENT]) for i in range(len(key) - FRAGMENT + 1)):
+            return key
+
+
 @pytest.fixture(scope="module")
 def keys() -> Keys:
     # known: under a secret-like name when the kernel starts; later: under a plain name, the
     # user's code puts it in os.environ["LATER_TOKEN"] itself.
-    return Keys(known=fakekeys.generic_secret(n=40), later=fakekeys.generic_secret(n=40))
+    return Keys(known=unwordy_secret(), later=unwordy_secret())
 
 
 def leaks(key: str, text: str) -> bool:

@@ -13,20 +13,26 @@ from ipykeyguard.engine.findings import fingerprint
 from ipykeyguard.transforms.redact import _DFA_FRAGMENTS, FRAGMENT_LENGTH, Redactor, StreamRedactor
 
 
-def longest_shared_run(value: str, text: str) -> int:
-    """Length of the longest substring of ``value`` found in ``text`` (never prints either)."""
-    best = 0
-    for i in range(len(value)):
-        j = i + best + 1
-        while j <= len(value) and value[i:j] in text:
-            best = j - i
-            j += 1
-    return best
-
-
 def assert_no_fragment(value: str, text: str) -> None:
-    if longest_shared_run(value, text) >= FRAGMENT_LENGTH:
-        pytest.fail(f"{FRAGMENT_LENGTH}+ characters of a known value leaked", pytrace=False)
+    """No 8-gram of ``value`` is in ``text``, except 8-grams that read as ordinary words (not
+    masked on purpose; ``unwordy`` keys have none)."""
+    from ipykeyguard.transforms.redact import _WORDLIKE_RE
+
+    for i in range(len(value) - FRAGMENT_LENGTH + 1):
+        gram = value[i : i + FRAGMENT_LENGTH]
+        if gram in text and not _WORDLIKE_RE.fullmatch(gram):
+            pytest.fail(f"{FRAGMENT_LENGTH}+ characters of a known value leaked", pytrace=False)
+
+
+def unwordy(make) -> str:
+    """A fresh key from ``make`` none of whose 8-grams reads as an ordinary word (those are not
+    masked on purpose), so that "no 8 characters of it" can be asserted strictly."""
+    from ipykeyguard.transforms.redact import _WORDLIKE_RE
+
+    while True:
+        key = make()
+        if not any(_WORDLIKE_RE.fullmatch(key[i : i + FRAGMENT_LENGTH]) for i in range(len(key) - FRAGMENT_LENGTH + 1)):
+            return key
 
 
 def redactor_with(**values: str) -> Redactor:
@@ -39,7 +45,7 @@ def redactor_with(**values: str) -> Redactor:
 @pytest.mark.parametrize("shape", ["whos", "dataframe", "slice", "middle"])
 def test_truncated_reprs_show_no_eight_characters_of_a_known_value(shape):
     """%whos-style 25+25 truncation, a DataFrame cell, a slice and a middle piece show only masks."""
-    key = fakekeys.openai_project_key()
+    key = fakekeys.openai_project_key()  # its "sk-proj-" prefix is word-like: never unwordy
     r = redactor_with(OPENAI_API_KEY=key)
     text = {
         "whos": f"key    str    {key[:25]}<...>{key[-25:]}\n",
@@ -78,7 +84,7 @@ def test_the_whole_value_keeps_its_single_mask():
 
 def test_fragment_next_to_whole_value_and_of_two_values():
     """Pieces of two values and a whole value in one text all disappear, each under a mask."""
-    a, b = fakekeys.generic_secret(n=40), fakekeys.generic_secret(n=40)
+    a, b = unwordy(lambda: fakekeys.generic_secret(n=40)), unwordy(lambda: fakekeys.generic_secret(n=40))
     r = redactor_with(A_TOKEN=a, B_TOKEN=b)
     out = r.redact(f"{a} {a[3:20]}|{b[10:30]} {b}")
     assert_no_fragment(a, out)
@@ -89,7 +95,7 @@ def test_fragment_next_to_whole_value_and_of_two_values():
 def test_many_values_use_the_nfa_and_still_mask_fragments():
     """Above the DFA's size limit the contiguous NFA indexes the fragments with the same result."""
     rng = random.Random(7)
-    values = [fakekeys.generic_secret(rng, n=60) for _ in range(_DFA_FRAGMENTS // 40)]
+    values = [unwordy(lambda: fakekeys.generic_secret(rng, n=60)) for _ in range(_DFA_FRAGMENTS // 40)]
     r = Redactor()
     for i, v in enumerate(values):
         r.add_known(f"BULK_{i}_TOKEN", v)
@@ -102,7 +108,7 @@ def test_many_values_use_the_nfa_and_still_mask_fragments():
 
 def test_fragments_next_to_lone_surrogates_are_masked():
     """Text decoded with surrogateescape is searched too (the automaton takes UTF-8)."""
-    key = fakekeys.generic_secret(n=40)
+    key = unwordy(lambda: fakekeys.generic_secret(n=40))
     r = redactor_with(MY_TOKEN=key)
     out = r.redact("\udcff" + key[4:20] + "\udcfe")
     assert_no_fragment(key, out)
@@ -111,7 +117,7 @@ def test_fragments_next_to_lone_surrogates_are_masked():
 
 def test_a_held_tail_of_eight_or_more_characters_is_released_masked():
     """A stream that stops after 9 characters of a key releases a mask, not the 9 characters."""
-    key = fakekeys.generic_secret(n=40)
+    key = unwordy(lambda: fakekeys.generic_secret(n=40))
     s = StreamRedactor(redactor_with(MY_TOKEN=key))
     assert s.feed("out", "progress " + key[:9]) == "progress "
     text, _ctx = s.flush("out")
@@ -140,3 +146,39 @@ def test_every_non_wordlike_piece_of_eight_or_more_is_masked(value, start, lengt
         gram = value[i : i + FRAGMENT_LENGTH]
         if not _WORDLIKE_RE.fullmatch(gram) and gram in out:
             pytest.fail(f"an 8-gram survived (sha256 {fingerprint(gram)[:12]})", pytrace=False)
+
+
+def _brute_force_runs(text: str, grams: frozenset) -> list[tuple[int, int]]:
+    """Union of every indexed 8-gram occurrence, touching spans merged (the reference)."""
+    covered = [False] * (len(text) + 1)
+    for i in range(len(text) - FRAGMENT_LENGTH + 1):
+        if text[i : i + FRAGMENT_LENGTH] in grams:
+            for j in range(i, i + FRAGMENT_LENGTH):
+                covered[j] = True
+    runs, start = [], None
+    for i, c in enumerate(covered):
+        if c and start is None:
+            start = i
+        elif not c and start is not None:
+            runs.append((start, i))
+            start = None
+    return runs
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.text(alphabet="aB3xY7-_", min_size=8, max_size=30), min_size=1, max_size=3),
+    pieces=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 29), st.integers(1, 30),
+                              st.text(alphabet="aB3 .", max_size=4)), max_size=8),
+)
+def test_leftmost_hits_walked_over_their_runs_equal_every_overlapping_occurrence(values, pieces):
+    """The runs found from leftmost, non-overlapping hits plus the walk are exactly the union of
+    all (overlapping) indexed 8-gram occurrences: no hidden fragment is missed."""
+    from ipykeyguard.transforms.redact import _KnownIndex
+
+    index = _KnownIndex({v: f"[secret:V{i}]" for i, v in enumerate(values)})
+    text = "".join(values[v % len(values)][a : a + n] + sep for v, a, n, sep in pieces)
+    if index.fragments is None:
+        return
+    got = [(s, e) for s, e, _mask in index._fragment_runs(text)]
+    assert got == _brute_force_runs(text, index.fragment_set)
