@@ -182,3 +182,13 @@ def test_leftmost_hits_walked_over_their_runs_equal_every_overlapping_occurrence
         return
     got = [(s, e) for s, e, _mask in index._fragment_runs(text)]
     assert got == _brute_force_runs(text, index.fragment_set)
+
+
+def test_a_whole_value_ending_in_the_start_of_a_value_is_not_cut_by_hold_back():
+    """A complete key whose last character is the first of a known value is masked whole in a
+    stream, not split into a shown tail (or, before fragments, a shown head)."""
+    key = unwordy(lambda: fakekeys.generic_secret(n=39)) + "F"  # every generic_secret starts "FAKE"
+    s = StreamRedactor(redactor_with(MY_TOKEN=key))
+    out = s.feed("out", "tok ") + s.feed("out", key) + s.feed("out", "\n")
+    assert s.flush("out") is None
+    assert out == "tok [secret:MY_TOKEN]\n"

@@ -257,6 +257,24 @@ class _KnownIndex:
             return text
         return pattern.sub(lambda m: masks[m.group()], text)
 
+    def value_spanning(self, text: str, cut: int) -> int:
+        """The end of a whole known value in ``text`` that starts before ``cut`` and ends after
+        it (the furthest, when several do), or -1."""
+        masks = self.masks
+        if not masks or cut <= 0:
+            return -1
+        pattern = self.pattern
+        if pattern is None:
+            pattern = self.pattern = compile_alternation(list(masks))
+        end = -1
+        # Only the values that can reach past the cut matter: start at most longest-1 before it.
+        for match in pattern.finditer(text, max(0, cut - self.longest + 1)):
+            if match.start() >= cut:
+                break
+            if match.end() > cut:
+                end = max(end, match.end())
+        return end
+
     def holdback_length(self, text: str) -> int:
         """Length of the longest suffix of ``text`` that is a proper prefix of a known value."""
         if not self.masks or not text:
@@ -516,6 +534,24 @@ class Redactor:
             clean[key] = index
         return new
 
+    def holdback_cut(self, text: str) -> int:
+        """Where to cut ``text`` so that what follows may be the start of a known value split
+        across writes: ``len(text)`` when nothing needs holding.
+
+        The held tail never cuts a complete known value in two: a value whose last characters
+        happen to start a known value (any value ending in ``F`` when one starts ``FAKE``) is
+        released whole, so it is masked whole.
+        """
+        index = self._known()
+        size = len(text)
+        cut = size - index.holdback_length(text)
+        while cut < size:
+            end = index.value_spanning(text, cut)
+            if end < 0:
+                return cut
+            cut = max(end, size - index.holdback_length(text[end:]))
+        return cut
+
     def holdback_length(self, text: str) -> int:
         """Length of the longest suffix of ``text`` that is a proper prefix of a known value.
 
@@ -574,7 +610,7 @@ class StreamRedactor:
             held = self._pending.pop(key, None)
             combined = held[0] + text if held else text
             try:
-                cut = len(combined) - self._redactor.holdback_length(combined)
+                cut = self._redactor.holdback_cut(combined)
             except Exception:  # fail closed: nothing held, the whole text still gets redacted
                 cut = len(combined)
             if cut < len(combined):
