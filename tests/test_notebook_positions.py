@@ -42,3 +42,16 @@ def test_a_planted_key_is_placed_on_its_line_of_the_file(before, prefix, after, 
     leaf = next(leaf for leaf in iter_leaves(parsed) if KEY in leaf.text)
     [position] = file_positions(raw, parsed, [(leaf, leaf.text.index(KEY))])
     assert position is not None and _at(raw, position).startswith(KEY)
+
+
+def test_a_key_used_as_a_json_object_key_is_placed_on_that_key():
+    """A secret that is a dict key (widget state, display JSON) points at the key, not its value."""
+    nb = {"cells": [{"cell_type": "code", "execution_count": 1, "id": "a", "metadata": {}, "source": "x\n",
+                     "outputs": [{"output_type": "display_data", "metadata": {},
+                                  "data": {"application/json": {"ordinary": 1, KEY: {"nested": True}}}}]}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    raw = json.dumps(nb, indent=1)
+    parsed = parse_notebook(raw)
+    leaf = next(leaf for leaf in iter_leaves(parsed) if leaf.is_key and leaf.text == KEY)
+    [position] = file_positions(raw, parsed, [(leaf, 0)])
+    assert position is not None and _at(raw, position).startswith(KEY + '": {')

@@ -254,17 +254,18 @@ def test_repr_holds_no_value(key):
 
 
 def test_redact_tree_changes_only_string_leaves_and_copies_only_when_needed(key):
-    """Str leaves of dicts/lists are redacted into a new tree; keys, numbers and an unchanged tree stay."""
+    """Str leaves and str keys of dicts/lists are redacted into a new tree; numbers and an unchanged tree stay."""
     r = Redactor()
     r.add_known("MY_SERVICE_TOKEN", key)
     tree = {"data": {"text/plain": f"'{key}'", "application/json": {"a": [1, key, None, 2.5]}},
-            "metadata": {}, "execution_count": 3, key: "dict keys are not output"}
+            "metadata": {}, "execution_count": 3, key: "a key used as a dict key"}
     out = r.redact_tree(tree)
     assert out is not tree
     assert tree["data"]["text/plain"] == f"'{key}'"  # the input is not mutated
     assert out["data"]["text/plain"] == "'[secret:MY_SERVICE_TOKEN]'"
     assert out["data"]["application/json"] == {"a": [1, "[secret:MY_SERVICE_TOKEN]", None, 2.5]}
     assert out["metadata"] is tree["metadata"] and out["execution_count"] == 3
+    assert list(out) == ["data", "metadata", "execution_count", "[secret:MY_SERVICE_TOKEN]"]  # renamed in place
     harmless = {"data": {"text/plain": "1"}, "list": ["a", ("b",)]}
     assert r.redact_tree(harmless) is harmless
 
@@ -283,7 +284,7 @@ def test_internal_error_withholds_the_output_and_logs_once(key, caplog):
     with caplog.at_level(logging.ERROR, logger="ipykeyguard.redact"):
         assert r.redact(f"a {key}") == WITHHELD_NOTICE
         assert r.redact("harmless") == WITHHELD_NOTICE
-        assert r.redact_tree({"text": "x"}) == {"text": WITHHELD_NOTICE}
+        assert r.redact_tree({"text": "x"}) == {WITHHELD_NOTICE: WITHHELD_NOTICE}  # keys fail closed too
     errors = [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
     assert len(errors) == 1
     assert_no_key(key, caplog.text, "log")
@@ -329,15 +330,16 @@ def test_split_known_value_is_masked_at_every_split_point(key):
 
 
 def test_held_tail_is_released_by_flush_with_its_context(key):
-    """A prefix of a key that never completes is held until flushed, then released as it was."""
+    """A prefix of a key that never completes is held until flushed, then released as it was
+    (a prefix shorter than 8 characters; a longer one comes out masked)."""
     r = Redactor()
     r.add_known("MY_SERVICE_TOKEN", key)
     s = StreamRedactor(r)
-    assert s.feed(("p1", "stdout"), "progress " + key[:9], context="ctx") == "progress "
+    assert s.feed(("p1", "stdout"), "progress " + key[:7], context="ctx") == "progress "
     assert s.has_pending(("p1", "stdout"))
     assert s.feed(("p2", "stdout"), "other\n") == "other\n"  # other keys are independent
     released = s.flush_where(lambda k: k[0] == "p1")
-    assert [(k, same(text, key[:9]), ctx) for k, text, ctx in released] == [(("p1", "stdout"), True, "ctx")]
+    assert [(k, same(text, key[:7]), ctx) for k, text, ctx in released] == [(("p1", "stdout"), True, "ctx")]
     assert not s.has_pending(("p1", "stdout"))
 
 

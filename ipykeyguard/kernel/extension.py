@@ -392,15 +392,11 @@ class KeyGuard(Configurable):
     def _history_text(self, text: str) -> str:
         outcome = self.outcome(text)
         clean = _MASK_MAGIC_RE.sub(lambda m: (m.group(1) or m.group(3)) + "[masked]", outcome.history_source)
-        if (
-            outcome.rewrite is not None
-            and not outcome.rewrite.findings
-            and not any(value in clean for value in self._known_values.values())
-        ):
-            # The rewrite's scan found nothing at any confidence and no known value occurs:
-            # the redactor would return the text unchanged, so skip its second scan.
-            return clean
         try:
+            if outcome.rewrite is not None and not outcome.rewrite.findings:
+                # The rewrite's scan found nothing at any confidence: only known values (and
+                # 8+ character pieces of them) can be left, so skip the rules' second scan.
+                return self.redactor.redact_known(clean)
             return self.redactor.redact(clean)
         except Exception as exc:  # fail closed: record a placeholder, never the text
             return f"# ipykeyguard: input not recorded (redaction failed: {type(exc).__name__})"
@@ -659,7 +655,8 @@ class KeyGuard(Configurable):
             self._patch_instance(kernel, "_publish_execute_input",
                                  self._wrap_publish_execute_input(kernel._publish_execute_input))
 
-        self._record("output guard", install_output_guard(shell, self.redactor))
+        # know=self._know: variables the user's code sets later are judged by the allow-list too.
+        self._record("output guard", install_output_guard(shell, self.redactor, know=self._know))
         self._record("prompt guard", install_prompt_guard(
             PromptGuard(self.redactor, lambda: self.prompts, self._prompt_endpoints)))
         if isinstance(getattr(shell, "configurables", None), list):  # `%config KeyGuard.prompts = 'block'`

@@ -7,6 +7,15 @@ kind (code, markdown, raw, output, metadata, attachment). Binary mimetypes (PNG,
 string stays a string, a list of lines stays a list of lines), so an unchanged notebook can be
 re-serialised byte for byte.
 
+The keys of free-form JSON objects (notebook and cell metadata, widget state, JSON outputs such
+as ``display(JSON({key: 1}))``, attachment names) are text a user chose, so they are leaves too
+(``Leaf.is_key``; keys shorter than 8 characters or made of ordinary words are skipped: they
+can hold no secret a rule finds): a key that is a secret is found, and :func:`set_leaf` renames it in place,
+keeping the object's order. A key leaf comes after the leaves below it, so a walk that writes
+as it goes has finished with the old name's subtree before the name changes. In field paths a
+key that could be a secret is shown by position (``<key 2>``), never as text: a location must
+not leak what it locates.
+
 Nothing here imports nbformat: notebooks are plain dicts (``NotebookNode`` is a dict too).
 """
 
@@ -30,6 +39,8 @@ __all__ = [
     "dump_notebook",
     "value_offsets",
     "file_positions",
+    "key_label",
+    "renamed_key",
 ]
 
 #: Field kinds. Only ``code`` leaves are rewritten to environment lookups; the rest are masked.
@@ -75,8 +86,11 @@ class Leaf:
         field: Human-readable path inside the cell (or notebook), e.g. ``"source"``.
         kind: ``code``, ``markdown``, ``raw``, ``output``, ``metadata`` or ``attachment``.
         text: The text (lists of lines joined).
-        path: Keys and indices from the notebook root to the value, for :func:`set_leaf`.
+        path: Keys and indices from the notebook root to the value, for :func:`set_leaf`; for
+            a key leaf, the path of the object holding the key, then the key.
         is_lines: The value was stored as a list of lines.
+        is_key: The text is a key of a JSON object, not a value; its field ends in ``<key N>``
+            (N counts the object's keys from 0).
     """
 
     cell: int | None
@@ -85,6 +99,51 @@ class Leaf:
     text: str
     path: tuple[Any, ...]
     is_lines: bool = False
+    is_key: bool = False
+
+
+# A key shown as text in a field path: short, or made of ordinary words (``language_info``,
+# ``application/vnd.jupyter.widget-state+json``, ``ExecuteTime``). Anything else (a model id, a
+# token used as a key) is shown by position.
+_WORD_KEY_RE = re.compile(r"[^A-Za-z0-9]*(?:(?:[a-z]+|[A-Z]+|(?:[A-Z]?[a-z]+)+|[0-9]{1,4})(?:[^A-Za-z0-9]+|\Z))*")
+_SHORT_KEY = 8
+
+
+def key_label(key: Any, position: int) -> str:
+    """How a JSON object key appears in a field path: its text when it cannot hold a secret
+    (shorter than 8 characters, or ordinary words), else ``<key N>`` by position."""
+    if isinstance(key, str) and (len(key) < _SHORT_KEY or _WORD_KEY_RE.fullmatch(key)):
+        return key
+    return f"<key {position}>"
+
+
+def _may_be_secret_key(key: Any) -> bool:
+    """Whether a key is worth scanning: keys shorter than 8 characters or made of ordinary
+    words (``kernelspec``, ``application/json``, ``ExecuteTime``) hold no secret a rule could
+    find, and skipping them keeps the walk's cost near what it was without keys (a scan call
+    per key costs tens of microseconds; most notebook keys are such names)."""
+    return isinstance(key, str) and len(key) >= _SHORT_KEY and not _WORD_KEY_RE.fullmatch(key)
+
+
+def renamed_key(mapping: dict, old: Any, new: str) -> dict:
+    """A copy of ``mapping`` (same type) with key ``old`` renamed to ``new``, order kept.
+
+    When ``new`` is already a key, ``" (2)"``, ``" (3)"``, ... is appended so no value is lost
+    (two secrets used as keys of one object become the same mask).
+    """
+    if new != old and new in mapping:
+        n = 2
+        while f"{new} ({n})" in mapping:
+            n += 1
+        new = f"{new} ({n})"
+    items = [(new if k == old else k, v) for k, v in mapping.items()]
+    try:
+        out = type(mapping)()
+    except TypeError:
+        out = {}
+    for k, v in items:
+        out[k] = v
+    return out
 
 
 def _decode(data: bytes, name: str) -> str:
@@ -173,6 +232,15 @@ def _text(value: Any) -> tuple[str, bool] | None:
     return None
 
 
+class _KeyOf:
+    """A stack entry for a JSON object key (yielded after the key's value subtree)."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
 def _json_leaves(value: Any, field: str, path: tuple, cell: int | None, kind: str) -> Iterator[Leaf]:
     stack: list[tuple[Any, str, tuple]] = [(value, field, path)]
     while stack:
@@ -180,9 +248,17 @@ def _json_leaves(value: Any, field: str, path: tuple, cell: int | None, kind: st
         if isinstance(node, str):
             if node:
                 yield Leaf(cell, fld, kind, node, pth)
+        elif isinstance(node, _KeyOf):
+            yield Leaf(cell, fld, kind, node.key, pth, is_key=True)
         elif isinstance(node, dict):
-            for key in reversed(list(node)):
-                stack.append((node[key], f"{fld}.{key}" if fld else str(key), pth + (key,)))
+            keys = list(node)
+            for position in range(len(keys) - 1, -1, -1):
+                key = keys[position]
+                if _may_be_secret_key(key):
+                    # Pushed first, popped after the value's whole subtree.
+                    stack.append((_KeyOf(key), f"{fld}.<key {position}>" if fld else f"<key {position}>", pth + (key,)))
+                label = key_label(key, position)
+                stack.append((node[key], f"{fld}.{label}" if fld else label, pth + (key,)))
         elif isinstance(node, list):
             for i in range(len(node) - 1, -1, -1):
                 stack.append((node[i], f"{fld}[{i}]", pth + (i,)))
@@ -206,7 +282,9 @@ def _bundle_leaves(bundle: Any, field: str, path: tuple, cell: int | None, kind:
 
 def iter_leaves(nb: dict) -> Iterator[Leaf]:
     """Every text in the notebook: notebook metadata, then each cell's source, attachments,
-    outputs and metadata. Binary mimetypes, cell ids and dict keys are not yielded."""
+    outputs and metadata. Binary mimetypes, cell ids and the notebook format's own keys
+    (field names, mimetypes) are not yielded; keys of free-form JSON objects are, each after
+    the leaves below it (``Leaf.is_key``)."""
     yield from _json_leaves(nb.get("metadata", {}), "metadata", ("metadata",), None, METADATA)
     for index, cell in enumerate(nb.get("cells", [])):
         base = ("cells", index)
@@ -217,8 +295,13 @@ def iter_leaves(nb: dict) -> Iterator[Leaf]:
             yield Leaf(index, "source", kind, src[0], base + ("source",), src[1])
         attachments = cell.get("attachments")
         if isinstance(attachments, dict):
-            for name, bundle in attachments.items():
-                yield from _bundle_leaves(bundle, f"attachments.{name}", base + ("attachments", name), index, ATTACHMENT)
+            for position, (name, bundle) in enumerate(list(attachments.items())):
+                label = key_label(name, position)
+                yield from _bundle_leaves(bundle, f"attachments.{label}", base + ("attachments", name), index, ATTACHMENT)
+                if _may_be_secret_key(name):
+                    # The name is the user's text (a markdown cell refers to it as attachment:name).
+                    yield Leaf(index, f"attachments.<key {position}>", ATTACHMENT, name,
+                               base + ("attachments", name), is_key=True)
         outputs = cell.get("outputs")
         if isinstance(outputs, list):
             for j, out in enumerate(outputs):
@@ -254,10 +337,22 @@ def split_lines(text: str) -> list[str]:
 
 
 def set_leaf(nb: dict, leaf: Leaf, text: str) -> None:
-    """Write ``text`` where ``leaf`` was, in the same shape (string or list of lines)."""
+    """Write ``text`` where ``leaf`` was, in the same shape (string or list of lines).
+
+    A key leaf renames the key in place, keeping the object's order (see :func:`renamed_key`
+    for a name that is taken).
+    """
     node: Any = nb
     for key in leaf.path[:-1]:
         node = node[key]
+    if leaf.is_key:
+        old = leaf.path[-1]
+        if text == old or old not in node:
+            return
+        renamed = renamed_key(node, old, text)
+        node.clear()
+        node.update(renamed)
+        return
     node[leaf.path[-1]] = split_lines(text) if leaf.is_lines else text
 
 
@@ -268,11 +363,15 @@ def set_leaf(nb: dict, leaf: Leaf, text: str) -> None:
 _JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\],:]|[^\s{}\[\],:"]+')
 
 
+_KEY = object()  # marks a path that means "the key itself", not the value under it
+
+
 def value_offsets(text: str, wanted: set[tuple[Any, ...]]) -> dict[tuple[Any, ...], int]:
     """Offsets in a notebook's JSON text of the values at the ``wanted`` paths.
 
     A path is a :attr:`Leaf.path`-style tuple of keys and indices from the root; a list of lines
     is reported element by element too (``path + (j,)``), so that callers can place one line.
+    ``(_KEY,) + path`` asks for the object key at the end of ``path`` rather than its value.
     One linear pass; only wanted paths (and their elements) are kept.
 
     Args:
@@ -309,6 +408,9 @@ def value_offsets(text: str, wanted: set[tuple[Any, ...]]) -> dict[tuple[Any, ..
             want_key = False
         elif first == '"' and want_key and kinds and kinds[-1] == "o":
             path[-1] = json.loads(token)
+            here = (_KEY,) + tuple(path)
+            if here in wanted:  # an object key that is itself a leaf (Leaf.is_key)
+                offsets[here] = match.start()
         else:
             here = tuple(path)
             if here in wanted or here[:-1] in wanted:
@@ -356,7 +458,9 @@ def file_positions(text: str, nb: dict, located: list[tuple[Leaf, int]]) -> list
     elements: list[tuple[tuple[Any, ...], int]] = []  # per pair: the value's path and offset in it
     for leaf, offset in located:
         path, inner = leaf.path, offset
-        if leaf.is_lines:
+        if leaf.is_key:
+            path = (_KEY,) + leaf.path
+        elif leaf.is_lines:
             value: Any = nb
             try:
                 for key in leaf.path:
