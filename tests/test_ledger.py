@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -306,3 +307,24 @@ def test_a_corrupt_ledger_never_breaks_a_kernel_cell(tmp_path, kernel, monkeypat
     assert k.value("__import__('os').environ['OPENAI_API_KEY'] == api_key") is True
     sources = {s["source"] for entry in Ledger(ledger).keys() for s in entry.sightings}
     assert sources == {"kernel"} and len(Ledger(ledger).keys()) == 2
+
+
+def test_a_key_the_output_guard_masks_is_recorded_once_as_masked(tmp_path, kernel, monkeypatch):
+    """A key the kernel never moved (built at run time, then printed twice) is masked by the
+    output guard and recorded once in the ledger as masked by the kernel's output, by fingerprint."""
+    ledger = tmp_path / "ledger.sqlite3"
+    monkeypatch.setenv("IPYKEYGUARD_LEDGER", str(ledger))
+    k = kernel(load_ext=True)
+    token = fakekeys.github_classic_token()
+    # The cell holds no key: it is assembled from its characters' code points at run time.
+    build = "tok = ''.join(map(chr, [" + ", ".join(str(ord(c)) for c in token) + "]))\n"
+    assert k.ok(build + "print(tok)\nprint('again', tok)\n").stdout.count("[secret:") == 2
+    fp = fingerprint(token)
+    for _ in range(50):  # recorded on a background thread
+        rows = [e for e in Ledger(ledger).keys() if e.fingerprint == fp] if ledger.exists() else []
+        if rows:
+            break
+        time.sleep(0.1)
+    [entry] = rows
+    assert [(s["source"], s["action"]) for s in entry.sightings] == [("kernel output", "masked")]
+    assert token not in ledger.read_bytes().decode("latin-1")

@@ -448,6 +448,7 @@ class _Cleaner:
         pending_names: Mapping[str, str] | None = None,
     ):
         """Clean one file's content. Returns ``(new bytes or None when unchanged, report, store)``."""
+        from ..storage import ledger
         from ..transforms.clean import clean_notebook, clean_text
 
         if notebook is not None:
@@ -459,7 +460,7 @@ class _Cleaner:
             if not report.changed:
                 return None, report, store
             if self.write:  # the exposure ledger: what this clean moved or masked (never raises)
-                __import__("ipykeyguard.storage.ledger").storage.ledger.record_clean("clean", os.path.abspath(path), report)
+                ledger.record_clean("clean", os.path.abspath(path), report)
             return serialize_like(new_nb, raw), report, store
         # A key masked in a text file is stored too (under the name its mask shows): a key
         # removed from a file and kept nowhere would be a key lost.
@@ -469,7 +470,7 @@ class _Cleaner:
         if not report.changed:
             return None, report, store
         if self.write:
-            __import__("ipykeyguard.storage.ledger").storage.ledger.record_clean("clean", os.path.abspath(path), report)
+            ledger.record_clean("clean", os.path.abspath(path), report)
         data = new_text.encode("utf-8")
         return (_BOM + data if raw.startswith(_BOM) else data), report, store
 

@@ -347,7 +347,9 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     report = scan_paths(args.paths, config, jobs=args.jobs)
     if report.findings:  # the exposure ledger (never raises; sqlite3 is imported only here)
-        __import__("ipykeyguard.storage.ledger").storage.ledger.record_findings("scan", "found", report.findings)
+        from ..storage import ledger
+
+        ledger.record_findings("scan", "found", report.findings)
     out, err = render(report, args.format)
     if out:
         sys.stdout.write(out)

@@ -97,6 +97,7 @@ from ..transforms.prompt import Endpoints
 from ..transforms.redact import Redactor, secret_like_env
 from ..transforms.rewrite import Rewrite, rewrite_source
 from ..engine.scan import scanner_for
+from ..storage import ledger
 from ..storage.store import NameTaken, SecretStore, StoreError, open_store
 
 __all__ = [
@@ -181,6 +182,25 @@ def _raise_line(message: str) -> str:
     )
 
 
+class _OutputExposures:
+    """Records in the exposure ledger each key the output guard masked by rule (a key printed,
+    shown or raised that the kernel never moved: an exposure it prevented). Each key once per
+    kernel, written on a daemon thread so that a message is never held up by SQLite."""
+
+    def __init__(self, where: str) -> None:
+        self._where = where
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, findings: list) -> None:
+        with self._lock:
+            new = [f for f in findings if f.fingerprint not in self._seen]
+            self._seen.update(f.fingerprint for f in new)
+        if new:
+            threading.Thread(target=ledger.record_findings, args=("kernel output", "masked", new),
+                             kwargs={"where": self._where}, daemon=True, name="ipykeyguard-ledger").start()
+
+
 class KeyGuard(Configurable):
     """The kernel input guard of one shell, configured with ``c.KeyGuard.*``.
 
@@ -252,6 +272,7 @@ class KeyGuard(Configurable):
         # registered with it. Outputs are masked from LIKELY up, whatever min_confidence says.
         # It scans with whatever scanner the guard has now, so `%keyguard allow` reaches it.
         self.redactor = Redactor(scanner=_LiveScanner(self))  # type: ignore[arg-type]
+        self.redactor.on_masked = _OutputExposures(self._start_dir)
         self._ready = True
 
     # -- configuration -------------------------------------------------------------------------
@@ -501,7 +522,7 @@ class KeyGuard(Configurable):
         if new:
             self.secret_store.put(new, overwrite=False)  # a name never stands for two keys
             record_moves(self, list(new))
-        __import__("ipykeyguard.storage.ledger").storage.ledger.record_moves("kernel", fingerprints)  # never raises
+        ledger.record_moves("kernel", fingerprints)  # never raises
         for name, value in moves.items():
             os.environ[name] = value
             self._stored[name] = fingerprints[name]

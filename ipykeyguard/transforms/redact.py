@@ -39,7 +39,7 @@ import ahocorasick_rs
 
 from ..engine.matcher import compile_alternation, values_finder
 from ..engine.config import Config
-from ..engine.findings import Confidence, mask_for
+from ..engine.findings import Confidence, Finding, mask_for
 from ..engine.scan import Scanner, default_scanner, scanner_for
 from .notebook import renamed_key
 
@@ -360,6 +360,9 @@ class Redactor:
         self._failures = 0
         # dict key -> the known-value snapshot under which it needed no mask.
         self._clean_keys: dict[str, _KnownIndex] = {}
+        #: Called with the rule findings each redaction masked (the kernel records them in the
+        #: exposure ledger); must be cheap and never raise into the caller (errors are ignored).
+        self.on_masked: Callable[[list[Finding]], None] | None = None
 
     @property
     def failures(self) -> int:
@@ -446,6 +449,11 @@ class Redactor:
         findings = self._scanner.scan_text(out, min_confidence=self._min_confidence)
         if not findings:
             return out
+        if self.on_masked is not None:
+            try:
+                self.on_masked(findings)
+            except Exception:  # noqa: BLE001 - bookkeeping must never stop the masking
+                pass
         pieces = []
         last = 0
         for finding in findings:  # ordered by position and non-overlapping
