@@ -608,3 +608,35 @@ def test_kernel_rewritten_bash_cell_matches_the_original(tmp_path):
         before = k.ok(original).stdout.split()
         after = k.ok(r.source).stdout.split()
     assert len(before) == 6 and before == after
+
+
+# -- regressions (issue 13) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make_key", [github_classic_token, aws_access_key_id, openai_project_key])
+def test_bare_key_after_an_escape_line_becomes_a_lookup_and_still_parses(make_key):
+    """A bare key on the line after a ``;`` escape line becomes a lookup, and the cell still runs in IPython."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    key = make_key(random.Random(7))
+    source = ";\n" + key + " "
+    result = rewrite_source(source)
+    assert key not in result.source
+    name = next(iter(result.moved))
+    assert result.source == f'import os\n;\nos.environ["{name}"] '
+    ast.parse(TransformerManager().transform_cell(result.source))
+    assert rewrite_source(result.source).source == result.source
+
+
+def test_pem_block_in_a_comment_before_code_is_masked_without_raising():
+    """A PEM block in a comment followed by code that needs ``import os``: masked, moved, and no exception."""
+    from fakekeys import pem_private_key
+
+    pem = pem_private_key(random.Random(3))
+    key = openai_project_key(random.Random(4))
+    source = "# " + pem + f"\nx = '{key}'\n"
+    result = rewrite_source(source)
+    assert pem not in result.source and key not in result.source
+    assert result.source == f'import os\n# [secret:PRIVATE_KEY]\nx = os.environ["{K}"]\n'
+    assert sorted(result.moved) == [K, "PRIVATE_KEY"]
+    assert rewrite_source(result.source).source == result.source

@@ -163,8 +163,14 @@ def rewrite_source(
     namer = _Namer(taken or {}, generic_rules, scanner)
     layout = _Layout(source)
     planner = _Planner(source, layout, namer, os_imported=os_imported)
-    new_source, masked = planner.run(active, mask_all=False)
-    if not _acceptable(new_source, layout, planner, scanner, min_confidence):
+    try:
+        new_source, masked = planner.run(active, mask_all=False)
+        acceptable = _acceptable(new_source, layout, planner, scanner, min_confidence)
+    except ValueError:
+        # A planner invariant broke (overlapping edits): a transformer must never raise
+        # (IPython would drop the cell), so fall back to masking every key in place.
+        acceptable = False
+    if not acceptable:
         # Never worse than the input: masks inside literals and comments keep every parse.
         namer = _Namer(taken or {}, generic_rules, scanner)
         planner = _Planner(source, layout, namer, os_imported=os_imported)
@@ -797,7 +803,12 @@ class _Planner:
         line_has_error = False
         first_row, last_row = self._row_of(f.start) + 1, self._row_of(max(f.start, f.end - 1)) + 1
         for tok in tokens:
-            if tok.type == tokenize.ERRORTOKEN and tok.string.strip() and first_row <= tok.start[0] <= last_row:
+            if tok.end[0] < first_row or tok.start[0] > last_row:
+                # Only tokens on the key's own rows: a neighbouring IPython-escape row holds a
+                # placeholder (``pass``) whose columns run past the real line's end, so its
+                # offsets would wrongly overlap the key (a ``;`` line before a bare key).
+                continue
+            if tok.type == tokenize.ERRORTOKEN and tok.string.strip():
                 line_has_error = True  # e.g. an unterminated string: no lookup in a broken line
             s, e = layout.offset(*tok.start), layout.offset(*tok.end)
             if e <= f.start or s >= f.end:
@@ -1093,7 +1104,18 @@ class _Planner:
         line = self.layout.lines[row] if row < len(self.layout.lines) else ""
         indent = line[: len(line) - len(line.lstrip(" \t"))]
         newline = "\r\n" if line.endswith("\r\n") else "\n"
-        self.edits.append(_Edit(self.layout.line_starts[row] if row < len(self.layout.line_starts) else len(self.source), self.layout.line_starts[row] if row < len(self.layout.line_starts) else len(self.source), f"{indent}import os{newline}"))
+        at = self.layout.line_starts[row] if row < len(self.layout.line_starts) else len(self.source)
+        # A masked span can cover the start of the anchor row (a PEM block in a comment runs
+        # onto the following lines, which read as code): insert before the line where that
+        # span starts instead, which is still before the first use.
+        moved = True
+        while moved:
+            moved = False
+            for edit in self.edits:
+                if edit.start < at < edit.end:
+                    at = self.layout.line_starts[self._row_of(edit.start)]
+                    moved = True
+        self.edits.append(_Edit(at, at, f"{indent}import os{newline}"))
 
 
 # -- helpers --------------------------------------------------------------------------------
