@@ -65,6 +65,7 @@ rebinds ``os`` shadows the lookups; ``!`` commands assume a POSIX shell.
 from __future__ import annotations
 
 import ast
+import bisect
 import itertools
 import json
 import re
@@ -309,6 +310,9 @@ class _Layout:
         self.python_context = False  # does any Python run in the user's namespace (needs ``os``)?
         self.anchor_row: int | None = None  # first code row of the Python region (for ``import os``)
         self._region_start_row = 0
+        #: Rows where a Python logical line with code starts (ascending): the places a
+        #: tokenizer can start from, so only the statements around a key need tokenizing.
+        self.statement_rows: list[int] = []
         self._classify()
         self._tokens: list[tokenize.TokenInfo] | None = None
         self._parses: bool | None = None
@@ -351,6 +355,8 @@ class _Layout:
             line = self.lines[row]
             at_statement_start = quote is None and depth == 0 and not continued
             stripped = line.lstrip(" \t")
+            if at_statement_start and stripped.strip() and not stripped.startswith("#"):
+                self.statement_rows.append(row)
             if at_statement_start and stripped.strip():
                 escape_row_end = row
                 while escape_row_end + 1 < end_row and self.lines[escape_row_end].endswith("\\\n"):
@@ -415,6 +421,42 @@ class _Layout:
             self._tokens = _robust_tokens(self.view_lines)
         return self._tokens
 
+    def statement_window(self, first_row: int, last_row: int) -> tuple[int, int]:
+        """Rows ``[start, end)`` of the logical lines holding rows ``first_row..last_row`` (0-based),
+        from the statement before them (a ``def`` header of a docstring) to the next statement."""
+        rows = self.statement_rows
+        i = bisect.bisect_right(rows, first_row) - 1
+        start = rows[max(0, i - 1)] if i >= 0 else self._region_start_row
+        # Up to the statement after the next one: a key in an ``if``/``def`` header brings the
+        # first line of its body, so the window parses on its own (see ``_still_parses``).
+        j = bisect.bisect_right(rows, last_row) + 1
+        end = rows[j] if j < len(rows) else len(self.lines)
+        return start, end
+
+    def window_tokens(self, windows: list[tuple[int, int]]) -> list[tokenize.TokenInfo]:
+        """Tokens of the given row windows (merged, in order), at their rows in the cell.
+
+        Each window starts at a statement start, so it tokenizes on its own; the windows'
+        tokens are concatenated (an ENDMARKER separates them, which no grouping crosses).
+        """
+        if self._tokens is not None:
+            return self._tokens
+        merged: list[list[int]] = []
+        for start, end in sorted(windows):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        if len(merged) == 1 and merged[0][0] <= self._region_start_row and merged[0][1] >= len(self.lines):
+            return self.tokens
+        out: list[tokenize.TokenInfo] = []
+        for start, end in merged:
+            for tok in _robust_tokens(self.view_lines[start:end]):
+                if start:
+                    tok = tok._replace(start=(tok.start[0] + start, tok.start[1]), end=(tok.end[0] + start, tok.end[1]))
+                out.append(tok)
+        return out
+
     def offset(self, row: int, col: int) -> int:
         """Source offset of a 1-based token row and 0-based column on a Python line."""
         if row - 1 >= len(self.line_starts):
@@ -448,8 +490,13 @@ def _dedent_first(text: str) -> str:
     return "".join(line[len(indent):] if line.startswith(indent) else line for line in lines)
 
 
+_LEX_INTERESTING = re.compile(r"[#'\"()\[\]{}\\]")
+
+
 def _lex_python_line(line: str, quote: str | None, depth: int) -> tuple[str | None, int, bool]:
     """Carry (open string quote, bracket depth) across one physical line; say if it continues."""
+    if quote is None and _LEX_INTERESTING.search(line) is None:
+        return None, depth, False  # most lines: no quote, bracket, comment or backslash
     i, n = 0, len(line)
     while i < n:
         c = line[i]
@@ -677,6 +724,8 @@ class _Planner:
         self.masked: list[Finding] = []
         self.raw_values: set[str] = set()
         self.first_use: int | None = None  # offset of the first ``os.environ`` that runs in the kernel
+        self.windows: list[tuple[int, int]] = []  # rows tokenized around Python keys
+        self.import_moved = False  # ``import os`` not at the anchor row (a masked span was there)
 
     # -- driver ------------------------------------------------------------------------------
     def run(self, findings: list[Finding], *, mask_all: bool) -> tuple[str, list[Finding]]:
@@ -708,8 +757,6 @@ class _Planner:
         return all(r in self.layout.python_rows for r in range(first, last + 1))
 
     def _row_of(self, offset: int) -> int:
-        import bisect
-
         return bisect.bisect_right(self.layout.line_starts, offset) - 1
 
     def _value_name(self, f: Finding, value: str | None = None) -> str:
@@ -726,17 +773,31 @@ class _Planner:
 
     # -- Python ------------------------------------------------------------------------------
     def _plan_python(self, findings: list[Finding]) -> None:
-        tokens = self.layout.tokens
+        # Tokenize only the statements around the keys: a key on line 70,000 of a cell costs
+        # its own logical line (and the one before it), not the whole cell.
+        windows = [self.layout.statement_window(self._row_of(f.start), self._row_of(max(f.start, f.end - 1))) for f in findings]
+        self.windows.extend(windows)
+        tokens = self.layout.window_tokens(windows)
         units = list(self._string_units(tokens))
-        remaining = list(findings)
+        ordered = sorted(findings, key=lambda f: f.start)
+        starts = [f.start for f in ordered]
+        taken: set[int] = set()
         unit_findings: dict[int, list[Finding]] = {}
         for index, (lit, _tok_index) in enumerate(units):
-            inside = [f for f in remaining if lit.start <= f.start and f.end <= lit.end]
+            lo, hi = bisect.bisect_left(starts, lit.start), bisect.bisect_left(starts, lit.end)
+            inside = [ordered[k] for k in range(lo, hi) if k not in taken and ordered[k].end <= lit.end]
             if inside:
                 unit_findings[index] = inside
-                remaining = [f for f in remaining if f not in inside]
-        for f in remaining:
-            self._plan_python_other(f, tokens)
+                taken.update(k for k in range(lo, hi) if ordered[k].end <= lit.end)
+        token_rows = [t.start[0] for t in tokens]
+        for k, f in enumerate(ordered):
+            if k in taken:
+                continue
+            first_row = self._row_of(f.start) + 1
+            # Tokens start at most a few rows before the key (a string spanning lines does not
+            # hold it, or it would be a unit): start from the key's window.
+            lo = bisect.bisect_left(token_rows, self.layout.statement_window(first_row - 1, first_row - 1)[0] + 1)
+            self._plan_python_other(f, tokens[lo:])
         groups = _concat_groups(units, tokens)
         docstrings = _docstring_units(units, tokens)
         for group in groups:
@@ -803,6 +864,8 @@ class _Planner:
         line_has_error = False
         first_row, last_row = self._row_of(f.start) + 1, self._row_of(max(f.start, f.end - 1)) + 1
         for tok in tokens:
+            if tok.start[0] > last_row:
+                break
             if tok.end[0] < first_row or tok.start[0] > last_row:
                 # Only tokens on the key's own rows: a neighbouring IPython-escape row holds a
                 # placeholder (``pass``) whose columns run past the real line's end, so its
@@ -1114,7 +1177,7 @@ class _Planner:
             for edit in self.edits:
                 if edit.start < at < edit.end:
                     at = self.layout.line_starts[self._row_of(edit.start)]
-                    moved = True
+                    moved = self.import_moved = True
         self.edits.append(_Edit(at, at, f"{indent}import os{newline}"))
 
 
@@ -1239,9 +1302,16 @@ def _header_colons(tokens: list[tokenize.TokenInfo]) -> set[int]:
     return colons
 
 
+_IMPORT_WORD = re.compile(r"\bimport\b")
+
+
 def _imports_os_before(layout: _Layout, offset: int) -> bool:
     """A top-level ``import os`` (or ``import os.path``, ``import sys, os``) before ``offset``."""
-    tokens = layout.tokens
+    # Only the statements that contain the word ``import`` are tokenized.
+    rows = sorted({bisect.bisect_right(layout.line_starts, m.start()) - 1 for m in _IMPORT_WORD.finditer(layout.source, 0, offset)})
+    if not rows:
+        return False
+    tokens = layout.window_tokens([layout.statement_window(r, r) for r in rows])
     depth_indent = 0
     statement_start = True
     for i, tok in enumerate(tokens):
@@ -1255,6 +1325,9 @@ def _imports_os_before(layout: _Layout, offset: int) -> bool:
             continue
         if tok.type in (tokenize.NEWLINE, tokenize.NL) or tok.string == ";":
             statement_start = True
+            continue
+        if tok.type == tokenize.ENDMARKER:  # the end of one window: the next starts afresh
+            statement_start, depth_indent = True, 0
             continue
         if tok.type == tokenize.COMMENT:
             continue
@@ -1282,6 +1355,8 @@ def _imports_os_before(layout: _Layout, offset: int) -> bool:
 
 def _after_future_imports(layout: _Layout, row: int) -> int:
     """The first row after any ``from __future__ import`` statements starting at ``row``."""
+    if "__future__" not in layout.source:
+        return row
     tokens = layout.tokens
     while True:
         starts = [i for i, t in enumerate(tokens) if t.start[0] - 1 == row and t.type == tokenize.NAME]
