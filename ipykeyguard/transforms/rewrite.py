@@ -197,9 +197,89 @@ def _acceptable(
             return False
     if any(f.confidence >= min_confidence for f in scanner.scan_text(new_source, min_confidence=min_confidence)):
         return False
-    if layout.parses() and not _Layout(new_source).parses():
-        return False
+    return _still_parses(new_source, layout, planner)
+
+
+#: Cells up to this many characters get the whole-cell parse check (cheap at that size);
+#: larger ones check only the statements that changed, when that can be judged locally.
+_WHOLE_CELL_CHECK_CHARS = 100_000
+
+
+def _still_parses(new_source: str, layout: "_Layout", planner: "_Planner") -> bool:
+    """The rewrite did not break a cell that parsed (IPython syntax read as IPython does)."""
+    if len(layout.source) > _WHOLE_CELL_CHECK_CHARS:
+        verdict = _windows_still_parse(layout, planner)
+        if verdict is not None:
+            return verdict
+    return not layout.parses() or _Layout(new_source).parses()
+
+
+def _windows_still_parse(layout: "_Layout", planner: "_Planner") -> bool | None:
+    """Judge the rewrite by the statements it changed, or ``None`` when that cannot be done.
+
+    Every Python edit lies inside one of the planner's token windows (whole logical lines from
+    a statement start). When a window parses on its own before the edits, it must parse after
+    them; since the edits replace tokens inside those statements with expressions (or mask
+    text inside strings and comments), the rest of the cell keeps its meaning. A window that
+    does not parse alone (an ``else:`` clause, a deeper block) sends the caller to the
+    whole-cell check.
+    """
+    if planner.import_moved:
+        return None
+    windows: list[list[int]] = []
+    for start, end in sorted(planner.windows):
+        if windows and start <= windows[-1][1]:
+            windows[-1][1] = max(windows[-1][1], end)
+        else:
+            windows.append([start, end])
+    window_starts = [w[0] for w in windows]
+    segment_starts = [seg.start for seg in layout.segments]
+    by_window: dict[int, list[_Edit]] = {}
+    for edit in planner.edits:
+        if edit is planner.import_edit:
+            continue  # one simple statement at the first statement's start and indentation
+        k = bisect.bisect_right(segment_starts, edit.start) - 1
+        segment = layout.segments[k] if k >= 0 else None
+        if segment is not None and segment.start <= edit.start and edit.end <= segment.end:
+            if segment.kind == "env" and edit.start == segment.start:
+                try:
+                    ast.parse(edit.text)  # the %env line became one Python statement
+                except (SyntaxError, ValueError):
+                    return False
+            continue  # IPython syntax stays IPython syntax (masks, $NAME, printenv)
+        first, last = planner._row_of(edit.start), planner._row_of(max(edit.start, edit.end - 1))
+        w = bisect.bisect_right(window_starts, first) - 1
+        if w < 0 or last >= windows[w][1]:
+            return None
+        if any(layout.view_lines[r] != layout.lines[r] for r in range(first, last + 1)):
+            return None  # an edit on an escape row's Python part: columns differ in the view
+        by_window.setdefault(w, []).append(edit)
+    for w, edits in by_window.items():
+        start, end = windows[w]
+        view_starts = list(itertools.accumulate((len(line) for line in layout.view_lines[start:end]), initial=0))
+        old = "".join(layout.view_lines[start:end])
+
+        def to_view(offset: int) -> int:
+            row = planner._row_of(offset)
+            return view_starts[row - start] + offset - layout.line_starts[row]
+
+        new = _apply(old, [_Edit(to_view(e.start), to_view(e.start) + (e.end - e.start), e.text) for e in edits])
+        if not _parses_alone(old):
+            return None
+        if not _parses_alone(new):
+            return False
     return True
+
+
+def _parses_alone(text: str) -> bool:
+    """Whether a run of whole statements parses on its own (indented ones inside ``if 1:``)."""
+    for candidate in (_dedent_first(text), "if 1:\n" + text):
+        try:
+            ast.parse(candidate)
+            return True
+        except (SyntaxError, ValueError):
+            continue
+    return False
 
 
 # -- names -----------------------------------------------------------------------------------
@@ -491,14 +571,22 @@ def _dedent_first(text: str) -> str:
 
 
 _LEX_INTERESTING = re.compile(r"[#'\"()\[\]{}\\]")
+_LEX_CODE = re.compile(r"[#'\"()\[\]{}]")  # outside a string a backslash only matters at the end
+_LEX_IN_QUOTE = {q: re.compile("[\\\\" + q + "\r\n]") for q in "'\""}
 
 
 def _lex_python_line(line: str, quote: str | None, depth: int) -> tuple[str | None, int, bool]:
     """Carry (open string quote, bracket depth) across one physical line; say if it continues."""
     if quote is None and _LEX_INTERESTING.search(line) is None:
         return None, depth, False  # most lines: no quote, bracket, comment or backslash
+    # Jump from one character that matters to the next (a per-character loop in Python
+    # dominated the cost of large cells).
     i, n = 0, len(line)
     while i < n:
+        m = (_LEX_CODE if quote is None else _LEX_IN_QUOTE[quote[0]]).search(line, i)
+        if m is None:
+            break
+        i = m.start()
         c = line[i]
         if quote is not None:
             if c == "\\":
@@ -726,6 +814,7 @@ class _Planner:
         self.first_use: int | None = None  # offset of the first ``os.environ`` that runs in the kernel
         self.windows: list[tuple[int, int]] = []  # rows tokenized around Python keys
         self.import_moved = False  # ``import os`` not at the anchor row (a masked span was there)
+        self.import_edit: _Edit | None = None
 
     # -- driver ------------------------------------------------------------------------------
     def run(self, findings: list[Finding], *, mask_all: bool) -> tuple[str, list[Finding]]:
@@ -1178,7 +1267,8 @@ class _Planner:
                 if edit.start < at < edit.end:
                     at = self.layout.line_starts[self._row_of(edit.start)]
                     moved = self.import_moved = True
-        self.edits.append(_Edit(at, at, f"{indent}import os{newline}"))
+        self.import_edit = _Edit(at, at, f"{indent}import os{newline}")
+        self.edits.append(self.import_edit)
 
 
 # -- helpers --------------------------------------------------------------------------------
