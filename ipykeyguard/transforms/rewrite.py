@@ -1392,13 +1392,16 @@ def _header_colons(tokens: list[tokenize.TokenInfo]) -> set[int]:
     return colons
 
 
-_IMPORT_WORD = re.compile(r"\bimport\b")
-
-
 def _imports_os_before(layout: _Layout, offset: int) -> bool:
     """A top-level ``import os`` (or ``import os.path``, ``import sys, os``) before ``offset``."""
     # Only the statements that contain the word ``import`` are tokenized.
-    rows = sorted({bisect.bisect_right(layout.line_starts, m.start()) - 1 for m in _IMPORT_WORD.finditer(layout.source, 0, offset)})
+    rows: list[int] = []
+    at = layout.source.find("import", 0, offset)
+    while at != -1:  # str.find, not a ``\b`` regex: this runs over every cell with a key
+        row = bisect.bisect_right(layout.line_starts, at) - 1  # a superset; the tokens decide
+        if not rows or rows[-1] != row:
+            rows.append(row)
+        at = layout.source.find("import", at + 6, offset)
     if not rows:
         return False
     tokens = layout.window_tokens([layout.statement_window(r, r) for r in rows])
