@@ -640,3 +640,36 @@ def test_pem_block_in_a_comment_before_code_is_masked_without_raising():
     assert result.source == f'import os\n# [secret:PRIVATE_KEY]\nx = os.environ["{K}"]\n'
     assert sorted(result.moved) == [K, "PRIVATE_KEY"]
     assert rewrite_source(result.source).source == result.source
+
+
+def _big_cell(n: int, key_line: str, at: int) -> list[str]:
+    lines = [f"x{i} = compute({i}, 'text {i}')  # note {{i}}\n" for i in range(n)]
+    lines[at] = key_line
+    return lines
+
+
+def test_key_deep_in_a_large_cell_changes_only_its_line(keys):
+    """A key on line 70,000 of a 100k-line cell: only that line changes (plus ``import os`` on top)."""
+    lines = _big_cell(100_000, f"if token == '{keys['K']}':\n", 70_000)
+    lines.insert(70_001, "    print('match')\n")
+    result = rewrite_source("".join(lines))
+    expected = list(lines)
+    expected[70_000] = f'if token == os.environ["{K}"]:\n'
+    assert result.source == "import os\n" + "".join(expected)
+    assert rewrite_source(result.source).source == result.source
+
+
+def test_large_cell_rewrite_memory_is_a_small_multiple_of_the_source():
+    """Rewriting a ~1 MB cell with one key peaks at well under 50 bytes of Python memory per source byte."""
+    import tracemalloc
+
+    source = "".join(_big_cell(25_000, f"key = '{openai_project_key(random.Random(5))}'\n", 17_000))
+    rewrite_source("x = 1\n")  # build the default scanner outside the measurement
+    tracemalloc.start()
+    try:
+        result = rewrite_source(source)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.changed
+    assert peak / len(source) < 50, f"{peak / len(source):.0f} bytes per source byte"
