@@ -303,6 +303,7 @@ class _Namer:
         for name, fp in sorted(self._taken.items()):
             self._taken_by_fingerprint.setdefault(fp, []).append(name)
         self.moved: dict[str, Secret] = {}
+        self._probe: dict[tuple[str, bool], int] = {}
 
     def name_for(self, finding: Finding, value: str) -> str:
         """The variable name for ``value`` (the runtime value of ``finding``'s text)."""
@@ -323,18 +324,24 @@ class _Namer:
         return name
 
     def _free_name(self, base: str, fp: str, numbered: bool) -> str:
-        first = 1 if numbered else 2
-        candidates = itertools.chain(() if numbered else (base,), (f"{base}_{n}" for n in range(first, 10_000)))
-        for candidate in candidates:
+        # Candidates: ``base``, ``base_2``, ``base_3``... (numbered: ``base_1``, ``base_2``...).
+        # Probing resumes where the last search for this base stopped: every candidate before
+        # it is held by another value for good, so 10,000 keys of one rule cost linear time.
+        key = (base, numbered)
+        k = self._probe.get(key, 0)
+        while True:
+            candidate = base if (k == 0 and not numbered) else f"{base}_{k + 1}"
             holder = self.moved.get(candidate)
             if holder is not None:
                 if holder.fingerprint == fp:
                     return candidate
+                k += 1
                 continue
             if candidate in self._taken and self._taken[candidate] != fp:
+                k += 1
                 continue
+            self._probe[key] = k
             return candidate
-        raise RuntimeError("no free variable name")  # pragma: no cover - 10,000 clashes
 
 
 # -- the layout of a cell: which lines are Python, which are IPython syntax ------------------
@@ -886,7 +893,7 @@ class _Planner:
             # Tokens start at most a few rows before the key (a string spanning lines does not
             # hold it, or it would be a unit): start from the key's window.
             lo = bisect.bisect_left(token_rows, self.layout.statement_window(first_row - 1, first_row - 1)[0] + 1)
-            self._plan_python_other(f, tokens[lo:])
+            self._plan_python_other(f, tokens, lo)
         groups = _concat_groups(units, tokens)
         docstrings = _docstring_units(units, tokens)
         for group in groups:
@@ -944,7 +951,7 @@ class _Planner:
                     i = j
             i += 1
 
-    def _plan_python_other(self, f: Finding, tokens: list[tokenize.TokenInfo]) -> None:
+    def _plan_python_other(self, f: Finding, tokens: list[tokenize.TokenInfo], first: int = 0) -> None:
         """A key outside any literal: in a comment (mask) or bare in code (a lookup)."""
         layout = self.layout
         starts = {}
@@ -952,7 +959,8 @@ class _Planner:
         comment = False
         line_has_error = False
         first_row, last_row = self._row_of(f.start) + 1, self._row_of(max(f.start, f.end - 1)) + 1
-        for tok in tokens:
+        for index in range(first, len(tokens)):  # an index, not a slice: no copy per finding
+            tok = tokens[index]
             if tok.start[0] > last_row:
                 break
             if tok.end[0] < first_row or tok.start[0] > last_row:
