@@ -74,6 +74,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Iterable, Iterator, Mapping
 
+import ahocorasick_rs
+
 from ..engine.config import Config
 from ..engine.findings import Confidence, Finding, Secret, fingerprint, mask_for
 from ..engine.scan import Scanner, env_name_from, scanner_for
@@ -189,12 +191,14 @@ def _acceptable(
     new_source: str, layout: "_Layout", planner: "_Planner", scanner: Scanner, min_confidence: Confidence
 ) -> bool:
     """The rewrite left no key behind and did not break a cell that parsed."""
-    for secret in planner.namer.moved.values():
-        if secret.reveal() in new_source:
+    values = {secret.reveal() for secret in planner.namer.moved.values()} | planner.raw_values
+    values.discard("")
+    if len(values) <= 8:
+        if any(value in new_source for value in values):
             return False
-    for value in planner.raw_values:
-        if value in new_source:
-            return False
+    elif ahocorasick_rs.AhoCorasick(list(values)).find_matches_as_indexes(new_source):
+        # One pass for all values: ``value in text`` per key grows with keys x cell size.
+        return False
     if any(f.confidence >= min_confidence for f in scanner.scan_text(new_source, min_confidence=min_confidence)):
         return False
     return _still_parses(new_source, layout, planner)
