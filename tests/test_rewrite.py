@@ -673,3 +673,13 @@ def test_large_cell_rewrite_memory_is_a_small_multiple_of_the_source():
         tracemalloc.stop()
     assert result.changed
     assert peak / len(source) < 50, f"{peak / len(source):.0f} bytes per source byte"
+
+
+def test_a_name_is_found_past_ten_thousand_taken_names():
+    """With AWS_ACCESS_KEY_ID and _2 .. _10000 holding other values, a new key gets _10001 (no exception)."""
+    key = aws_access_key_id(random.Random(9))
+    taken = {"AWS_ACCESS_KEY_ID": fingerprint("other-0")}
+    taken.update({f"AWS_ACCESS_KEY_ID_{n}": fingerprint(f"other-{n}") for n in range(2, 10_001)})
+    result = rewrite_source(f"k = '{key}'\n", taken=taken)
+    assert sorted(result.moved) == ["AWS_ACCESS_KEY_ID_10001"]
+    assert result.source == 'import os\nk = os.environ["AWS_ACCESS_KEY_ID_10001"]\n'
