@@ -56,6 +56,10 @@ Why these forms (each checked in a real IPython 9 kernel, see ``tests/test_rewri
   says truthfully where the key went, and the user does not lose it.
 * Safety net: if the planned rewrite would leave a key or break a cell that parsed, every key
   is masked in place instead (a mask inside a literal or comment never changes the parse).
+  The same happens if planning itself fails: a transformer never raises.
+* Cost: only the statements around the keys are tokenized, and a cell over 100,000 characters
+  is checked by parsing the changed statements alone (the whole cell only when they cannot be
+  judged alone); see "Rewriter cost" in ``docs/ENGINE.md``.
 
 Known limits: a key in an f-string nested inside another f-string's field, in a ``match``
 pattern, or spread over a line-continued literal is masked rather than moved; a cell that
