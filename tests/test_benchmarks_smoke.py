@@ -215,3 +215,19 @@ def test_adversarial_bench_runs_both_engines_on_a_tiny_size():
     assert sum(1 for line in lines if line.split() and line.split()[0] in ("a-run", "bearer-repeated", "non-ascii")) == 3
     assert any(line.startswith("ratio previous/current") for line in lines)
     assert any(line.split() and line.split()[0] == "100" for line in lines)
+
+
+def test_bench_rewrite_quick_run_prints_its_tables_and_no_key():
+    """bench_rewrite.py --quick --no-kernel prints the rewrite and clean tables, and not its key."""
+    import random
+
+    import fakekeys
+
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_rewrite.py"), "--quick", "--no-kernel"],
+        capture_output=True, text=True, timeout=280,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "rewrite_source (one key at 70%)" in proc.stdout and "ipykeyguard clean, one-cell notebook" in proc.stdout
+    key = fakekeys.openai_project_key(random.Random(13))  # the benchmark's own seed
+    assert key not in proc.stdout + proc.stderr

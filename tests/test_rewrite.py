@@ -608,3 +608,78 @@ def test_kernel_rewritten_bash_cell_matches_the_original(tmp_path):
         before = k.ok(original).stdout.split()
         after = k.ok(r.source).stdout.split()
     assert len(before) == 6 and before == after
+
+
+# -- regressions (issue 13) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make_key", [github_classic_token, aws_access_key_id, openai_project_key])
+def test_bare_key_after_an_escape_line_becomes_a_lookup_and_still_parses(make_key):
+    """A bare key on the line after a ``;`` escape line becomes a lookup, and the cell still runs in IPython."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    key = make_key(random.Random(7))
+    source = ";\n" + key + " "
+    result = rewrite_source(source)
+    assert key not in result.source
+    name = next(iter(result.moved))
+    assert result.source == f'import os\n;\nos.environ["{name}"] '
+    ast.parse(TransformerManager().transform_cell(result.source))
+    assert rewrite_source(result.source).source == result.source
+
+
+def test_pem_block_in_a_comment_before_code_is_masked_without_raising():
+    """A PEM block in a comment followed by code that needs ``import os``: masked, moved, and no exception."""
+    from fakekeys import pem_private_key
+
+    pem = pem_private_key(random.Random(3))
+    key = openai_project_key(random.Random(4))
+    source = "# " + pem + f"\nx = '{key}'\n"
+    result = rewrite_source(source)
+    assert pem not in result.source and key not in result.source
+    assert result.source == f'import os\n# [secret:PRIVATE_KEY]\nx = os.environ["{K}"]\n'
+    assert sorted(result.moved) == [K, "PRIVATE_KEY"]
+    assert rewrite_source(result.source).source == result.source
+
+
+def _big_cell(n: int, key_line: str, at: int) -> list[str]:
+    lines = [f"x{i} = compute({i}, 'text {i}')  # note {{i}}\n" for i in range(n)]
+    lines[at] = key_line
+    return lines
+
+
+def test_key_deep_in_a_large_cell_changes_only_its_line(keys):
+    """A key on line 70,000 of a 100k-line cell: only that line changes (plus ``import os`` on top)."""
+    lines = _big_cell(100_000, f"if token == '{keys['K']}':\n", 70_000)
+    lines.insert(70_001, "    print('match')\n")
+    result = rewrite_source("".join(lines))
+    expected = list(lines)
+    expected[70_000] = f'if token == os.environ["{K}"]:\n'
+    assert result.source == "import os\n" + "".join(expected)
+    assert rewrite_source(result.source).source == result.source
+
+
+def test_large_cell_rewrite_memory_is_a_small_multiple_of_the_source():
+    """Rewriting a ~1 MB cell with one key peaks at well under 50 bytes of Python memory per source byte."""
+    import tracemalloc
+
+    source = "".join(_big_cell(25_000, f"key = '{openai_project_key(random.Random(5))}'\n", 17_000))
+    rewrite_source("x = 1\n")  # build the default scanner outside the measurement
+    tracemalloc.start()
+    try:
+        result = rewrite_source(source)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.changed
+    assert peak / len(source) < 50, f"{peak / len(source):.0f} bytes per source byte"
+
+
+def test_a_name_is_found_past_ten_thousand_taken_names():
+    """With AWS_ACCESS_KEY_ID and _2 .. _10000 holding other values, a new key gets _10001 (no exception)."""
+    key = aws_access_key_id(random.Random(9))
+    taken = {"AWS_ACCESS_KEY_ID": fingerprint("other-0")}
+    taken.update({f"AWS_ACCESS_KEY_ID_{n}": fingerprint(f"other-{n}") for n in range(2, 10_001)})
+    result = rewrite_source(f"k = '{key}'\n", taken=taken)
+    assert sorted(result.moved) == ["AWS_ACCESS_KEY_ID_10001"]
+    assert result.source == 'import os\nk = os.environ["AWS_ACCESS_KEY_ID_10001"]\n'

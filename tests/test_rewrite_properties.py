@@ -282,3 +282,16 @@ def test_names_are_stable_and_distinct(keys, rng):
     found = set(_found_keys("".join(lines)))
     values = [s.reveal() for s in result.moved.values()]
     assert len(values) == len(set(values)) == len(found)
+
+
+def test_statement_window_check_keeps_the_properties():
+    """With the parse check judged by changed statements only (as for large cells), the properties hold."""
+    from ipykeyguard.transforms import rewrite as rewrite_module
+
+    saved = rewrite_module._WHOLE_CELL_CHECK_CHARS
+    rewrite_module._WHOLE_CELL_CHECK_CHARS = 0
+    try:
+        test_arbitrary_text_never_breaks_and_never_keeps_a_key()
+        test_ipython_cells_parse_lose_their_keys_and_are_idempotent()
+    finally:
+        rewrite_module._WHOLE_CELL_CHECK_CHARS = saved

@@ -56,6 +56,10 @@ Why these forms (each checked in a real IPython 9 kernel, see ``tests/test_rewri
   says truthfully where the key went, and the user does not lose it.
 * Safety net: if the planned rewrite would leave a key or break a cell that parsed, every key
   is masked in place instead (a mask inside a literal or comment never changes the parse).
+  The same happens if planning itself fails: a transformer never raises.
+* Cost: only the statements around the keys are tokenized, and a cell over 100,000 characters
+  is checked by parsing the changed statements alone (the whole cell only when they cannot be
+  judged alone); see "Rewriter cost" in ``docs/ENGINE.md``.
 
 Known limits: a key in an f-string nested inside another f-string's field, in a ``match``
 pattern, or spread over a line-continued literal is masked rather than moved; a cell that
@@ -65,6 +69,7 @@ rebinds ``os`` shadows the lookups; ``!`` commands assume a POSIX shell.
 from __future__ import annotations
 
 import ast
+import bisect
 import itertools
 import json
 import re
@@ -72,6 +77,8 @@ import tokenize
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Iterable, Iterator, Mapping
+
+import ahocorasick_rs
 
 from ..engine.config import Config
 from ..engine.findings import Confidence, Finding, Secret, fingerprint, mask_for
@@ -163,8 +170,14 @@ def rewrite_source(
     namer = _Namer(taken or {}, generic_rules, scanner)
     layout = _Layout(source)
     planner = _Planner(source, layout, namer, os_imported=os_imported)
-    new_source, masked = planner.run(active, mask_all=False)
-    if not _acceptable(new_source, layout, planner, scanner, min_confidence):
+    try:
+        new_source, masked = planner.run(active, mask_all=False)
+        acceptable = _acceptable(new_source, layout, planner, scanner, min_confidence)
+    except ValueError:
+        # A planner invariant broke (overlapping edits): a transformer must never raise
+        # (IPython would drop the cell), so fall back to masking every key in place.
+        acceptable = False
+    if not acceptable:
         # Never worse than the input: masks inside literals and comments keep every parse.
         namer = _Namer(taken or {}, generic_rules, scanner)
         planner = _Planner(source, layout, namer, os_imported=os_imported)
@@ -182,17 +195,99 @@ def _acceptable(
     new_source: str, layout: "_Layout", planner: "_Planner", scanner: Scanner, min_confidence: Confidence
 ) -> bool:
     """The rewrite left no key behind and did not break a cell that parsed."""
-    for secret in planner.namer.moved.values():
-        if secret.reveal() in new_source:
+    values = {secret.reveal() for secret in planner.namer.moved.values()} | planner.raw_values
+    values.discard("")
+    if len(values) <= 8:
+        if any(value in new_source for value in values):
             return False
-    for value in planner.raw_values:
-        if value in new_source:
-            return False
+    elif ahocorasick_rs.AhoCorasick(list(values)).find_matches_as_indexes(new_source):
+        # One pass for all values: ``value in text`` per key grows with keys x cell size.
+        return False
     if any(f.confidence >= min_confidence for f in scanner.scan_text(new_source, min_confidence=min_confidence)):
         return False
-    if layout.parses() and not _Layout(new_source).parses():
-        return False
+    return _still_parses(new_source, layout, planner)
+
+
+#: Cells up to this many characters get the whole-cell parse check (cheap at that size);
+#: larger ones check only the statements that changed, when that can be judged locally.
+_WHOLE_CELL_CHECK_CHARS = 100_000
+
+
+def _still_parses(new_source: str, layout: "_Layout", planner: "_Planner") -> bool:
+    """The rewrite did not break a cell that parsed (IPython syntax read as IPython does)."""
+    if len(layout.source) > _WHOLE_CELL_CHECK_CHARS:
+        verdict = _windows_still_parse(layout, planner)
+        if verdict is not None:
+            return verdict
+    return not layout.parses() or _Layout(new_source).parses()
+
+
+def _windows_still_parse(layout: "_Layout", planner: "_Planner") -> bool | None:
+    """Judge the rewrite by the statements it changed, or ``None`` when that cannot be done.
+
+    Every Python edit lies inside one of the planner's token windows (whole logical lines from
+    a statement start). When a window parses on its own before the edits, it must parse after
+    them; since the edits replace tokens inside those statements with expressions (or mask
+    text inside strings and comments), the rest of the cell keeps its meaning. A window that
+    does not parse alone (an ``else:`` clause, a deeper block) sends the caller to the
+    whole-cell check.
+    """
+    if planner.import_moved:
+        return None
+    windows: list[list[int]] = []
+    for start, end in sorted(planner.windows):
+        if windows and start <= windows[-1][1]:
+            windows[-1][1] = max(windows[-1][1], end)
+        else:
+            windows.append([start, end])
+    window_starts = [w[0] for w in windows]
+    segment_starts = [seg.start for seg in layout.segments]
+    by_window: dict[int, list[_Edit]] = {}
+    for edit in planner.edits:
+        if edit is planner.import_edit:
+            continue  # one simple statement at the first statement's start and indentation
+        k = bisect.bisect_right(segment_starts, edit.start) - 1
+        segment = layout.segments[k] if k >= 0 else None
+        if segment is not None and segment.start <= edit.start and edit.end <= segment.end:
+            if segment.kind == "env" and edit.start == segment.start:
+                try:
+                    ast.parse(edit.text)  # the %env line became one Python statement
+                except (SyntaxError, ValueError):
+                    return False
+            continue  # IPython syntax stays IPython syntax (masks, $NAME, printenv)
+        first, last = planner._row_of(edit.start), planner._row_of(max(edit.start, edit.end - 1))
+        w = bisect.bisect_right(window_starts, first) - 1
+        if w < 0 or last >= windows[w][1]:
+            return None
+        if any(layout.view_lines[r] != layout.lines[r] for r in range(first, last + 1)):
+            return None  # an edit on an escape row's Python part: columns differ in the view
+        by_window.setdefault(w, []).append(edit)
+    for w, edits in by_window.items():
+        start, end = windows[w]
+        view_starts = list(itertools.accumulate((len(line) for line in layout.view_lines[start:end]), initial=0))
+        old = "".join(layout.view_lines[start:end])
+
+        def to_view(offset: int) -> int:
+            row = planner._row_of(offset)
+            return view_starts[row - start] + offset - layout.line_starts[row]
+
+        new = _apply(old, [_Edit(to_view(e.start), to_view(e.start) + (e.end - e.start), e.text) for e in edits])
+        if not _parses_alone(old):
+            return None
+        if not _parses_alone(new):
+            return False
     return True
+
+
+def _parses_alone(text: str) -> bool:
+    """Whether a run of whole statements parses on its own (indented ones inside ``if 1:``)."""
+    for candidate in (_dedent_first(text), "if 1:\n" + text):
+        try:
+            ast.parse(candidate)
+            return True
+        except (SyntaxError, ValueError):
+            continue
+    return False
 
 
 # -- names -----------------------------------------------------------------------------------
@@ -216,6 +311,7 @@ class _Namer:
         for name, fp in sorted(self._taken.items()):
             self._taken_by_fingerprint.setdefault(fp, []).append(name)
         self.moved: dict[str, Secret] = {}
+        self._probe: dict[tuple[str, bool], int] = {}
 
     def name_for(self, finding: Finding, value: str) -> str:
         """The variable name for ``value`` (the runtime value of ``finding``'s text)."""
@@ -236,18 +332,24 @@ class _Namer:
         return name
 
     def _free_name(self, base: str, fp: str, numbered: bool) -> str:
-        first = 1 if numbered else 2
-        candidates = itertools.chain(() if numbered else (base,), (f"{base}_{n}" for n in range(first, 10_000)))
-        for candidate in candidates:
+        # Candidates: ``base``, ``base_2``, ``base_3``... (numbered: ``base_1``, ``base_2``...).
+        # Probing resumes where the last search for this base stopped: every candidate before
+        # it is held by another value for good, so 10,000 keys of one rule cost linear time.
+        key = (base, numbered)
+        k = self._probe.get(key, 0)
+        while True:
+            candidate = base if (k == 0 and not numbered) else f"{base}_{k + 1}"
             holder = self.moved.get(candidate)
             if holder is not None:
                 if holder.fingerprint == fp:
                     return candidate
+                k += 1
                 continue
             if candidate in self._taken and self._taken[candidate] != fp:
+                k += 1
                 continue
+            self._probe[key] = k
             return candidate
-        raise RuntimeError("no free variable name")  # pragma: no cover - 10,000 clashes
 
 
 # -- the layout of a cell: which lines are Python, which are IPython syntax ------------------
@@ -303,6 +405,9 @@ class _Layout:
         self.python_context = False  # does any Python run in the user's namespace (needs ``os``)?
         self.anchor_row: int | None = None  # first code row of the Python region (for ``import os``)
         self._region_start_row = 0
+        #: Rows where a Python logical line with code starts (ascending): the places a
+        #: tokenizer can start from, so only the statements around a key need tokenizing.
+        self.statement_rows: list[int] = []
         self._classify()
         self._tokens: list[tokenize.TokenInfo] | None = None
         self._parses: bool | None = None
@@ -345,6 +450,8 @@ class _Layout:
             line = self.lines[row]
             at_statement_start = quote is None and depth == 0 and not continued
             stripped = line.lstrip(" \t")
+            if at_statement_start and stripped.strip() and not stripped.startswith("#"):
+                self.statement_rows.append(row)
             if at_statement_start and stripped.strip():
                 escape_row_end = row
                 while escape_row_end + 1 < end_row and self.lines[escape_row_end].endswith("\\\n"):
@@ -409,6 +516,42 @@ class _Layout:
             self._tokens = _robust_tokens(self.view_lines)
         return self._tokens
 
+    def statement_window(self, first_row: int, last_row: int) -> tuple[int, int]:
+        """Rows ``[start, end)`` of the logical lines holding rows ``first_row..last_row`` (0-based),
+        from the statement before them (a ``def`` header of a docstring) to the next statement."""
+        rows = self.statement_rows
+        i = bisect.bisect_right(rows, first_row) - 1
+        start = rows[max(0, i - 1)] if i >= 0 else self._region_start_row
+        # Up to the statement after the next one: a key in an ``if``/``def`` header brings the
+        # first line of its body, so the window parses on its own (see ``_still_parses``).
+        j = bisect.bisect_right(rows, last_row) + 1
+        end = rows[j] if j < len(rows) else len(self.lines)
+        return start, end
+
+    def window_tokens(self, windows: list[tuple[int, int]]) -> list[tokenize.TokenInfo]:
+        """Tokens of the given row windows (merged, in order), at their rows in the cell.
+
+        Each window starts at a statement start, so it tokenizes on its own; the windows'
+        tokens are concatenated (an ENDMARKER separates them, which no grouping crosses).
+        """
+        if self._tokens is not None:
+            return self._tokens
+        merged: list[list[int]] = []
+        for start, end in sorted(windows):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        if len(merged) == 1 and merged[0][0] <= self._region_start_row and merged[0][1] >= len(self.lines):
+            return self.tokens
+        out: list[tokenize.TokenInfo] = []
+        for start, end in merged:
+            for tok in _robust_tokens(self.view_lines[start:end]):
+                if start:
+                    tok = tok._replace(start=(tok.start[0] + start, tok.start[1]), end=(tok.end[0] + start, tok.end[1]))
+                out.append(tok)
+        return out
+
     def offset(self, row: int, col: int) -> int:
         """Source offset of a 1-based token row and 0-based column on a Python line."""
         if row - 1 >= len(self.line_starts):
@@ -442,10 +585,23 @@ def _dedent_first(text: str) -> str:
     return "".join(line[len(indent):] if line.startswith(indent) else line for line in lines)
 
 
+_LEX_INTERESTING = re.compile(r"[#'\"()\[\]{}\\]")
+_LEX_CODE = re.compile(r"[#'\"()\[\]{}]")  # outside a string a backslash only matters at the end
+_LEX_IN_QUOTE = {q: re.compile("[\\\\" + q + "\r\n]") for q in "'\""}
+
+
 def _lex_python_line(line: str, quote: str | None, depth: int) -> tuple[str | None, int, bool]:
     """Carry (open string quote, bracket depth) across one physical line; say if it continues."""
+    if quote is None and _LEX_INTERESTING.search(line) is None:
+        return None, depth, False  # most lines: no quote, bracket, comment or backslash
+    # Jump from one character that matters to the next (a per-character loop in Python
+    # dominated the cost of large cells).
     i, n = 0, len(line)
     while i < n:
+        m = (_LEX_CODE if quote is None else _LEX_IN_QUOTE[quote[0]]).search(line, i)
+        if m is None:
+            break
+        i = m.start()
         c = line[i]
         if quote is not None:
             if c == "\\":
@@ -671,6 +827,9 @@ class _Planner:
         self.masked: list[Finding] = []
         self.raw_values: set[str] = set()
         self.first_use: int | None = None  # offset of the first ``os.environ`` that runs in the kernel
+        self.windows: list[tuple[int, int]] = []  # rows tokenized around Python keys
+        self.import_moved = False  # ``import os`` not at the anchor row (a masked span was there)
+        self.import_edit: _Edit | None = None
 
     # -- driver ------------------------------------------------------------------------------
     def run(self, findings: list[Finding], *, mask_all: bool) -> tuple[str, list[Finding]]:
@@ -702,8 +861,6 @@ class _Planner:
         return all(r in self.layout.python_rows for r in range(first, last + 1))
 
     def _row_of(self, offset: int) -> int:
-        import bisect
-
         return bisect.bisect_right(self.layout.line_starts, offset) - 1
 
     def _value_name(self, f: Finding, value: str | None = None) -> str:
@@ -720,17 +877,31 @@ class _Planner:
 
     # -- Python ------------------------------------------------------------------------------
     def _plan_python(self, findings: list[Finding]) -> None:
-        tokens = self.layout.tokens
+        # Tokenize only the statements around the keys: a key on line 70,000 of a cell costs
+        # its own logical line (and the one before it), not the whole cell.
+        windows = [self.layout.statement_window(self._row_of(f.start), self._row_of(max(f.start, f.end - 1))) for f in findings]
+        self.windows.extend(windows)
+        tokens = self.layout.window_tokens(windows)
         units = list(self._string_units(tokens))
-        remaining = list(findings)
+        ordered = sorted(findings, key=lambda f: f.start)
+        starts = [f.start for f in ordered]
+        taken: set[int] = set()
         unit_findings: dict[int, list[Finding]] = {}
         for index, (lit, _tok_index) in enumerate(units):
-            inside = [f for f in remaining if lit.start <= f.start and f.end <= lit.end]
+            lo, hi = bisect.bisect_left(starts, lit.start), bisect.bisect_left(starts, lit.end)
+            inside = [ordered[k] for k in range(lo, hi) if k not in taken and ordered[k].end <= lit.end]
             if inside:
                 unit_findings[index] = inside
-                remaining = [f for f in remaining if f not in inside]
-        for f in remaining:
-            self._plan_python_other(f, tokens)
+                taken.update(k for k in range(lo, hi) if ordered[k].end <= lit.end)
+        token_rows = [t.start[0] for t in tokens]
+        for k, f in enumerate(ordered):
+            if k in taken:
+                continue
+            first_row = self._row_of(f.start) + 1
+            # Tokens start at most a few rows before the key (a string spanning lines does not
+            # hold it, or it would be a unit): start from the key's window.
+            lo = bisect.bisect_left(token_rows, self.layout.statement_window(first_row - 1, first_row - 1)[0] + 1)
+            self._plan_python_other(f, tokens, lo)
         groups = _concat_groups(units, tokens)
         docstrings = _docstring_units(units, tokens)
         for group in groups:
@@ -788,7 +959,7 @@ class _Planner:
                     i = j
             i += 1
 
-    def _plan_python_other(self, f: Finding, tokens: list[tokenize.TokenInfo]) -> None:
+    def _plan_python_other(self, f: Finding, tokens: list[tokenize.TokenInfo], first: int = 0) -> None:
         """A key outside any literal: in a comment (mask) or bare in code (a lookup)."""
         layout = self.layout
         starts = {}
@@ -796,8 +967,16 @@ class _Planner:
         comment = False
         line_has_error = False
         first_row, last_row = self._row_of(f.start) + 1, self._row_of(max(f.start, f.end - 1)) + 1
-        for tok in tokens:
-            if tok.type == tokenize.ERRORTOKEN and tok.string.strip() and first_row <= tok.start[0] <= last_row:
+        for index in range(first, len(tokens)):  # an index, not a slice: no copy per finding
+            tok = tokens[index]
+            if tok.start[0] > last_row:
+                break
+            if tok.end[0] < first_row or tok.start[0] > last_row:
+                # Only tokens on the key's own rows: a neighbouring IPython-escape row holds a
+                # placeholder (``pass``) whose columns run past the real line's end, so its
+                # offsets would wrongly overlap the key (a ``;`` line before a bare key).
+                continue
+            if tok.type == tokenize.ERRORTOKEN and tok.string.strip():
                 line_has_error = True  # e.g. an unterminated string: no lookup in a broken line
             s, e = layout.offset(*tok.start), layout.offset(*tok.end)
             if e <= f.start or s >= f.end:
@@ -1093,7 +1272,19 @@ class _Planner:
         line = self.layout.lines[row] if row < len(self.layout.lines) else ""
         indent = line[: len(line) - len(line.lstrip(" \t"))]
         newline = "\r\n" if line.endswith("\r\n") else "\n"
-        self.edits.append(_Edit(self.layout.line_starts[row] if row < len(self.layout.line_starts) else len(self.source), self.layout.line_starts[row] if row < len(self.layout.line_starts) else len(self.source), f"{indent}import os{newline}"))
+        at = self.layout.line_starts[row] if row < len(self.layout.line_starts) else len(self.source)
+        # A masked span can cover the start of the anchor row (a PEM block in a comment runs
+        # onto the following lines, which read as code): insert before the line where that
+        # span starts instead, which is still before the first use.
+        moved = True
+        while moved:
+            moved = False
+            for edit in self.edits:
+                if edit.start < at < edit.end:
+                    at = self.layout.line_starts[self._row_of(edit.start)]
+                    moved = self.import_moved = True
+        self.import_edit = _Edit(at, at, f"{indent}import os{newline}")
+        self.edits.append(self.import_edit)
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -1219,7 +1410,17 @@ def _header_colons(tokens: list[tokenize.TokenInfo]) -> set[int]:
 
 def _imports_os_before(layout: _Layout, offset: int) -> bool:
     """A top-level ``import os`` (or ``import os.path``, ``import sys, os``) before ``offset``."""
-    tokens = layout.tokens
+    # Only the statements that contain the word ``import`` are tokenized.
+    rows: list[int] = []
+    at = layout.source.find("import", 0, offset)
+    while at != -1:  # str.find, not a ``\b`` regex: this runs over every cell with a key
+        row = bisect.bisect_right(layout.line_starts, at) - 1  # a superset; the tokens decide
+        if not rows or rows[-1] != row:
+            rows.append(row)
+        at = layout.source.find("import", at + 6, offset)
+    if not rows:
+        return False
+    tokens = layout.window_tokens([layout.statement_window(r, r) for r in rows])
     depth_indent = 0
     statement_start = True
     for i, tok in enumerate(tokens):
@@ -1233,6 +1434,9 @@ def _imports_os_before(layout: _Layout, offset: int) -> bool:
             continue
         if tok.type in (tokenize.NEWLINE, tokenize.NL) or tok.string == ";":
             statement_start = True
+            continue
+        if tok.type == tokenize.ENDMARKER:  # the end of one window: the next starts afresh
+            statement_start, depth_indent = True, 0
             continue
         if tok.type == tokenize.COMMENT:
             continue
@@ -1260,6 +1464,8 @@ def _imports_os_before(layout: _Layout, offset: int) -> bool:
 
 def _after_future_imports(layout: _Layout, row: int) -> int:
     """The first row after any ``from __future__ import`` statements starting at ``row``."""
+    if "__future__" not in layout.source:
+        return row
     tokens = layout.tokens
     while True:
         starts = [i for i, t in enumerate(tokens) if t.start[0] - 1 == row and t.type == tokenize.NAME]
