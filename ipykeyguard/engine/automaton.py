@@ -52,7 +52,7 @@ except ImportError:  # pragma: no cover - Python 3.10
 __all__ = ["Automaton", "superset_pattern", "automaton_bytes", "ENGINE_VERSION"]
 
 #: Bumped whenever the translation or the database layout changes: part of the cache key.
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"
 
 #: Repeats with a larger upper bound are written unbounded for the automaton.
 _REPEAT_CAP = 64
@@ -253,8 +253,8 @@ class _Tier:
 
 
 #: Tier upper widths; a rule goes into the first tier it fits. ``None``: unbounded rules.
-_TIER_WIDTHS = (512, 4096, 40_000, None)
-_MIN_BLOCK = 8192
+_TIER_WIDTHS = (128, 512, 4096, 40_000, None)
+_MIN_BLOCK = 2048
 
 
 def tiers_for(widths: Sequence[int | None]) -> list[_Tier]:
