@@ -242,7 +242,11 @@ class Scanner:
 
     def _candidate_rules(self, text: str) -> list[Rule]:
         """The rules the automaton says may match somewhere in ``text``, in rule order."""
-        return [rule for rule, _regions in self._plan(text)]
+        view, changed = _escape_view(text)
+        ids = {rule.id for rule, _regions in self._plan(text)}
+        if changed:
+            ids |= {rule.id for rule, _regions in self._plan(view)}
+        return [rule for rule in self.rules if rule.id in ids]
 
     def _plan(self, text: str) -> list[tuple[Rule, list[tuple[int, int]] | None]]:
         """Which rules to confirm with ``re``, and on which regions (``None``: the whole text)."""
@@ -283,23 +287,36 @@ class Scanner:
         """
         out: list[Finding] = []
         data_uris: tuple[list[int], list[int]] | None = None
-        plan = self._plan(text) if rules is None else [(rule, None) for rule in rules]
-        if not plan:
-            return out
         # Rules run on the text as it is (some match escapes such as a JSON ``\\n`` on purpose)
-        # and, when it holds separator escapes, on the view where those are spaces.
+        # and, when it holds separator escapes, on the view where those are spaces. The view
+        # gets its own automaton pass (the automaton checks a key's left boundary, which an
+        # escape letter changes) and is confirmed only near the escapes it changed.
         view, changed = _escape_view(text)
         n = len(text)
+        _absent = object()
+        plan: dict[str, list] = {}  # rule id -> [rule, text regions, view regions]
+        if rules is None:
+            for rule, regions in self._plan(text):
+                plan[rule.id] = [rule, regions, _absent]
+            if changed:
+                for rule, regions in self._plan(view):
+                    plan.setdefault(rule.id, [rule, _absent, _absent])[2] = regions
+        else:
+            for rule in rules:
+                plan[rule.id] = [rule, None, None if changed else _absent]
+        if not plan:
+            return out
         seen: set[tuple[str, int, int]] = set()
         has_data_uri = "base64," in text  # once: per match it made many findings quadratic
         # Repeated text repeats matches: entropy, placeholder and validator checks run once
         # per distinct (rule, secret) of this text.
         judged: dict[tuple[str, str], Confidence | None] = {}
-        for rule, regions in plan:
+        ordered = sorted(plan.values(), key=lambda p: self._order.get(p[0].id, len(self._order))) if rules is None else list(plan.values())
+        for rule, text_regions, view_regions in ordered:
             groups = rule.secret_groups
-            passes = [(text, regions)]
-            if changed:
-                near = _intersect(regions, _near_changes(changed, rule.max_width, n))
+            passes = [] if text_regions is _absent else [(text, text_regions)]
+            if view_regions is not _absent:
+                near = _intersect(view_regions, _near_changes(changed, rule.max_width, n))
                 if near is None or near:
                     passes.append((view, near))
             for m in (m for v, spans in passes for m in _finditer(rule.pattern, v, spans)):
