@@ -225,6 +225,20 @@ def test_escape_view_is_confirmed_only_near_escapes_and_still_finds_keys_far_apa
     assert {(f.rule, f.start, f.end) for f in found} <= got
 
 
+def test_boundary_guard_moves_into_the_automaton_and_stays_a_superset():
+    """A rule's leading one-character negative look-behind becomes a guard in the automaton
+    pattern (a glued run of prefixes is no longer a candidate), while a key after a non-ASCII
+    character outside the class (an emoji, CJK) or at the very start is still found."""
+    pattern = superset_pattern(r"(?<![A-Za-z0-9_-])sk-[A-Za-z0-9]{20,40}(?![A-Za-z0-9_-])")
+    assert pattern.startswith("(?:(?:^|[") and pattern.endswith("|$)")
+    glued = "sk-" + "sk-proj-" * 2000
+    assert "openai-api-key" not in {r.id for r in SCANNER._candidate_rules(glued)}
+    key = fakekeys.openai_project_key(random.Random(4))
+    for before in ("", " ", "\U0001F600", "\u6570", "\u00e9 "):
+        found = scan_text(before + key + " tail")
+        assert [f.secret.reveal() for f in found] == [key], repr(before)
+
+
 def test_escape_view_keeps_rules_that_match_escapes_on_purpose():
     """A service-account JSON's ``\\n``-escaped PEM key is still found whole (rules also run on
     the text as written)."""
