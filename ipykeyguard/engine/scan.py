@@ -33,17 +33,13 @@ _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 #: ``data:<mime>;base64,<payload>``: an embedded image or file, never a key.
 _DATA_URI_RE = re.compile(r"data:[A-Za-z0-9.+/-]{1,100}(?:;[A-Za-z0-9=.-]{1,40}){0,3};base64,[A-Za-z0-9+/=\s]{16,50000000}")
 
-#: A one-letter escape (``\n``, ``\t``, ...). Backslash parity is not checked on purpose: in
-#: ``json.loads('"\\tKEY"')`` the doubled backslash is still a tab one decoding later.
-_LETTER_ESCAPE_RE = re.compile(r"(\\)[ntrfvab0]")
-#: Hex escapes: ``\x20``, ``\u0009``, ``\U0000000a``.
-_HEX_ESCAPE_RE = re.compile(r"(\\)(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})")
 #: Characters a decoded escape may stand for and still continue a token.
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-+/=.~")
 
 
 def escape_boundaries(text: str) -> str:
-    """``text`` with the letters of string escapes that decode to a separator turned into spaces.
+    """``text`` with the letters of string escapes that decode to a separator and stand right
+    before a token character turned into spaces.
 
     Rules judge a key's left boundary on the character before it, so in ``"\\tKEY"`` they see
     ``t`` and take ``tKEY`` for one longer token. Replacing the escape's letters (not the
@@ -58,37 +54,52 @@ def escape_boundaries(text: str) -> str:
     return _escape_view(text)[0]
 
 
-def _escape_view(text: str) -> tuple[str, list[int]]:
-    """:func:`escape_boundaries` plus the offsets of the escapes it changed, ascending.
+#: An escape followed by a token character, the only kind that can hide a key's left boundary.
+#: Backslash parity is not checked on purpose: in ``json.loads('"\\tKEY"')`` the doubled
+#: backslash is still a tab one decoding later. One pattern, one pass (each extra pass over a
+#: MiB of backslashes cost ~25 ms).
+_ESCAPE_BEFORE_TOKEN_RE = re.compile(
+    r"\\(?:[ntrfvab0]|x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})(?=[A-Za-z0-9_+/=.~-])"
+)
 
-    The offsets let the scanner confirm rules on the view only near a change: away from every
-    changed escape the view and the text are the same characters, so the text's own pass has
-    already found whatever the view would (on escape-heavy text this halves the ``re`` work).
+
+#: More escapes than one per this many characters: the view is confirmed everywhere instead
+#: (locating each escape in Python would cost more than it saves).
+_ESCAPE_SPACING = 512
+
+
+def _escape_view(text: str) -> tuple[str, list[int] | None]:
+    """:func:`escape_boundaries` plus where the escapes are: ascending offsets, ``None`` when
+    they are too dense to be worth locating, ``[]`` when the view is ``text`` itself.
+
+    The offsets let the scanner confirm rules on the view only near an escape: away from every
+    escape the view and the text are the same characters, so the text's own pass has already
+    found whatever the view would (on escape-heavy text this halves the ``re`` work).
     """
     if "\\" not in text:
         return text, []
+    # Only an escape right before a token character can hide a key's left boundary, so only
+    # those are changed and cost a Python call: escape soup with no token after its escapes
+    # (``escape-soup``: 450 ms per MiB when every escape was rewritten) is left as it is.
     changed: list[int] = []
 
-    def letter(m: re.Match) -> str:
+    def boundary(m: re.Match) -> str:
+        escape = m.group(0)
+        if len(escape) > 2:
+            try:
+                decoded = chr(int(escape[2:], 16))
+            except (ValueError, OverflowError):
+                return escape
+            if decoded in _TOKEN_CHARS:
+                return escape
         changed.append(m.start())
-        return m.group(1) + " "
+        return "\\" + " " * (len(escape) - 1)
 
-    def hex_escape(m: re.Match) -> str:
-        escape = m.group(2)
-        try:
-            decoded = chr(int(escape[1:], 16))
-        except (ValueError, OverflowError):
-            return m.group(0)
-        if decoded in _TOKEN_CHARS:
-            return m.group(0)
-        changed.append(m.start())
-        return m.group(1) + " " * len(escape)
-
-    view = _LETTER_ESCAPE_RE.sub(letter, text)
-    view = _HEX_ESCAPE_RE.sub(hex_escape, view)
+    view = _ESCAPE_BEFORE_TOKEN_RE.sub(boundary, text)
     if not changed:
         return text, []
-    changed.sort()
+    if len(changed) > len(text) // _ESCAPE_SPACING + 1:
+        return view, None
     return view, changed
 
 
@@ -96,10 +107,10 @@ def _escape_view(text: str) -> tuple[str, list[int]]:
 _ESCAPE_LEN = 10
 
 
-def _near_changes(changed: list[int], width: int | None, n: int) -> list[tuple[int, int]] | None:
-    """Merged windows around changed escapes in which a match of a rule ``width`` wide (plus its
+def _near_changes(changed: list[int] | None, width: int | None, n: int) -> list[tuple[int, int]] | None:
+    """Merged windows around escapes in which a match of a rule ``width`` wide (plus its
     look-around context) could differ between the text and its escape view (``None``: anywhere)."""
-    if width is None:
+    if width is None or changed is None:
         return None
     reach = width + MARGIN
     out: list[tuple[int, int]] = []
@@ -242,9 +253,9 @@ class Scanner:
 
     def _candidate_rules(self, text: str) -> list[Rule]:
         """The rules the automaton says may match somewhere in ``text``, in rule order."""
-        view, changed = _escape_view(text)
+        view, _changed = _escape_view(text)
         ids = {rule.id for rule, _regions in self._plan(text)}
-        if changed:
+        if view is not text:
             ids |= {rule.id for rule, _regions in self._plan(view)}
         return [rule for rule in self.rules if rule.id in ids]
 
@@ -292,18 +303,19 @@ class Scanner:
         # gets its own automaton pass (the automaton checks a key's left boundary, which an
         # escape letter changes) and is confirmed only near the escapes it changed.
         view, changed = _escape_view(text)
+        has_view = view is not text
         n = len(text)
         _absent = object()
         plan: dict[str, list] = {}  # rule id -> [rule, text regions, view regions]
         if rules is None:
             for rule, regions in self._plan(text):
                 plan[rule.id] = [rule, regions, _absent]
-            if changed:
+            if has_view:
                 for rule, regions in self._plan(view):
                     plan.setdefault(rule.id, [rule, _absent, _absent])[2] = regions
         else:
             for rule in rules:
-                plan[rule.id] = [rule, None, None if changed else _absent]
+                plan[rule.id] = [rule, None, None if has_view else _absent]
         if not plan:
             return out
         seen: set[tuple[str, int, int]] = set()
