@@ -323,12 +323,16 @@ class Scanner:
         # Repeated text repeats matches: entropy, placeholder and validator checks run once
         # per distinct (rule, secret) of this text.
         judged: dict[tuple[str, str], Confidence | None] = {}
+        windows: dict[int | None, list[tuple[int, int]] | None] = {}
         ordered = sorted(plan.values(), key=lambda p: self._order.get(p[0].id, len(self._order))) if rules is None else list(plan.values())
         for rule, text_regions, view_regions in ordered:
             groups = rule.secret_groups
             passes = [] if text_regions is _absent else [(text, text_regions)]
             if view_regions is not _absent:
-                near = _intersect(view_regions, _near_changes(changed, rule.max_width, n))
+                width = rule.max_width
+                if width not in windows:  # many rules share a width: windows once per width
+                    windows[width] = _near_changes(changed, width, n)
+                near = _intersect(view_regions, windows[width])
                 if near is None or near:
                     passes.append((view, near))
             for m in (m for v, spans in passes for m in _finditer(rule.pattern, v, spans)):
