@@ -196,6 +196,49 @@ def test_key_after_escapes_is_found_in_json_text_and_outputs():
     assert {f.location.field for f in found} == {"source", "outputs[0].text", "outputs[1].data.text/plain"}
 
 
+def test_escape_view_is_confirmed_only_near_escapes_and_still_finds_keys_far_apart():
+    """On a long text with escapes far apart (beyond any rule's width and several blocks), every
+    key glued to an escape is found, and the scan agrees with running every rule over both the
+    whole text and its whole escape view (the view is confirmed only near its changed escapes)."""
+    rng = random.Random(11)
+    keys = [fakekeys.google_api_key(rng) for _ in range(4)]
+    filler = "x = compute(y) + 1  # plain code, no escapes\n"
+    parts = []
+    for i, key in enumerate(keys):
+        parts.append(filler * (150 + 97 * i))
+        parts.append(f'v{i} = "\\t{key}"\n')
+    text = "".join(parts) + filler * 50
+    scanner = Scanner()
+    found = scanner.scan_text(text)
+    assert [f.secret.reveal() for f in found] == keys
+    view = escape_boundaries(text)
+    assert view != text
+    expected = set()
+    for rule in scanner.rules:
+        for source in (text, view):
+            for m in rule.pattern.finditer(source):
+                group = next((g for g in rule.secret_groups if m.group(g)), None)
+                if group is not None:
+                    expected.add((rule.id, *m.span(group)))
+    got = {(f.rule, f.start, f.end) for f in scanner.raw_matches(text)}
+    assert got <= expected
+    assert {(f.rule, f.start, f.end) for f in found} <= got
+
+
+def test_boundary_guard_moves_into_the_automaton_and_stays_a_superset():
+    """A rule's leading one-character negative look-behind becomes a guard in the automaton
+    pattern (a glued run of prefixes is no longer a candidate), while a key after a non-ASCII
+    character outside the class (an emoji, CJK) or at the very start is still found."""
+    pattern = superset_pattern(r"(?<![A-Za-z0-9_-])sk-[A-Za-z0-9]{20,40}(?![A-Za-z0-9_-])")
+    assert pattern.startswith("(?:(?:^|[") and pattern.endswith("|$)")
+    glued = "sk-" + "sk-proj-" * 2000
+    assert "openai-api-key" not in {r.id for r in SCANNER._candidate_rules(glued)}
+    key = fakekeys.openai_project_key(random.Random(4))
+    for before in ("", " ", "\U0001F600", "\u6570", "\u00e9 "):
+        found = scan_text(before + key + " tail")
+        assert [f.secret.reveal() for f in found] == [key], repr(before)
+
+
 def test_escape_view_keeps_rules_that_match_escapes_on_purpose():
     """A service-account JSON's ``\\n``-escaped PEM key is still found whole (rules also run on
     the text as written)."""

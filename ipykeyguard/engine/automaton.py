@@ -52,7 +52,7 @@ except ImportError:  # pragma: no cover - Python 3.10
 __all__ = ["Automaton", "superset_pattern", "automaton_bytes", "ENGINE_VERSION"]
 
 #: Bumped whenever the translation or the database layout changes: part of the cache key.
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "4"
 
 #: Repeats with a larger upper bound are written unbounded for the automaton.
 _REPEAT_CAP = 64
@@ -223,7 +223,42 @@ def superset_pattern(regex: str) -> str:
                 out.append("[\\x00-\\xff]*")
         return "".join(out)
 
-    return emit(parsed, flags)
+    nodes = list(parsed)
+    head = _edge_guard(nodes[0], flags, behind=True) if nodes else None
+    tail = _edge_guard(nodes[-1], flags, behind=False) if len(nodes) > 1 else None
+    body = emit(nodes, flags)
+    if head is not None:
+        body = f"(?:^|{head})(?:{body})"
+    if tail is not None:
+        body = f"(?:{body})(?:{tail}|$)"
+    return body
+
+
+_CHAR_OPS = (_c.LITERAL, _c.NOT_LITERAL, _c.ANY, _c.CATEGORY, _c.IN)
+
+
+def _edge_guard(node, flags: int, *, behind: bool) -> str | None:
+    """The automaton class for a pattern's leading negative look-behind (or trailing negative
+    look-ahead) of one character, e.g. ``(?<![A-Za-z0-9_-])``; ``None`` for anything else.
+
+    Written as ``(?:^|[^class])`` before the pattern (``(?:[^class]|$)`` after it), the boundary
+    check moves into the automaton: a glued run such as ``sk-sk-proj-sk-...`` or ``ghp_..ghp_..``
+    no longer matches the superset at every repetition, where it made Hyperscan track
+    overlapping candidates (``sk-prefixes``: 90 ms per 256 KiB) and made every block a region.
+    Still a superset: every non-ASCII character reads as ``0x80``, which the guard always admits
+    (some non-ASCII character may be outside the class), and ``^``/``$`` admit a block's edges.
+    """
+    op, av = node
+    if op is not _c.ASSERT_NOT:
+        return None
+    direction, sub = av
+    if (direction < 0) != behind:
+        return None
+    sub = list(sub)
+    if len(sub) != 1 or sub[0][0] not in _CHAR_OPS:
+        return None
+    inside = _byte_set(sub[0][0], sub[0][1], flags)
+    return _class(frozenset((_ALL - inside) | _HIGH))
 
 
 _NON_ASCII_RUN = re.compile("[^\x00-\x7f]+")
@@ -253,8 +288,8 @@ class _Tier:
 
 
 #: Tier upper widths; a rule goes into the first tier it fits. ``None``: unbounded rules.
-_TIER_WIDTHS = (512, 4096, 40_000, None)
-_MIN_BLOCK = 8192
+_TIER_WIDTHS = (128, 512, 4096, 40_000, None)
+_MIN_BLOCK = 2048
 
 
 def tiers_for(widths: Sequence[int | None]) -> list[_Tier]:

@@ -33,28 +33,13 @@ _NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 #: ``data:<mime>;base64,<payload>``: an embedded image or file, never a key.
 _DATA_URI_RE = re.compile(r"data:[A-Za-z0-9.+/-]{1,100}(?:;[A-Za-z0-9=.-]{1,40}){0,3};base64,[A-Za-z0-9+/=\s]{16,50000000}")
 
-#: A one-letter escape (``\n``, ``\t``, ...). Backslash parity is not checked on purpose: in
-#: ``json.loads('"\\tKEY"')`` the doubled backslash is still a tab one decoding later.
-_LETTER_ESCAPE_RE = re.compile(r"(\\)[ntrfvab0]")
-#: Hex escapes: ``\x20``, ``\u0009``, ``\U0000000a``.
-_HEX_ESCAPE_RE = re.compile(r"(\\)(x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})")
 #: Characters a decoded escape may stand for and still continue a token.
 _TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-+/=.~")
 
 
-def _hex_escape_boundary(m: re.Match) -> str:
-    escape = m.group(2)
-    try:
-        decoded = chr(int(escape[1:], 16))
-    except (ValueError, OverflowError):
-        return m.group(0)
-    if decoded in _TOKEN_CHARS:
-        return m.group(0)
-    return m.group(1) + " " * len(escape)
-
-
 def escape_boundaries(text: str) -> str:
-    """``text`` with the letters of string escapes that decode to a separator turned into spaces.
+    """``text`` with the letters of string escapes that decode to a separator and stand right
+    before a token character turned into spaces.
 
     Rules judge a key's left boundary on the character before it, so in ``"\\tKEY"`` they see
     ``t`` and take ``tKEY`` for one longer token. Replacing the escape's letters (not the
@@ -66,11 +51,95 @@ def escape_boundaries(text: str) -> str:
     Returns:
         ``text`` itself (the same object) when there is nothing to change.
     """
+    return _escape_view(text)[0]
+
+
+#: An escape followed by a token character, the only kind that can hide a key's left boundary.
+#: Backslash parity is not checked on purpose: in ``json.loads('"\\tKEY"')`` the doubled
+#: backslash is still a tab one decoding later. One pattern, one pass (each extra pass over a
+#: MiB of backslashes cost ~25 ms).
+_ESCAPE_BEFORE_TOKEN_RE = re.compile(
+    r"\\(?:[ntrfvab0]|x[0-9A-Fa-f]{2}|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})(?=[A-Za-z0-9_+/=.~-])"
+)
+
+
+#: More escapes than one per this many characters: the view is confirmed everywhere instead
+#: (locating each escape in Python would cost more than it saves).
+_ESCAPE_SPACING = 512
+
+
+def _escape_view(text: str) -> tuple[str, list[int] | None]:
+    """:func:`escape_boundaries` plus where the escapes are: ascending offsets, ``None`` when
+    they are too dense to be worth locating, ``[]`` when the view is ``text`` itself.
+
+    The offsets let the scanner confirm rules on the view only near an escape: away from every
+    escape the view and the text are the same characters, so the text's own pass has already
+    found whatever the view would (on escape-heavy text this halves the ``re`` work).
+    """
     if "\\" not in text:
-        return text
-    view = _LETTER_ESCAPE_RE.sub(r"\1 ", text)
-    view = _HEX_ESCAPE_RE.sub(_hex_escape_boundary, view)
-    return text if view == text else view
+        return text, []
+    # Only an escape right before a token character can hide a key's left boundary, so only
+    # those are changed and cost a Python call: escape soup with no token after its escapes
+    # (``escape-soup``: 450 ms per MiB when every escape was rewritten) is left as it is.
+    changed: list[int] = []
+
+    def boundary(m: re.Match) -> str:
+        escape = m.group(0)
+        if len(escape) > 2:
+            try:
+                decoded = chr(int(escape[2:], 16))
+            except (ValueError, OverflowError):
+                return escape
+            if decoded in _TOKEN_CHARS:
+                return escape
+        changed.append(m.start())
+        return "\\" + " " * (len(escape) - 1)
+
+    view = _ESCAPE_BEFORE_TOKEN_RE.sub(boundary, text)
+    if not changed:
+        return text, []
+    if len(changed) > len(text) // _ESCAPE_SPACING + 1:
+        return view, None
+    return view, changed
+
+
+#: Longest escape ``_escape_view`` changes (``\U0000000a``).
+_ESCAPE_LEN = 10
+
+
+def _near_changes(changed: list[int] | None, width: int | None, n: int) -> list[tuple[int, int]] | None:
+    """Merged windows around escapes in which a match of a rule ``width`` wide (plus its
+    look-around context) could differ between the text and its escape view (``None``: anywhere)."""
+    if width is None or changed is None:
+        return None
+    reach = width + MARGIN
+    out: list[tuple[int, int]] = []
+    for p in changed:
+        lo, hi = max(0, p - reach), min(n, p + _ESCAPE_LEN + reach)
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _intersect(a: list[tuple[int, int]] | None, b: list[tuple[int, int]] | None) -> list[tuple[int, int]] | None:
+    """The intersection of two ascending, disjoint span lists (``None`` stands for everything)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    out: list[tuple[int, int]] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if lo < hi:
+            out.append((lo, hi))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
 
 
 def _finditer(pattern: re.Pattern, view: str, regions: list[tuple[int, int]] | None) -> Iterator[re.Match]:
@@ -184,7 +253,11 @@ class Scanner:
 
     def _candidate_rules(self, text: str) -> list[Rule]:
         """The rules the automaton says may match somewhere in ``text``, in rule order."""
-        return [rule for rule, _regions in self._plan(text)]
+        view, _changed = _escape_view(text)
+        ids = {rule.id for rule, _regions in self._plan(text)}
+        if view is not text:
+            ids |= {rule.id for rule, _regions in self._plan(view)}
+        return [rule for rule in self.rules if rule.id in ids]
 
     def _plan(self, text: str) -> list[tuple[Rule, list[tuple[int, int]] | None]]:
         """Which rules to confirm with ``re``, and on which regions (``None``: the whole text)."""
@@ -225,26 +298,49 @@ class Scanner:
         """
         out: list[Finding] = []
         data_uris: tuple[list[int], list[int]] | None = None
-        plan = self._plan(text) if rules is None else [(rule, None) for rule in rules]
+        # Rules run on the text as it is (some match escapes such as a JSON ``\\n`` on purpose)
+        # and, when it holds separator escapes, on the view where those are spaces. The view
+        # gets its own automaton pass (the automaton checks a key's left boundary, which an
+        # escape letter changes) and is confirmed only near the escapes it changed.
+        view, changed = _escape_view(text)
+        has_view = view is not text
+        n = len(text)
+        _absent = object()
+        plan: dict[str, list] = {}  # rule id -> [rule, text regions, view regions]
+        if rules is None:
+            for rule, regions in self._plan(text):
+                plan[rule.id] = [rule, regions, _absent]
+            if has_view:
+                for rule, regions in self._plan(view):
+                    plan.setdefault(rule.id, [rule, _absent, _absent])[2] = regions
+        else:
+            for rule in rules:
+                plan[rule.id] = [rule, None, None if has_view else _absent]
         if not plan:
             return out
-        # Rules run on the text as it is (some match escapes such as a JSON ``\\n`` on purpose)
-        # and, when it holds separator escapes, on the view where those are spaces.
-        view = escape_boundaries(text)
-        views = (text,) if view is text else (text, view)
         seen: set[tuple[str, int, int]] = set()
         has_data_uri = "base64," in text  # once: per match it made many findings quadratic
         # Repeated text repeats matches: entropy, placeholder and validator checks run once
         # per distinct (rule, secret) of this text.
         judged: dict[tuple[str, str], Confidence | None] = {}
-        for rule, regions in plan:
+        windows: dict[int | None, list[tuple[int, int]] | None] = {}
+        ordered = sorted(plan.values(), key=lambda p: self._order.get(p[0].id, len(self._order))) if rules is None else list(plan.values())
+        for rule, text_regions, view_regions in ordered:
             groups = rule.secret_groups
-            for m in (m for v in views for m in _finditer(rule.pattern, v, regions)):
+            passes = [] if text_regions is _absent else [(text, text_regions)]
+            if view_regions is not _absent:
+                width = rule.max_width
+                if width not in windows:  # many rules share a width: windows once per width
+                    windows[width] = _near_changes(changed, width, n)
+                near = _intersect(view_regions, windows[width])
+                if near is None or near:
+                    passes.append((view, near))
+            for m in (m for v, spans in passes for m in _finditer(rule.pattern, v, spans)):
                 group = next((g for g in groups if m.group(g)), None)
                 if group is None:
                     continue
                 start, end = m.span(group)
-                if len(views) > 1:
+                if len(passes) > 1:
                     if (rule.id, start, end) in seen:
                         continue
                     seen.add((rule.id, start, end))
