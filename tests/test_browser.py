@@ -123,6 +123,18 @@ def _put_empty_notebook(lab: dict, name: str) -> None:
     urllib.request.urlopen(req, timeout=30)
 
 
+def _open_notebook(page, lab, name: str) -> None:
+    """Open notebook ``name`` in JupyterLab, accept the kernel dialog if any, wait until idle."""
+    page.goto(f"{lab['url']}/lab/tree/{name}?token={lab['token']}")
+    page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=90000)
+    try:  # JupyterLab may ask which kernel to use
+        page.wait_for_selector(".jp-Dialog .jp-mod-accept", timeout=5000)
+        page.click(".jp-Dialog .jp-mod-accept")
+    except Exception:  # noqa: BLE001 - no dialog is the normal case
+        pass
+    page.wait_for_function("() => document.body.innerText.includes('| Idle')", timeout=90000)
+
+
 def _run_cell(page, index: int, code: str) -> None:
     """Type ``code`` into cell ``index`` (inserted as text, so no auto-indent or auto-close) and run it."""
     cells = page.locator(".jp-Notebook .jp-Cell")
@@ -156,15 +168,7 @@ def test_jupyterlab_cell_key_is_moved_masked_and_saved_clean(lab):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         try:
-            page.goto(f"{lab['url']}/lab/tree/{name}?token={lab['token']}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=90000)
-            try:  # JupyterLab may ask which kernel to use
-                page.wait_for_selector(".jp-Dialog .jp-mod-accept", timeout=5000)
-                page.click(".jp-Dialog .jp-mod-accept")
-            except Exception:  # noqa: BLE001 - no dialog is the normal case
-                pass
-            # The status bar reads "Python 3 (ipykernel) | Idle" once the kernel is up.
-            page.wait_for_function("() => document.body.innerText.includes('| Idle')", timeout=90000)
+            _open_notebook(page, lab, name)  # the status bar reads "... | Idle" once the kernel is up
 
             # Cell 0: a key pasted into code, then printed.
             _run_cell(page, 0, f'client_key = "{openai_key}"\nprint("using", client_key)')

@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 
 import fakekeys
-from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _put_empty_notebook, _run_cell, _wait_executed, lab  # noqa: F401
+from test_browser import (  # noqa: F401
+    ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, _open_notebook, _put_empty_notebook, _run_cell, _wait_executed, lab,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -31,17 +33,6 @@ def _wait_text(page, selector: str, text: str, timeout_ms: int = 60000) -> None:
         "([sel, text]) => [...document.querySelectorAll(sel)].some(e => e.innerText.includes(text))",
         arg=[selector, text], timeout=timeout_ms,
     )
-
-
-def _open_notebook(page, lab, name: str) -> None:
-    page.goto(f"{lab['url']}/lab/tree/{name}?token={lab['token']}")
-    page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=90000)
-    try:  # JupyterLab may ask which kernel to use
-        page.wait_for_selector(".jp-Dialog .jp-mod-accept", timeout=5000)
-        page.click(".jp-Dialog .jp-mod-accept")
-    except Exception:  # noqa: BLE001 - no dialog is the normal case
-        pass
-    page.wait_for_function("() => document.body.innerText.includes('| Idle')", timeout=90000)
 
 
 def _screenshot(page, name: str, **kwargs) -> None:

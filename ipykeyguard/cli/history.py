@@ -498,9 +498,8 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         CLIError: more than one PATH, an unreadable repository or ref, a bad config (exit 2).
     """
-    from ..reports import render
     from .app import CLIError
-    from .scan import build_config, _write_baseline
+    from .scan import build_config, emit
 
     if len(args.paths) > 1:
         raise CLIError("--history takes one repository PATH")
@@ -520,13 +519,4 @@ def run(args: argparse.Namespace) -> int:
     from ..storage.ledger import record_findings
 
     record_findings("scan --history", "found in history", report.findings, where=os.path.abspath(repo))
-    out, err = render(report, args.format)
-    if out:
-        sys.stdout.write(out)
-        sys.stdout.flush()
-    if err:
-        sys.stderr.write(err)
-    if args.write_baseline:
-        _write_baseline(args.write_baseline, report)
-        return 2 if report.errors else 0
-    return report.exit_code
+    return emit(report, args)

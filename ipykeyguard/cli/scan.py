@@ -333,7 +333,6 @@ def _write_baseline(path: str, report: "ScanReport") -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ipykeyguard scan``; returns the exit status (0 clean, 1 findings, 2 errors)."""
-    from ..reports import render
     from .app import CLIError
 
     if getattr(args, "history", False):
@@ -350,6 +349,13 @@ def run(args: argparse.Namespace) -> int:
         from ..storage import ledger
 
         ledger.record_findings("scan", "found", report.findings)
+    return emit(report, args)
+
+
+def emit(report: "ScanReport", args: argparse.Namespace) -> int:
+    """Print ``report`` in ``args.format``, write ``--write-baseline`` if asked; return the exit status."""
+    from ..reports import render
+
     out, err = render(report, args.format)
     if out:
         sys.stdout.write(out)
