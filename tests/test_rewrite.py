@@ -683,3 +683,16 @@ def test_a_name_is_found_past_ten_thousand_taken_names():
     result = rewrite_source(f"k = '{key}'\n", taken=taken)
     assert sorted(result.moved) == ["AWS_ACCESS_KEY_ID_10001"]
     assert result.source == 'import os\nk = os.environ["AWS_ACCESS_KEY_ID_10001"]\n'
+
+
+def test_rewriting_a_cell_with_an_invalid_escape_emits_no_warning_of_its_own():
+    """The rewriter's parse checks are silent: a cell with an invalid escape sequence (which the
+    user's own run reports once) gets no second warning from the guard."""
+    import warnings
+
+    key = openai_project_key()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = rewrite_source(f'pattern = "\\d+"\nclient_key = "{key}"\n')
+    assert key not in result.source and 'os.environ["OPENAI_API_KEY"]' in result.source
+    assert [str(w.message) for w in caught] == []

@@ -73,6 +73,7 @@ import bisect
 import itertools
 import json
 import re
+import warnings
 import tokenize
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -251,7 +252,7 @@ def _windows_still_parse(layout: "_Layout", planner: "_Planner") -> bool | None:
         if segment is not None and segment.start <= edit.start and edit.end <= segment.end:
             if segment.kind == "env" and edit.start == segment.start:
                 try:
-                    ast.parse(edit.text)  # the %env line became one Python statement
+                    _parse(edit.text)  # the %env line became one Python statement
                 except (SyntaxError, ValueError):
                     return False
             continue  # IPython syntax stays IPython syntax (masks, $NAME, printenv)
@@ -279,11 +280,19 @@ def _windows_still_parse(layout: "_Layout", planner: "_Planner") -> bool | None:
     return True
 
 
+def _parse(text: str) -> ast.AST:
+    """``ast.parse`` with compile-time warnings silenced: the user's own compile of the cell
+    reports an invalid escape sequence once; our validity checks must not report it again."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ast.parse(text)
+
+
 def _parses_alone(text: str) -> bool:
     """Whether a run of whole statements parses on its own (indented ones inside ``if 1:``)."""
     for candidate in (_dedent_first(text), "if 1:\n" + text):
         try:
-            ast.parse(candidate)
+            _parse(candidate)
             return True
         except (SyntaxError, ValueError):
             continue
@@ -562,7 +571,7 @@ class _Layout:
         """Whether the Python view (IPython syntax replaced by placeholders) parses."""
         if self._parses is None:
             try:
-                ast.parse(_dedent_first("".join(self.view_lines)))
+                _parse(_dedent_first("".join(self.view_lines)))
                 self._parses = True
             except (SyntaxError, ValueError):
                 self._parses = False
