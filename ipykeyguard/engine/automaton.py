@@ -52,7 +52,7 @@ except ImportError:  # pragma: no cover - Python 3.10
 __all__ = ["Automaton", "superset_pattern", "automaton_bytes", "ENGINE_VERSION"]
 
 #: Bumped whenever the translation or the database layout changes: part of the cache key.
-ENGINE_VERSION = "4"
+ENGINE_VERSION = "6"
 
 #: Repeats with a larger upper bound are written unbounded for the automaton.
 _REPEAT_CAP = 64
@@ -285,11 +285,16 @@ class _Tier:
     rule_indexes: tuple[int, ...]  # automaton id -> index into the rule list
     width: int  # the widest rule in this tier (characters)
     block: int  # characters per block
+    exact: bool = False  # compiled without SINGLEMATCH: reports every match end (see regions)
 
 
 #: Tier upper widths; a rule goes into the first tier it fits. ``None``: unbounded rules.
 _TIER_WIDTHS = (128, 512, 4096, 40_000, None)
 _MIN_BLOCK = 2048
+#: Reports one exact scan of a block may make, per this many characters of the block, before
+#: it stops and the block falls back to the single-match database (so a run that matches at
+#: every offset cannot flood Python callbacks: at most one callback per 32 characters).
+_EXACT_SPACING = 32
 
 
 def tiers_for(widths: Sequence[int | None]) -> list[_Tier]:
@@ -379,13 +384,19 @@ class Automaton:
             for tier in tiers_for(usable)
         ]
         tiers = [tier for tier in tiers if tier.rule_indexes]
+        # Each bounded narrow tier is followed by its exact twin (same rules, every end reported).
+        tiers = [t for tier in tiers for t in (
+            (tier, _Tier(tier.rule_indexes, tier.width, tier.block, True))
+            if tier.width >= 0 else (tier,)
+        )]
         databases = []
         for tier in tiers:
             db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            tier_flags = flags & ~hyperscan.HS_FLAG_SINGLEMATCH if tier.exact else flags
             db.compile(
                 expressions=[translated[i] for i in tier.rule_indexes],
                 ids=list(range(len(tier.rule_indexes))),
-                flags=[flags] * len(tier.rule_indexes),
+                flags=[tier_flags] * len(tier.rule_indexes),
             )
             databases.append(db)
         return tiers, databases, tuple(fallback)
@@ -416,7 +427,27 @@ class Automaton:
             hit.append(ident)
             return None
 
-        for tier, db, scratch in zip(self.tiers, self.databases, self._scratches()):
+        ends: list[tuple[int, int]] = []
+
+        cap = [0]
+
+        def on_end(ident, _start, end, _flags, _context):
+            ends.append((ident, end))
+            return len(ends) >= cap[0]  # True stops the scan: this block falls back
+
+        def add(index: int, start: int, end: int) -> None:
+            spans = out.setdefault(index, [])
+            if spans and start <= spans[-1][1]:
+                if end > spans[-1][1]:
+                    spans[-1] = (spans[-1][0], end)
+            else:
+                spans.append((start, end))
+
+        databases = list(zip(self.tiers, self.databases, self._scratches()))
+        exact = {tier.rule_indexes: (db, scratch) for tier, db, scratch in databases if tier.exact}
+        for tier, db, scratch in databases:
+            if tier.exact:
+                continue  # used through its single-match twin below
             indexes = tier.rule_indexes
             if tier.block < 0 or n <= tier.block:
                 hit.clear()
@@ -425,17 +456,32 @@ class Automaton:
                     out[indexes[ident]] = [(0, n)]
                 continue
             overlap = tier.width + MARGIN
+            twin = exact.get(indexes)
+            cap[0] = max(64, tier.block // _EXACT_SPACING)
             for lo in range(0, n, tier.block):
                 hi = min(n, lo + tier.block)
+                base = max(0, lo - overlap)
+                if twin is not None:
+                    # Every end offset in the block: ``re`` then runs only on a rule's width
+                    # around each end (a Python match [s, e) of the rule is accepted by the
+                    # automaton pattern, so e, or e + 1 with a trailing guard, is reported).
+                    ends.clear()
+                    try:
+                        twin[0].scan(data[base:hi], match_event_handler=on_end, scratch=twin[1])
+                    except self._hyperscan.ScanTerminated:
+                        pass  # the cap was reached
+                    if len(ends) < cap[0]:
+                        for ident, end in ends:
+                            e = base + end
+                            if e <= lo and lo > 0:
+                                continue  # ended in the overlap: the previous block reported it
+                            index = indexes[ident]
+                            add(index, max(0, e - (widths[index] or 0) - MARGIN), min(n, e + MARGIN))
+                        continue
                 hit.clear()
-                db.scan(data[max(0, lo - overlap):hi], match_event_handler=on_match, scratch=scratch)
+                db.scan(data[base:hi], match_event_handler=on_match, scratch=scratch)
                 for ident in hit:
                     index = indexes[ident]
                     width = widths[index] or 0
-                    start, end = max(0, lo - width - MARGIN), min(n, hi + MARGIN)
-                    spans = out.setdefault(index, [])
-                    if spans and start <= spans[-1][1]:
-                        spans[-1] = (spans[-1][0], end)
-                    else:
-                        spans.append((start, end))
+                    add(index, max(0, lo - width - MARGIN), min(n, hi + MARGIN))
         return out
