@@ -290,6 +290,38 @@ def test_thirty_thousand_findings_are_all_kept():
     assert len(found) == len(plain) >= len(keys) - 10
 
 
+def test_rule_is_confirmed_only_within_its_width_of_each_reported_end():
+    """A key in the middle of 256 KiB of prose makes its rule's ``re`` region the rule's width
+    around the match (exact end offsets), not the 2 KiB block or more around it."""
+    from ipykeyguard.engine.automaton import MARGIN
+
+    rng = random.Random(11)
+    key = fakekeys.aws_access_key_id(rng)
+    filler = "lorem ipsum dolor sit amet\n" * 5000
+    text = filler + f"key = {key!r}\n" + filler
+    automaton, widths = SCANNER.automaton()
+    index = next(i for i, r in enumerate(RULES) if r.id == "aws-access-key-id")
+    spans = automaton.regions(text, widths)[index]
+    start = text.index(key)
+    assert len(spans) == 1
+    lo, hi = spans[0]
+    assert lo <= start and start + len(key) <= hi
+    assert hi - lo <= widths[index] + 2 * MARGIN + 2
+    assert [f.secret.reveal() for f in scan_text(text) if f.rule == "aws-access-key-id"] == [key]
+
+
+def test_flooded_block_falls_back_to_its_whole_block_and_still_agrees_with_re():
+    """Where a rule's automaton pattern ends at nearly every offset (a long run of glued
+    candidate keys), the exact pass stops at its cap and the block is confirmed whole: the
+    findings are exactly plain ``re``'s."""
+    rng = random.Random(12)
+    text = " ".join(fakekeys.aws_access_key_id(rng) for _ in range(3000))
+    rules = [r for r in RULES if r.id == "aws-access-key-id"]
+    found = _spans(SCANNER.raw_matches(text), "aws-access-key-id")
+    assert found == _spans(SCANNER.raw_matches(text, rules), "aws-access-key-id")
+    assert len(found) == 3000
+
+
 def test_data_uri_check_is_a_binary_search():
     """The data-URI containment check uses sorted disjoint spans (one bisect per match)."""
     starts, ends = scan_module._disjoint_spans([(50, 60), (0, 10), (5, 20), (70, 80)])

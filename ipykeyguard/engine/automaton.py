@@ -340,6 +340,9 @@ class Automaton:
         # Hyperscan scratch space may not be shared by two scans at once: one per thread
         # (the kernel scans input on the main thread and output on the IOPub thread).
         self._local = threading.local()
+        # (tier, database index, exact twin's database index or None), single-match tiers only.
+        twin_of = {tier.rule_indexes: i for i, tier in enumerate(tiers) if tier.exact}
+        self._order = [(tier, i, twin_of.get(tier.rule_indexes)) for i, tier in enumerate(tiers) if not tier.exact]
 
     def _scratches(self) -> list:
         scratches = getattr(self._local, "scratches", None)
@@ -443,11 +446,9 @@ class Automaton:
             else:
                 spans.append((start, end))
 
-        databases = list(zip(self.tiers, self.databases, self._scratches()))
-        exact = {tier.rule_indexes: (db, scratch) for tier, db, scratch in databases if tier.exact}
-        for tier, db, scratch in databases:
-            if tier.exact:
-                continue  # used through its single-match twin below
+        databases, scratches = self.databases, self._scratches()
+        for tier, at, twin_at in self._order:
+            db, scratch = databases[at], scratches[at]
             indexes = tier.rule_indexes
             if tier.block < 0 or n <= tier.block:
                 hit.clear()
@@ -456,21 +457,28 @@ class Automaton:
                     out[indexes[ident]] = [(0, n)]
                 continue
             overlap = tier.width + MARGIN
-            twin = exact.get(indexes)
             cap[0] = max(64, tier.block // _EXACT_SPACING)
+            backoff = skip = 0  # after a flooded block, the next ``skip`` blocks go single-match
             for lo in range(0, n, tier.block):
                 hi = min(n, lo + tier.block)
                 base = max(0, lo - overlap)
-                if twin is not None:
+                if twin_at is not None and skip:
+                    skip -= 1
+                elif twin_at is not None:
                     # Every end offset in the block: ``re`` then runs only on a rule's width
                     # around each end (a Python match [s, e) of the rule is accepted by the
                     # automaton pattern, so e, or e + 1 with a trailing guard, is reported).
                     ends.clear()
                     try:
-                        twin[0].scan(data[base:hi], match_event_handler=on_end, scratch=twin[1])
+                        databases[twin_at].scan(data[base:hi], match_event_handler=on_end, scratch=scratches[twin_at])
                     except self._hyperscan.ScanTerminated:
                         pass  # the cap was reached
-                    if len(ends) < cap[0]:
+                    if len(ends) >= cap[0]:
+                        # Dense text stays dense: back off exponentially so a flooded text
+                        # pays the exact pass on a few blocks only, not on every one.
+                        backoff = skip = min(2 * backoff + 1, 64)
+                    else:
+                        backoff = 0
                         for ident, end in ends:
                             e = base + end
                             if e <= lo and lo > 0:
