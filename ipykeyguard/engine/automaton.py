@@ -295,6 +295,9 @@ _MIN_BLOCK = 2048
 #: it stops and the block falls back to the single-match database (so a run that matches at
 #: every offset cannot flood Python callbacks: at most one callback per 32 characters).
 _EXACT_SPACING = 32
+#: Texts up to this long are confirmed whole when they fit in one block (a cell: the exact
+#: pass would cost more Python than it saves).
+_EXACT_MIN_TEXT = 8192
 
 
 def tiers_for(widths: Sequence[int | None]) -> list[_Tier]:
@@ -450,7 +453,9 @@ class Automaton:
         for tier, at, twin_at in self._order:
             db, scratch = databases[at], scratches[at]
             indexes = tier.rule_indexes
-            if tier.block < 0 or n <= tier.block:
+            # A text within one block is confirmed whole, except a long one with an exact twin
+            # (a 64 KiB text in a 512 KiB-block tier: regions by end offsets pay off there).
+            if tier.block < 0 or (n <= tier.block and (twin_at is None or n <= _EXACT_MIN_TEXT)):
                 hit.clear()
                 db.scan(data, match_event_handler=on_match, scratch=scratch)
                 for ident in hit:
