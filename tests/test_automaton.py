@@ -123,6 +123,8 @@ def test_automaton_reads_one_byte_per_character():
     assert len(data) == len(text) and data[0:1] == b"a" and data[-1:] == b"z"
     assert all(b >= 0x80 for b in data[1:-1])
     assert superset_pattern(r"(?<=x)a\b") == "[\\x61]"
+    latin = automaton_bytes("a\u00e9\u00ffz")
+    assert len(latin) == 4 and all(b >= 0x80 for b in latin[1:-1])
 
 
 def test_rule_hyperscan_refuses_falls_back_to_re_and_still_finds(tmp_path):
