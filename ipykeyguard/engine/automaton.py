@@ -37,6 +37,7 @@ most once plus the overlap of neighbouring blocks.
 
 from __future__ import annotations
 
+import bisect
 import re
 import threading
 from dataclasses import dataclass
@@ -304,6 +305,8 @@ _EXACT_SPACING = 32
 #: Texts up to this long are confirmed whole when they fit in one block (a cell: the exact
 #: pass would cost more Python than it saves).
 _EXACT_MIN_TEXT = 8192
+#: Longest string escape an escape view changes (``\\U0000000a``), for ``regions(near=...)``.
+_NEAR_REACH = 10
 
 
 def tiers_for(widths: Sequence[int | None]) -> list[_Tier]:
@@ -420,7 +423,9 @@ class Automaton:
         return cls(tiers, databases, fallback, len(regexes))
 
     # -- scanning -------------------------------------------------------------------------
-    def regions(self, text: str, widths: Sequence[int | None]) -> dict[int, list[tuple[int, int]]]:
+    def regions(
+        self, text: str, widths: Sequence[int | None], near: Sequence[int] | None = None
+    ) -> dict[int, list[tuple[int, int]]]:
         """Where each rule may match: ``{rule index: [(lo, hi), ...]}``, ascending and disjoint.
 
         A rule missing from the result cannot match anywhere in ``text``; fallback rules are
@@ -429,6 +434,9 @@ class Automaton:
         Args:
             text: The text to scan.
             widths: The maximum match width of each rule (as given to :meth:`compile`).
+            near: Ascending offsets (the escapes an escape view changed): only matches ending
+                within a tier's width plus :data:`MARGIN` and an escape's length of one of them
+                are wanted, so blocks farther from all of them are not scanned.
         """
         n = len(text)
         data = automaton_bytes(text)
@@ -470,8 +478,13 @@ class Automaton:
             overlap = tier.width + MARGIN
             cap[0] = max(64, tier.block // _EXACT_SPACING)
             backoff = skip = 0  # after a flooded block, the next ``skip`` blocks go single-match
+            reach = overlap + _NEAR_REACH
             for lo in range(0, n, tier.block):
                 hi = min(n, lo + tier.block)
+                if near is not None:
+                    i = bisect.bisect_left(near, lo - reach)
+                    if i == len(near) or near[i] >= hi + reach:
+                        continue  # no offset of interest within reach of this block
                 base = max(0, lo - overlap)
                 if twin_at is not None and skip:
                     skip -= 1

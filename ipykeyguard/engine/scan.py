@@ -259,12 +259,14 @@ class Scanner:
             ids |= {rule.id for rule, _regions in self._plan(view)}
         return [rule for rule in self.rules if rule.id in ids]
 
-    def _plan(self, text: str) -> list[tuple[Rule, list[tuple[int, int]] | None]]:
-        """Which rules to confirm with ``re``, and on which regions (``None``: the whole text)."""
+    def _plan(self, text: str, near: list[int] | None = None) -> list[tuple[Rule, list[tuple[int, int]] | None]]:
+        """Which rules to confirm with ``re``, and on which regions (``None``: the whole text).
+
+        ``near``: only matches near these offsets are wanted (see ``Automaton.regions``)."""
         if not self.rules:
             return []
         automaton, widths = self.automaton()
-        regions = automaton.regions(text, widths)
+        regions = automaton.regions(text, widths, near)
         n = len(text)
         plan = []
         for index in sorted(regions):
@@ -311,7 +313,9 @@ class Scanner:
             for rule, regions in self._plan(text):
                 plan[rule.id] = [rule, regions, _absent]
             if has_view:
-                for rule, regions in self._plan(view):
+                # The view differs from the text only near the escapes it changed; blocks far
+                # from all of them hold nothing the text's own pass has not found.
+                for rule, regions in self._plan(view, changed):
                     plan.setdefault(rule.id, [rule, _absent, _absent])[2] = regions
         else:
             for rule in rules:
