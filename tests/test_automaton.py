@@ -337,6 +337,21 @@ def test_automaton_path_agrees_with_plain_re_on_dense_near_misses(shift):
         assert _spans(automaton_path, rule.id) == _spans(SCANNER.raw_matches(text, [rule]), rule.id), rule.id
 
 
+def test_regions_near_offsets_skip_far_blocks_but_keep_matches_near_them():
+    """``regions(near=...)`` reports a key near a given offset and none of the identical keys
+    far from every given offset (the escape view's pass is limited to blocks near its escapes)."""
+    rng = random.Random(13)
+    keys = [fakekeys.aws_access_key_id(rng) for _ in range(3)]
+    filler = "lorem ipsum dolor sit amet\n" * 4000
+    text = filler + keys[0] + "\n" + filler + keys[1] + "\n" + filler + keys[2] + "\n"
+    automaton, widths = SCANNER.automaton()
+    index = next(i for i, r in enumerate(RULES) if r.id == "aws-access-key-id")
+    middle = text.index(keys[1])
+    spans = automaton.regions(text, widths, near=[middle - 3])[index]
+    assert all(lo <= middle and middle + 20 <= hi for lo, hi in spans) and len(spans) == 1
+    assert len(automaton.regions(text, widths)[index]) == 3
+
+
 def test_data_uri_check_is_a_binary_search():
     """The data-URI containment check uses sorted disjoint spans (one bisect per match)."""
     starts, ends = scan_module._disjoint_spans([(50, 60), (0, 10), (5, 20), (70, 80)])
