@@ -39,7 +39,7 @@ def test_every_shipped_rule_compiles_into_the_automaton():
     """No shipped rule falls back to a whole-text ``re`` scan: each compiles into the automaton."""
     automaton, widths = SCANNER.automaton()
     assert automaton.fallback == ()
-    assert sorted(i for tier in automaton.tiers for i in tier.rule_indexes) == list(range(len(RULES)))
+    assert sorted(i for tier in automaton.tiers if not tier.exact for i in tier.rule_indexes) == list(range(len(RULES)))
     assert widths == [r.max_width for r in RULES]
 
 
@@ -123,6 +123,8 @@ def test_automaton_reads_one_byte_per_character():
     assert len(data) == len(text) and data[0:1] == b"a" and data[-1:] == b"z"
     assert all(b >= 0x80 for b in data[1:-1])
     assert superset_pattern(r"(?<=x)a\b") == "[\\x61]"
+    latin = automaton_bytes("a\u00e9\u00ffz")
+    assert len(latin) == 4 and all(b >= 0x80 for b in latin[1:-1])
 
 
 def test_rule_hyperscan_refuses_falls_back_to_re_and_still_finds(tmp_path):
@@ -288,6 +290,66 @@ def test_thirty_thousand_findings_are_all_kept():
     found = scan_text(text)
     plain = [f for f in SCANNER.raw_matches(text, [r for r in RULES if r.id == "aws-access-key-id"])]
     assert len(found) == len(plain) >= len(keys) - 10
+
+
+def test_rule_is_confirmed_only_within_its_width_of_each_reported_end():
+    """A key in the middle of 256 KiB of prose makes its rule's ``re`` region the rule's width
+    around the match (exact end offsets), not the 2 KiB block or more around it."""
+    from ipykeyguard.engine.automaton import MARGIN
+
+    rng = random.Random(11)
+    key = fakekeys.aws_access_key_id(rng)
+    filler = "lorem ipsum dolor sit amet\n" * 5000
+    text = filler + f"key = {key!r}\n" + filler
+    automaton, widths = SCANNER.automaton()
+    index = next(i for i, r in enumerate(RULES) if r.id == "aws-access-key-id")
+    spans = automaton.regions(text, widths)[index]
+    start = text.index(key)
+    assert len(spans) == 1
+    lo, hi = spans[0]
+    assert lo <= start and start + len(key) <= hi
+    assert hi - lo <= widths[index] + 2 * MARGIN + 2
+    assert [f.secret.reveal() for f in scan_text(text) if f.rule == "aws-access-key-id"] == [key]
+
+
+def test_flooded_block_falls_back_to_its_whole_block_and_still_agrees_with_re():
+    """Where a rule's automaton pattern ends at nearly every offset (a long run of glued
+    candidate keys), the exact pass stops at its cap and the block is confirmed whole: the
+    findings are exactly plain ``re``'s."""
+    rng = random.Random(12)
+    text = " ".join(fakekeys.aws_access_key_id(rng) for _ in range(3000))
+    rules = [r for r in RULES if r.id == "aws-access-key-id"]
+    found = _spans(SCANNER.raw_matches(text), "aws-access-key-id")
+    assert found == _spans(SCANNER.raw_matches(text, rules), "aws-access-key-id")
+    assert len(found) == 3000
+
+
+@pytest.mark.parametrize("shift", [0, 777])
+def test_automaton_path_agrees_with_plain_re_on_dense_near_misses(shift):
+    """On ~100 KiB of every rule's examples with two characters cut (thousands of candidates:
+    exact end windows, flooded blocks falling back, back-off), every rule's findings are exactly
+    those of a whole-text ``re`` scan, wherever the block boundaries fall."""
+    lines = [ex[:-2] for r in RULES for ex in r.examples if len(ex) > 4] + [ex for r in RULES for ex in r.examples[:1]]
+    unit = "\n".join(lines) + "\n"
+    text = "x" * shift + (unit * (100_000 // len(unit) + 1))[:100_000]
+    automaton_path = SCANNER.raw_matches(text)
+    for rule in RULES:
+        assert _spans(automaton_path, rule.id) == _spans(SCANNER.raw_matches(text, [rule]), rule.id), rule.id
+
+
+def test_regions_near_offsets_skip_far_blocks_but_keep_matches_near_them():
+    """``regions(near=...)`` reports a key near a given offset and none of the identical keys
+    far from every given offset (the escape view's pass is limited to blocks near its escapes)."""
+    rng = random.Random(13)
+    keys = [fakekeys.aws_access_key_id(rng) for _ in range(3)]
+    filler = "lorem ipsum dolor sit amet\n" * 4000
+    text = filler + keys[0] + "\n" + filler + keys[1] + "\n" + filler + keys[2] + "\n"
+    automaton, widths = SCANNER.automaton()
+    index = next(i for i, r in enumerate(RULES) if r.id == "aws-access-key-id")
+    middle = text.index(keys[1])
+    spans = automaton.regions(text, widths, near=[middle - 3])[index]
+    assert all(lo <= middle and middle + 20 <= hi for lo, hi in spans) and len(spans) == 1
+    assert len(automaton.regions(text, widths)[index]) == 3
 
 
 def test_data_uri_check_is_a_binary_search():

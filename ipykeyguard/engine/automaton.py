@@ -37,6 +37,7 @@ most once plus the overlap of neighbouring blocks.
 
 from __future__ import annotations
 
+import bisect
 import re
 import threading
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ except ImportError:  # pragma: no cover - Python 3.10
 __all__ = ["Automaton", "superset_pattern", "automaton_bytes", "ENGINE_VERSION"]
 
 #: Bumped whenever the translation or the database layout changes: part of the cache key.
-ENGINE_VERSION = "4"
+ENGINE_VERSION = "6"
 
 #: Repeats with a larger upper bound are written unbounded for the automaton.
 _REPEAT_CAP = 64
@@ -269,13 +270,19 @@ def _high_run(m: re.Match) -> str:
 
 
 def automaton_bytes(text: str) -> bytes:
-    """``text`` as the automaton reads it: one byte per character (non-ASCII -> ``0x80``).
+    """``text`` as the automaton reads it: one byte per character, every non-ASCII character
+    a byte in ``0x80-0xFF`` (the translation treats all of those bytes alike).
 
-    Runs of non-ASCII characters are replaced whole (one callback per run, not per character).
+    Text whose characters all fit in Latin-1 is encoded as it is (one C call: ``all-keywords``
+    spent 10 ms per MiB in the run-replacing pass below); otherwise runs of non-ASCII
+    characters are replaced whole by ``0x80`` (one callback per run, not per character).
     """
     if text.isascii():
         return text.encode("ascii")
-    return _NON_ASCII_RUN.sub(_high_run, text).encode("latin-1")
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return _NON_ASCII_RUN.sub(_high_run, text).encode("latin-1")
 
 
 @dataclass(frozen=True)
@@ -285,11 +292,21 @@ class _Tier:
     rule_indexes: tuple[int, ...]  # automaton id -> index into the rule list
     width: int  # the widest rule in this tier (characters)
     block: int  # characters per block
+    exact: bool = False  # compiled without SINGLEMATCH: reports every match end (see regions)
 
 
 #: Tier upper widths; a rule goes into the first tier it fits. ``None``: unbounded rules.
 _TIER_WIDTHS = (128, 512, 4096, 40_000, None)
 _MIN_BLOCK = 2048
+#: Reports one exact scan of a block may make, per this many characters of the block, before
+#: it stops and the block falls back to the single-match database (so a run that matches at
+#: every offset cannot flood Python callbacks: at most one callback per 32 characters).
+_EXACT_SPACING = 32
+#: Texts up to this long are confirmed whole when they fit in one block (a cell: the exact
+#: pass would cost more Python than it saves).
+_EXACT_MIN_TEXT = 8192
+#: Longest string escape an escape view changes (``\\U0000000a``), for ``regions(near=...)``.
+_NEAR_REACH = 10
 
 
 def tiers_for(widths: Sequence[int | None]) -> list[_Tier]:
@@ -335,6 +352,9 @@ class Automaton:
         # Hyperscan scratch space may not be shared by two scans at once: one per thread
         # (the kernel scans input on the main thread and output on the IOPub thread).
         self._local = threading.local()
+        # (tier, database index, exact twin's database index or None), single-match tiers only.
+        twin_of = {tier.rule_indexes: i for i, tier in enumerate(tiers) if tier.exact}
+        self._order = [(tier, i, twin_of.get(tier.rule_indexes)) for i, tier in enumerate(tiers) if not tier.exact]
 
     def _scratches(self) -> list:
         scratches = getattr(self._local, "scratches", None)
@@ -379,13 +399,19 @@ class Automaton:
             for tier in tiers_for(usable)
         ]
         tiers = [tier for tier in tiers if tier.rule_indexes]
+        # Each bounded narrow tier is followed by its exact twin (same rules, every end reported).
+        tiers = [t for tier in tiers for t in (
+            (tier, _Tier(tier.rule_indexes, tier.width, tier.block, True))
+            if tier.width >= 0 else (tier,)
+        )]
         databases = []
         for tier in tiers:
             db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            tier_flags = flags & ~hyperscan.HS_FLAG_SINGLEMATCH if tier.exact else flags
             db.compile(
                 expressions=[translated[i] for i in tier.rule_indexes],
                 ids=list(range(len(tier.rule_indexes))),
-                flags=[flags] * len(tier.rule_indexes),
+                flags=[tier_flags] * len(tier.rule_indexes),
             )
             databases.append(db)
         return tiers, databases, tuple(fallback)
@@ -397,7 +423,9 @@ class Automaton:
         return cls(tiers, databases, fallback, len(regexes))
 
     # -- scanning -------------------------------------------------------------------------
-    def regions(self, text: str, widths: Sequence[int | None]) -> dict[int, list[tuple[int, int]]]:
+    def regions(
+        self, text: str, widths: Sequence[int | None], near: Sequence[int] | None = None
+    ) -> dict[int, list[tuple[int, int]]]:
         """Where each rule may match: ``{rule index: [(lo, hi), ...]}``, ascending and disjoint.
 
         A rule missing from the result cannot match anywhere in ``text``; fallback rules are
@@ -406,6 +434,9 @@ class Automaton:
         Args:
             text: The text to scan.
             widths: The maximum match width of each rule (as given to :meth:`compile`).
+            near: Ascending offsets (the escapes an escape view changed): only matches ending
+                within a tier's width plus :data:`MARGIN` and an escape's length of one of them
+                are wanted, so blocks farther from all of them are not scanned.
         """
         n = len(text)
         data = automaton_bytes(text)
@@ -416,26 +447,73 @@ class Automaton:
             hit.append(ident)
             return None
 
-        for tier, db, scratch in zip(self.tiers, self.databases, self._scratches()):
+        ends: list[tuple[int, int]] = []
+
+        cap = [0]
+
+        def on_end(ident, _start, end, _flags, _context):
+            ends.append((ident, end))
+            return len(ends) >= cap[0]  # True stops the scan: this block falls back
+
+        def add(index: int, start: int, end: int) -> None:
+            spans = out.setdefault(index, [])
+            if spans and start <= spans[-1][1]:
+                if end > spans[-1][1]:
+                    spans[-1] = (spans[-1][0], end)
+            else:
+                spans.append((start, end))
+
+        databases, scratches = self.databases, self._scratches()
+        for tier, at, twin_at in self._order:
+            db, scratch = databases[at], scratches[at]
             indexes = tier.rule_indexes
-            if tier.block < 0 or n <= tier.block:
+            # A text within one block is confirmed whole, except a long one with an exact twin
+            # (a 64 KiB text in a 512 KiB-block tier: regions by end offsets pay off there).
+            if tier.block < 0 or (n <= tier.block and (twin_at is None or n <= _EXACT_MIN_TEXT)):
                 hit.clear()
                 db.scan(data, match_event_handler=on_match, scratch=scratch)
                 for ident in hit:
                     out[indexes[ident]] = [(0, n)]
                 continue
             overlap = tier.width + MARGIN
+            cap[0] = max(64, tier.block // _EXACT_SPACING)
+            backoff = skip = 0  # after a flooded block, the next ``skip`` blocks go single-match
+            reach = overlap + _NEAR_REACH
             for lo in range(0, n, tier.block):
                 hi = min(n, lo + tier.block)
+                if near is not None:
+                    i = bisect.bisect_left(near, lo - reach)
+                    if i == len(near) or near[i] >= hi + reach:
+                        continue  # no offset of interest within reach of this block
+                base = max(0, lo - overlap)
+                if twin_at is not None and skip:
+                    skip -= 1
+                elif twin_at is not None:
+                    # Every end offset in the block: ``re`` then runs only on a rule's width
+                    # around each end (a Python match [s, e) of the rule is accepted by the
+                    # automaton pattern, so e, or e + 1 with a trailing guard, is reported).
+                    ends.clear()
+                    try:
+                        databases[twin_at].scan(data[base:hi], match_event_handler=on_end, scratch=scratches[twin_at])
+                    except self._hyperscan.ScanTerminated:
+                        pass  # the cap was reached
+                    if len(ends) >= cap[0]:
+                        # Dense text stays dense: back off exponentially so a flooded text
+                        # pays the exact pass on a few blocks only, not on every one.
+                        backoff = skip = min(2 * backoff + 1, 64)
+                    else:
+                        backoff = 0
+                        for ident, end in ends:
+                            e = base + end
+                            if e <= lo and lo > 0:
+                                continue  # ended in the overlap: the previous block reported it
+                            index = indexes[ident]
+                            add(index, max(0, e - (widths[index] or 0) - MARGIN), min(n, e + MARGIN))
+                        continue
                 hit.clear()
-                db.scan(data[max(0, lo - overlap):hi], match_event_handler=on_match, scratch=scratch)
+                db.scan(data[base:hi], match_event_handler=on_match, scratch=scratch)
                 for ident in hit:
                     index = indexes[ident]
                     width = widths[index] or 0
-                    start, end = max(0, lo - width - MARGIN), min(n, hi + MARGIN)
-                    spans = out.setdefault(index, [])
-                    if spans and start <= spans[-1][1]:
-                        spans[-1] = (spans[-1][0], end)
-                    else:
-                        spans.append((start, end))
+                    add(index, max(0, lo - width - MARGIN), min(n, hi + MARGIN))
         return out

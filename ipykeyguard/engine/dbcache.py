@@ -75,7 +75,7 @@ def _encode(automaton: Automaton, widths: Sequence[int | None]) -> bytes:
 
     blobs = [hyperscan.dumpb(db) for db in automaton.databases]
     header = json.dumps({
-        "tiers": [[list(t.rule_indexes), t.width, t.block] for t in automaton.tiers],
+        "tiers": [[list(t.rule_indexes), t.width, t.block, t.exact] for t in automaton.tiers],
         "fallback": list(automaton.fallback),
         "widths": list(widths),
         "n_rules": automaton.n_rules,
@@ -102,7 +102,7 @@ def _decode(payload: bytes, n_rules: int) -> tuple[Automaton, list[int | None]]:
         offset += length
     if offset != len(payload) or len(databases) != len(header["tiers"]):
         raise ValueError("trailing or missing data")
-    tiers = [_Tier(tuple(int(i) for i in idx), int(width), int(block)) for idx, width, block in header["tiers"]]
+    tiers = [_Tier(tuple(int(i) for i in idx), int(width), int(block), bool(exact)) for idx, width, block, exact in header["tiers"]]
     if any(not 0 <= i < n_rules for t in tiers for i in t.rule_indexes):
         raise ValueError("rule index out of range")
     automaton = Automaton(tiers, databases, tuple(int(i) for i in header["fallback"]), n_rules)
