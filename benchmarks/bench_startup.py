@@ -18,20 +18,14 @@ import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_adversarial import _extract  # noqa: E402 - one way to check out the previous engine
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _extract(rev: str, into: Path) -> Path:
-    archive = into / "prev.tar"
-    subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", "-o", str(archive), rev, "ipykeyguard"], check=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(into / "src", filter="data")
-    return into / "src"
 
 
 def _run(path: Path, notebook: Path, cache: Path) -> float:

@@ -55,7 +55,9 @@ def test_concurrent_scans_on_an_empty_cache_all_succeed_and_leave_one_valid_file
     outputs = [_finish(p) for p in procs]
     assert all("npm-access-token" in out for out in outputs)
     _valid_entry(cache)
-    assert sorted(p.suffix for p in cache.iterdir()) == [".hsdb"]
+    assert sorted(p.suffix for p in cache.iterdir() if p.is_file()) == [".hsdb"]
+    # ... and the parsed shipped rules once, beside it (no temporary file left either).
+    assert [p.suffix for p in (cache / "rules").iterdir()] == [".json"]
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "flipped-byte", "foreign-key", "empty"])
@@ -104,3 +106,30 @@ def test_cache_lives_in_the_xdg_cache_home_by_default(tmp_path):
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode == 1, proc.stderr[-2000:]
     _valid_entry(tmp_path / "xdg" / "ipykeyguard" / "automaton")
+
+
+def test_parsed_rules_cache_is_used_when_it_matches_and_rebuilt_when_broken_or_foreign(tmp_path):
+    """The shipped rules read from the JSON cache are the rules parsed from TOML; a garbage file, a
+    file for other rules text, or one whose tables are not a list is ignored and rewritten."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    code = ("from ipykeyguard.engine.rules import default_rules; import json; "
+            "print(json.dumps([(r.id, r.regex, r.env) for r in default_rules()]))")
+    env = {**os.environ, "IPYKEYGUARD_CACHE_DIR": str(cache)}
+
+    def rules() -> list:
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    fresh = rules()
+    [cached] = list((cache / "rules").iterdir())
+    assert rules() == fresh
+    key = json.loads(cached.read_text())["key"]
+    for broken in ("{not json", json.dumps({"key": "0" * 64, "rule": []}), json.dumps({"key": key, "rule": {}})):
+        cached.write_text(broken)
+        assert rules() == fresh
+        assert json.loads(cached.read_text())["key"] == key

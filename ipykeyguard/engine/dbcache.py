@@ -55,6 +55,13 @@ def cache_dir() -> Path:
     return base / "ipykeyguard" / "automaton"
 
 
+def parsed_rules_dir() -> Path:
+    """Where the parsed shipped rules are kept (:func:`ipykeyguard.engine.rules.default_rules`):
+    ``rules/`` inside ``$IPYKEYGUARD_CACHE_DIR`` when set, else beside the compiled databases."""
+    override = os.environ.get("IPYKEYGUARD_CACHE_DIR")
+    return Path(override) / "rules" if override else cache_dir().parent / "rules"
+
+
 def rules_key(regexes: Sequence[str]) -> str:
     """The cache key: engine version, Hyperscan version and every pattern, in order."""
     import hyperscan

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 try:  # Python 3.11+
     import tomllib
@@ -230,18 +230,7 @@ def parse_rules(text: str, where: str = "<string>", *, trusted: bool = False) ->
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RuleError(f"{where}: not valid TOML: {exc}") from None
-    tables = doc.get("rule", [])
-    if not isinstance(tables, list):
-        raise RuleError(f"{where}: expected [[rule]] tables")
-    rules: list[Rule] = []
-    seen: set[str] = set()
-    for table in tables:
-        rule = _rule_from_table(table, where, trusted=trusted)
-        if rule.id in seen:
-            raise RuleError(f"{where}: duplicate rule id {rule.id!r}")
-        seen.add(rule.id)
-        rules.append(rule)
-    return rules
+    return _rules_from_tables(doc.get("rule", []), where, trusted=trusted)
 
 
 def load_rules(path: str | Path) -> list[Rule]:
@@ -262,12 +251,82 @@ _DEFAULT: list[Rule] | None = None
 
 
 def default_rules() -> list[Rule]:
-    """The rules shipped with ipykeyguard (parsed once per process)."""
+    """The rules shipped with ipykeyguard (parsed once per process).
+
+    Parsing the TOML costs more than the rest of a one-notebook scan put together, so the parsed
+    tables are kept as JSON in the user cache directory, keyed by the SHA-256 of the rules text
+    (see :func:`_parsed_tables`); every table still goes through the same checks as from TOML.
+    """
     global _DEFAULT
     if _DEFAULT is None:
         text = resources.files("ipykeyguard.engine").joinpath("rules.toml").read_text(encoding="utf-8")
-        _DEFAULT = parse_rules(text, "ipykeyguard/rules.toml", trusted=True)
+        where = "ipykeyguard/engine/rules.toml"
+        tables = _parsed_tables(text, where)
+        if tables is None:
+            _DEFAULT = parse_rules(text, where, trusted=True)
+        else:
+            _DEFAULT = _rules_from_tables(tables, where, trusted=True)
     return list(_DEFAULT)
+
+
+def _rules_from_tables(tables: Any, where: str, *, trusted: bool) -> list[Rule]:
+    if not isinstance(tables, list):
+        raise RuleError(f"{where}: expected [[rule]] tables")
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for table in tables:
+        rule = _rule_from_table(table, where, trusted=trusted)
+        if rule.id in seen:
+            raise RuleError(f"{where}: duplicate rule id {rule.id!r}")
+        seen.add(rule.id)
+        rules.append(rule)
+    return rules
+
+
+def _parsed_tables(text: str, where: str) -> list | None:
+    """The ``[[rule]]`` tables of ``text``, from the JSON cache when it holds them for exactly
+    this text; else parsed from TOML and the cache (re)written atomically. A missing, broken or
+    foreign cache file is ignored. ``None`` when the TOML itself does not parse (the caller's
+    parse then reports it)."""
+    import hashlib
+    import json
+    import os
+    import tempfile
+
+    from .dbcache import parsed_rules_dir
+
+    key = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    try:
+        path = parsed_rules_dir() / f"{key[:32]}.json"
+    except Exception:  # noqa: BLE001 - no usable cache directory: parse every time
+        path = None
+    if path is not None:
+        try:
+            cached = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(cached, dict) and cached.get("key") == key and isinstance(cached.get("rule"), list):
+                return cached["rule"]
+        except (OSError, ValueError):
+            pass
+    try:
+        tables = tomllib.loads(text).get("rule", [])
+    except tomllib.TOMLDecodeError:
+        return None
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump({"key": key, "rule": tables}, fh)
+                os.replace(tmp, path)
+            except (OSError, TypeError, ValueError):
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+        except OSError:
+            pass
+    return tables
 
 
 class RuleSet:

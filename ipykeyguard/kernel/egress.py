@@ -59,6 +59,7 @@ from ..transforms.prompt import (
     redact_json_value,
 )
 from ..transforms.redact import Redactor
+from ._patch import replace_attribute
 
 __all__ = ["PromptBlocked", "PromptGuard", "install_prompt_guard", "MODES"]
 
@@ -327,22 +328,8 @@ def _set_class_attr(cls: type, name: str, replacement: Callable) -> Callable[[],
     """
     if getattr(getattr(cls, name, None), _MARK, False):
         return lambda: None
-    had_own = name in vars(cls)
-    original = vars(cls).get(name)
     setattr(replacement, _MARK, True)
-    setattr(cls, name, replacement)
-
-    def undo() -> None:
-        if vars(cls).get(name) is not replacement:
-            print(f"ipykeyguard: warning: {cls.__module__}.{cls.__qualname__}.{name} was replaced by "
-                  "someone else after ipykeyguard; leaving it", file=sys.stderr)
-            return
-        if had_own:
-            setattr(cls, name, original)
-        else:
-            delattr(cls, name)
-
-    return undo
+    return replace_attribute(cls, name, replacement, f"{cls.__module__}.{cls.__qualname__}.{name}")
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):

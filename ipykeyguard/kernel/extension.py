@@ -90,6 +90,7 @@ from traitlets.config import Configurable
 from .._traits import QuietEnum, QuietList, QuietUnicode, confidence_trait
 from .egress import MODES as PROMPT_MODES, PromptGuard, install_prompt_guard
 from .comm import install_channel, record_moves, set_secret
+from ._patch import replace_attribute
 from .output_guard import install_output_guard
 from ..engine.config import Config, ConfigError, load_config
 from ..engine.findings import Confidence, fingerprint
@@ -632,21 +633,8 @@ class KeyGuard(Configurable):
 
     def _patch_instance(self, obj: Any, name: str, replacement: Callable) -> None:
         """Set ``obj.name = replacement``, recording how to put the original back exactly."""
-        had_own = name in vars(obj)
-        original = vars(obj).get(name)
-
-        def undo() -> None:
-            if vars(obj).get(name) is not replacement:
-                print(f"ipykeyguard: warning: {type(obj).__name__}.{name} was replaced by someone "
-                      "else after ipykeyguard; leaving it", file=sys.stderr)
-                return
-            if had_own:
-                setattr(obj, name, original)
-            else:
-                delattr(obj, name)
-
-        setattr(obj, name, replacement)
-        self._record(f"{type(obj).__name__}.{name}", undo)
+        label = f"{type(obj).__name__}.{name}"
+        self._record(label, replace_attribute(obj, name, replacement, label))
 
     def install(self) -> None:
         """Install every hook (undone by :meth:`uninstall`)."""
