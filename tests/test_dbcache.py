@@ -56,8 +56,8 @@ def test_concurrent_scans_on_an_empty_cache_all_succeed_and_leave_one_valid_file
     assert all("npm-access-token" in out for out in outputs)
     _valid_entry(cache)
     assert sorted(p.suffix for p in cache.iterdir() if p.is_file()) == [".hsdb"]
-    # ... and the parsed shipped rules once, beside it (no temporary file left either).
-    assert [p.suffix for p in (cache / "rules").iterdir()] == [".json"]
+    # ... and the parsed shipped data beside it as JSON (no temporary file left either).
+    assert {p.suffix for p in (cache / "rules").iterdir()} == {".json"}
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "flipped-byte", "foreign-key", "empty"])
@@ -129,7 +129,7 @@ def test_parsed_rules_cache_is_used_when_it_matches_and_rebuilt_when_broken_or_f
     [cached] = list((cache / "rules").iterdir())
     assert rules() == fresh
     key = json.loads(cached.read_text())["key"]
-    for broken in ("{not json", json.dumps({"key": "0" * 64, "rule": []}), json.dumps({"key": key, "rule": {}})):
+    for broken in ("{not json", json.dumps({"key": "0" * 64, "doc": {}}), json.dumps({"key": key, "doc": []})):
         cached.write_text(broken)
         assert rules() == fresh
         assert json.loads(cached.read_text())["key"] == key

@@ -42,7 +42,14 @@ class _Parser(argparse.ArgumentParser):
         raise CLIError(message, EXIT_ERROR)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``ipykeyguard`` parser.
+
+    Args:
+        command: Build only this sub-command's parser (its module is the only one imported, which
+            keeps a one-file ``scan`` from pulling in every other command); ``None`` or an
+            unknown name builds them all, so top-level help and "invalid choice" stay complete.
+    """
     from .. import __version__
 
     parser = _Parser(
@@ -53,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     seen = set()
+    wanted = {COMMANDS[command]} if command in COMMANDS else set(COMMANDS.values())
     for name, module_name in COMMANDS.items():
-        if module_name in seen:
+        if module_name in seen or module_name not in wanted:
             continue
         seen.add(module_name)
         module = importlib.import_module(f"ipykeyguard.cli.{module_name}")
@@ -65,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (also used as the pre-commit entry point)."""
     try:
-        parser = build_parser()
+        argv = list(sys.argv[1:] if argv is None else argv)
+        parser = build_parser(argv[0] if argv else None)
         args = parser.parse_args(argv)
         return int(args.func(args))
     except CLIError as exc:

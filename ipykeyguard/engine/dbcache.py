@@ -56,10 +56,50 @@ def cache_dir() -> Path:
 
 
 def parsed_rules_dir() -> Path:
-    """Where the parsed shipped rules are kept (:func:`ipykeyguard.engine.rules.default_rules`):
-    ``rules/`` inside ``$IPYKEYGUARD_CACHE_DIR`` when set, else beside the compiled databases."""
+    """Where the parsed shipped TOML data is kept (:func:`parsed_toml`): ``rules/`` inside
+    ``$IPYKEYGUARD_CACHE_DIR`` when set, else beside the compiled databases."""
     override = os.environ.get("IPYKEYGUARD_CACHE_DIR")
     return Path(override) / "rules" if override else cache_dir().parent / "rules"
+
+
+def parsed_toml(text: str, loads) -> dict:
+    """``loads(text)`` (a TOML parser), from a JSON copy cached under the text's SHA-256.
+
+    Parsing the shipped ``rules.toml`` and ``rotation.toml`` costs more than the rest of a
+    one-notebook scan; JSON reads several times faster. A missing, broken or foreign cache file
+    is ignored and rewritten atomically; without a usable cache directory this just parses.
+    Callers validate the result as they would a fresh parse.
+
+    Raises:
+        Whatever ``loads`` raises for text that does not parse (never cached).
+    """
+    key = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    try:
+        path = parsed_rules_dir() / f"{key[:32]}.json"
+    except (OSError, RuntimeError):  # no home directory to put a cache in
+        return loads(text)
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(cached, dict) and cached.get("key") == key and isinstance(cached.get("doc"), dict):
+            return cached["doc"]
+    except (OSError, ValueError):
+        pass
+    doc = loads(text)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError:
+        return doc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"key": key, "doc": doc}, fh)
+        os.replace(tmp, path)
+    except (OSError, TypeError, ValueError):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+    return doc
 
 
 def rules_key(regexes: Sequence[str]) -> str:

@@ -82,12 +82,13 @@ class RotationTable:
         return tuple({r.provider: r for r in self.by_rule.values()}.values())
 
 
-def parse_rotation(text: str, where: str = "<string>") -> RotationTable:
+def parse_rotation(text: str, where: str = "<string>", *, cached: bool = False) -> RotationTable:
     """Parse and validate rotation data (see the module docstring for the format).
 
     Args:
         text: The TOML document.
         where: Its name, for error messages.
+        cached: Parse through the JSON cache of shipped data (:func:`~ipykeyguard.engine.dbcache.parsed_toml`).
 
     Returns:
         The table.
@@ -97,7 +98,12 @@ def parse_rotation(text: str, where: str = "<string>") -> RotationTable:
             not https, an unknown field, a malformed rule id, or a rule id listed twice.
     """
     try:
-        doc = tomllib.loads(text)
+        if cached:
+            from .dbcache import parsed_toml
+
+            doc = parsed_toml(text, tomllib.loads)
+        else:
+            doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RotationError(f"{where}: not valid TOML: {exc}") from None
     by_rule: dict[str, Rotation] = {}
@@ -143,7 +149,7 @@ def default_rotation() -> RotationTable:
     global _DEFAULT
     if _DEFAULT is None:
         text = resources.files("ipykeyguard.engine").joinpath("rotation.toml").read_text(encoding="utf-8")
-        _DEFAULT = parse_rotation(text, "ipykeyguard/engine/rotation.toml")
+        _DEFAULT = parse_rotation(text, "ipykeyguard/engine/rotation.toml", cached=True)
     return _DEFAULT
 
 
