@@ -86,19 +86,9 @@ def parsed_toml(text: str, loads) -> dict:
         pass
     doc = loads(text)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError:
-        return doc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"key": key, "doc": doc}, fh)
-        os.replace(tmp, path)
-    except (OSError, TypeError, ValueError):
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _publish(path, json.dumps({"key": key, "doc": doc}).encode("utf-8"))
+    except (TypeError, ValueError):  # a TOML value JSON cannot hold: parse every time
+        pass
     return doc
 
 
@@ -174,7 +164,14 @@ def _read(path: Path, key: str, n_rules: int) -> tuple[Automaton, list[int | Non
 
 
 def _write(path: Path, key: str, payload: bytes) -> None:
-    """Atomically publish the cache file; any failure leaves no partial file behind."""
+    """Publish a compiled database: magic, key, the payload's digest, the payload."""
+    _publish(path, MAGIC + key.encode() + hashlib.sha256(payload).digest() + payload)
+
+
+def _publish(path: Path, data: bytes) -> None:
+    """Atomically write a cache file (temporary file, then rename): readers racing a writer see
+    the old file or the new one, never part of one. A failure (read-only or full disk) only
+    means no cache, and leaves no partial file behind."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -182,7 +179,7 @@ def _write(path: Path, key: str, payload: bytes) -> None:
         return
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(MAGIC + key.encode() + hashlib.sha256(payload).digest() + payload)
+            fh.write(data)
         os.replace(tmp, path)
     except OSError:
         try:
