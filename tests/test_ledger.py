@@ -222,6 +222,43 @@ def test_concurrent_writer_processes_lose_nothing(tmp_path):
         conn.close()
 
 
+_FIRST_USE_WRITER = r"""
+import sys, time
+from ipykeyguard.engine.findings import fingerprint
+from ipykeyguard.storage.ledger import Exposure, Ledger
+me, folder, start, rounds = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
+failed = []
+for r in range(rounds):
+    while time.time() < start + r * 0.25:
+        time.sleep(0.001)
+    try:
+        Ledger(f"{folder}/ledger{r}.sqlite3").add([Exposure(fingerprint(f"{me}-{r}"), "K", None, me, "found", "p")])
+    except Exception as exc:
+        failed.append(f"round {r}: {exc}")
+print("\n".join(failed))
+sys.exit(3 if failed else 0)
+"""
+
+
+def test_processes_using_a_new_ledger_together_lose_nothing(tmp_path):
+    """Eight processes making their first record in the same brand-new ledger at the same instant, twenty times over: every row lands (SQLite's switch to WAL does not wait for the busy handler)."""
+    writers, rounds = 8, 20
+    start = time.time() + 3.0  # every writer imported and waiting
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _FIRST_USE_WRITER, f"w{i}", str(tmp_path), str(start), str(rounds)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        for i in range(writers)
+    ]
+    results = [(p.wait(timeout=300), p.stdout.read()) for p in procs]
+    assert all(code == 0 for code, _out in results), results
+    for r in range(rounds):
+        rows = Ledger(tmp_path / f"ledger{r}.sqlite3").keys()
+        assert len(rows) == writers, f"round {r}: {len(rows)} of {writers} rows"
+    assert not list(tmp_path.glob("*.corrupt-*")), "a file in first use was taken for a corrupt one"
+
+
 @pytest.mark.kernel
 @pytest.mark.server
 @pytest.mark.slow
@@ -277,13 +314,15 @@ def test_two_kernels_a_save_and_a_scan_record_at_once(tmp_path, kernel, monkeypa
         log = server.log()
     finally:
         server.stop()
-    assert "could not record" not in log
+    assert "could not record" not in log and "was unreadable" not in log
+    assert not list(tmp_path.glob("*.corrupt-*")), "a ledger in use was taken for a corrupt one"
     sources: dict[str, set[str]] = {}
     for key in Ledger(ledger).keys():
         sources.setdefault(key.fingerprint, set()).update(s["source"] for s in key.sightings)
     for k in kernels:
         assert all("kernel" in sources.get(fingerprint(v), set()) for v in kernel_keys[id(k)])
-    assert all("save" in sources.get(fingerprint(v), set()) for v in save_keys)
+    missing = [i for i, v in enumerate(save_keys) if "save" not in sources.get(fingerprint(v), set())]
+    assert missing == [], log
     assert all("scan" in sources.get(fingerprint(v), set()) for v in scan_keys)
     everything = [*scan_keys, *save_keys, *(v for vs in kernel_keys.values() for v in vs)]
     leaked = any(v[12:24] in ledger_bytes(ledger) for v in everything)

@@ -13,7 +13,9 @@ directory; SQLite gives its ``-wal``/``-shm`` files the same mode.
 
 Concurrency: several kernels, a server and a CLI run write at once. The database runs in WAL
 mode (readers never block the writer) with a busy timeout, and each record is one short
-transaction, so writers queue for milliseconds instead of failing.
+transaction, so writers queue for milliseconds instead of failing. First use (the switch to WAL
+and the schema) and the rebuild of a corrupt file take locks SQLite's busy handler does not wait
+for, so they run under a file lock (``exposures.sqlite3.lock``, via ``filelock``).
 
 Failure: recording is best effort and never breaks a cell, a save or a scan. :func:`record`
 never raises; a failure is reported once per process on the process's own stderr
@@ -32,6 +34,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+from filelock import FileLock
 
 __all__ = [
     "LEDGER_ENV",
@@ -55,6 +59,8 @@ ACTIONS = ("moved", "masked", "blocked", "found", "exposed", "found in history",
 #: Actions after which the key must be rotated: it reached a saved output, an export or git.
 NEEDS_ROTATION = frozenset({"exposed", "found in history"})
 _BUSY_TIMEOUT_S = 30.0
+#: ``PRAGMA user_version`` once the schema below exists (files from before it say 0).
+_SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS exposures (
     fingerprint TEXT NOT NULL CHECK (length(fingerprint) = 64),
@@ -167,6 +173,29 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+def _initialised(conn: sqlite3.Connection) -> bool:
+    """True when the file is in WAL mode and has this version's schema (reads only)."""
+    mode = conn.execute("PRAGMA journal_mode").fetchone()
+    version = conn.execute("PRAGMA user_version").fetchone()
+    return bool(mode and str(mode[0]).lower() == "wal" and version and version[0] >= _SCHEMA_VERSION)
+
+
+def _initialise(conn: sqlite3.Connection) -> None:
+    """Switch to WAL and create the schema in one write transaction (caller holds the file lock)."""
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    if mode is None or str(mode[0]).lower() != "wal":
+        raise sqlite3.OperationalError("could not switch the ledger to WAL mode")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in filter(str.strip, _SCHEMA.split(";")):
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def _is_corrupt(exc: BaseException) -> bool:
     """True for "not a database" and "malformed" errors, not for "locked" or "cannot open"."""
     name = getattr(exc, "sqlite_errorname", None)  # Python 3.11+
@@ -193,6 +222,8 @@ class Ledger:
             raise LedgerError(f"the exposure ledger is off ({LEDGER_ENV}=off)")
         self.path = chosen
         self.warnings: list[str] = []
+        # Serialises first use and the corrupt-file rebuild across processes (filelock, reentrant).
+        self._lock = FileLock(f"{chosen}.lock", timeout=_BUSY_TIMEOUT_S)
 
     # -- opening, with the corrupt-file recovery ----------------------------------------------
     def _create_file(self) -> None:
@@ -208,11 +239,14 @@ class Ledger:
         conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-            if mode is None or str(mode[0]).lower() != "wal":
-                raise sqlite3.OperationalError("could not switch the ledger to WAL mode")
+            if not _initialised(conn):
+                # Switching to WAL and creating the schema take locks SQLite's busy handler does
+                # not wait for ("database is locked" at once when several processes use a new
+                # file together), so first use is serialised by a file lock.
+                with self._lock:
+                    if not _initialised(conn):
+                        _initialise(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(_SCHEMA)
         except BaseException:
             conn.close()
             raise
@@ -243,21 +277,33 @@ class Ledger:
         Raises:
             LedgerError: the database could not be used (the reason names no value).
         """
-        for attempt in (1, 2):
+        try:
             try:
-                conn = self._connect()
-                try:
-                    return work(conn)
-                finally:
-                    conn.close()
+                return self._run_once(work)
             except sqlite3.Error as exc:
-                if attempt == 1 and _is_corrupt(exc):
+                if not _is_corrupt(exc):
+                    raise
+            # Corrupt, or being rebuilt by another process right now: decide under the lock,
+            # after one more try, so a file another process just rebuilt is never moved aside.
+            with self._lock:
+                try:
+                    return self._run_once(work)
+                except sqlite3.Error as exc:
+                    if not _is_corrupt(exc):
+                        raise
                     self._move_aside(exc)
-                    continue
-                raise LedgerError(f"{self.path}: {type(exc).__name__}: {exc}") from None
-            except OSError as exc:
-                raise LedgerError(f"{self.path}: {exc.strerror or type(exc).__name__}") from None
-        raise AssertionError("unreachable")  # pragma: no cover
+                return self._run_once(work)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"{self.path}: {type(exc).__name__}: {exc}") from None
+        except OSError as exc:  # filelock's Timeout is a TimeoutError
+            raise LedgerError(f"{self.path}: {exc.strerror or type(exc).__name__}") from None
+
+    def _run_once(self, work):
+        conn = self._connect()
+        try:
+            return work(conn)
+        finally:
+            conn.close()
 
     # -- writing ---------------------------------------------------------------------------------
     def add(self, exposures: Iterable[Exposure]) -> int:
