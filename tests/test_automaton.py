@@ -241,6 +241,49 @@ def test_boundary_guard_moves_into_the_automaton_and_stays_a_superset():
         assert [f.secret.reveal() for f in found] == [key], repr(before)
 
 
+_LOOKAHEAD_PIECES = [
+    "[a-z]", "[A-Za-z0-9+.-]", "k", "(?i:k)", "(?i:s)", "[^a]", "[^k]", ".", "\\d", "\\w", "\\S", "\\W",
+    "é", "://", ":", "/", "(?:ab|a)", "[^/\\n]",
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(_LOOKAHEAD_PIECES), st.sampled_from(["", "?", "{0,3}", "{1,2}", "{2}"])),
+        min_size=1, max_size=4,
+    ).map(lambda items: "".join(f"(?:{p}){q}" for p, q in items)),
+    st.lists(st.sampled_from(list("akKsS/:.+-b\n 9") + ["\u212a", "\u017f", "é", "数", "\u0660", "\u00a0", "://"]),
+             max_size=14).map("".join),
+)
+def test_trailing_lookahead_complement_accepts_what_python_accepts(body, tail):
+    """A trailing multi-character negative look-ahead becomes its complement in the automaton:
+    wherever Python's pattern matches (non-ASCII characters, case folding, text ending inside
+    the look-ahead), the automaton still reports the rule."""
+    regex = f"(?P<secret>x=)(?!{body})"
+    text = "x=" + tail
+    automaton = Automaton.compile([regex], [40])
+    if re.search(regex, text):
+        assert 0 in automaton.regions(text, [40]), (regex, text)
+
+
+def test_trailing_lookahead_complement_rejects_near_matches_in_the_automaton():
+    """``url-credentials`` ends in ``(?![A-Za-z][A-Za-z0-9+.-]{0,20}://)``: a text of repeated
+    ``https://user:pw@`` is no longer a report every 22 characters (it flooded the exact pass),
+    while a real URL password, one at the very end of the text and one before a long host are."""
+    rule = next(r for r in RULES if r.id == "url-credentials")
+    pattern = superset_pattern(rule.regex)
+    assert "[\\x3a]" in pattern.split("@", 1)[-1] or "\\x3a" in pattern
+    automaton = Automaton.compile([rule.regex], [rule.max_width])
+    assert 0 not in automaton.regions("https://user:pa55w0rd@https://x", [rule.max_width])
+    for text in ("https://user:pa55w0rd@host.fake.test/x", "https://user:pa55w0rd@h",
+                 "https://user:pa55w0rd@" + "h" * 30 + "://", "https://user:pa55w0rd@h\u212a://"):
+        assert rule.pattern.search(text) and 0 in automaton.regions(text, [rule.max_width]), text
+    flood = "https://user:pa55w0rd@" * 5000
+    covered = sum(hi - lo for lo, hi in automaton.regions(flood, [rule.max_width]).get(0, []))
+    assert covered < len(flood) // 10, "only a block's cut edge (the text may go on past it) is left to re"
+
+
 def test_escape_view_keeps_rules_that_match_escapes_on_purpose():
     """A service-account JSON's ``\\n``-escaped PEM key is still found whole (rules also run on
     the text as written)."""

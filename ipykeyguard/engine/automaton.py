@@ -53,7 +53,7 @@ except ImportError:  # pragma: no cover - Python 3.10
 __all__ = ["Automaton", "superset_pattern", "automaton_bytes", "ENGINE_VERSION"]
 
 #: Bumped whenever the translation or the database layout changes: part of the cache key.
-ENGINE_VERSION = "6"
+ENGINE_VERSION = "7"
 
 #: Repeats with a larger upper bound are written unbounded for the automaton.
 _REPEAT_CAP = 64
@@ -90,7 +90,7 @@ _DOTALL = re.DOTALL.value
 _FOLDS_TO_NON_ASCII = frozenset(
     c for c in range(0x80)
     if chr(c).isalpha()
-    and any(re.fullmatch("(?i)" + chr(c), chr(u)) for u in (0x130, 0x131, 0x17F, 0x212A, 0x1E9E, 0x2126))
+    and re.compile("(?i)[" + chr(c) + "]").search("\u0130\u0131\u017f\u212a\u1e9e\u2126") is not None
 )
 
 
@@ -226,7 +226,11 @@ def superset_pattern(regex: str) -> str:
 
     nodes = list(parsed)
     head = _edge_guard(nodes[0], flags, behind=True) if nodes else None
-    tail = _edge_guard(nodes[-1], flags, behind=False) if len(nodes) > 1 else None
+    tail = None
+    if len(nodes) > 1:
+        tail = _edge_guard(nodes[-1], flags, behind=False)
+        if tail is None:
+            tail = _lookahead_complement(nodes[-1], flags)
     body = emit(nodes, flags)
     if head is not None:
         body = f"(?:^|{head})(?:{body})"
@@ -260,6 +264,198 @@ def _edge_guard(node, flags: int, *, behind: bool) -> str | None:
         return None
     inside = _byte_set(sub[0][0], sub[0][1], flags)
     return _class(frozenset((_ALL - inside) | _HIGH))
+
+
+#: Limits for :func:`_lookahead_complement`: the look-ahead's automaton may have at most this
+#: many states, read at most this many characters (the complement then stays within the
+#: :data:`MARGIN` a region keeps after a reported end) and be written in this many characters.
+_COMPLEMENT_MAX_STATES = 256
+_COMPLEMENT_MAX_DEPTH = 32
+_COMPLEMENT_MAX_SIZE = 20_000
+
+
+class _Unsupported(Exception):
+    """A look-ahead body the complement construction does not handle (it is then dropped)."""
+
+
+def _sure_bytes(op, av, flags: int) -> frozenset[int]:
+    """The automaton bytes *every* character of which matches this node: the ASCII characters
+    it matches, plus the non-ASCII bytes only when it matches every non-ASCII character.
+
+    The under-approximation of :func:`_byte_set`: reading text through it, a look-ahead that
+    matches the bytes certainly matches the characters behind them.
+    """
+    ascii_part = frozenset(c for c in _byte_set(op, av, flags) if c < 0x80)
+    ignorecase = bool(flags & _IGNORECASE)
+    if op is _c.ANY:
+        return ascii_part | _HIGH  # "." excludes only "\n" (and nothing with DOTALL)
+    if op is _c.NOT_LITERAL:
+        folds = ignorecase and av < 0x80 and av in _FOLDS_TO_NON_ASCII
+        return ascii_part | (frozenset() if folds or av >= 0x80 else _HIGH)
+    if op is _c.IN and av and av[0][0] is _c.NEGATE:
+        for item_op, item_av in av[1:]:
+            if item_op is _c.LITERAL and item_av < 0x80 and not (ignorecase and item_av in _FOLDS_TO_NON_ASCII):
+                continue
+            if item_op is _c.RANGE and item_av[1] < 0x80 and not (
+                ignorecase and any(c in _FOLDS_TO_NON_ASCII for c in range(item_av[0], item_av[1] + 1))
+            ):
+                continue
+            return ascii_part  # an excluded item reaches outside ASCII
+        return ascii_part | _HIGH
+    return ascii_part
+
+
+def _lookahead_complement(node, flags: int) -> str | None:
+    """An automaton pattern for a trailing ``(?!X)``: the strings no prefix of which is in X
+    (or the end of the text), when X is a bounded pattern of characters; ``None`` otherwise.
+
+    Dropping the look-ahead (the plain superset) makes every near-match a report: with
+    ``url-credentials``' ``(?![A-Za-z][A-Za-z0-9+.-]{0,20}://)``, a text of repeated
+    ``https://user:pw@`` reported every 22 characters, flooded the exact pass and sent whole
+    blocks to Python ``re``. The complement is built as a finite automaton of X (byte classes
+    from :func:`_sure_bytes`, so the automaton rejects only where Python's look-ahead certainly
+    fails: still a superset), made deterministic, and written out state by state: at each state
+    the text may end, read a character that leaves X (the match ends there), or read one that
+    keeps X possible and continue; characters that complete X are not allowed.
+    """
+    op, av = node
+    if op is not _c.ASSERT_NOT or av[0] < 0:
+        return None
+    try:
+        start, accept, moves, empties = _nfa(list(av[1]), flags)
+    except (_Unsupported, RecursionError):
+        return None
+
+    def closure(states) -> frozenset[int]:
+        seen, todo = set(states), list(states)
+        while todo:
+            for t in empties.get(todo.pop(), ()):
+                if t not in seen:
+                    seen.add(t)
+                    todo.append(t)
+        return frozenset(seen)
+
+    # Bytes that no node tells apart behave alike: one representative per class of bytes.
+    signature: dict[int, tuple] = {b: () for b in range(0x100)}
+    all_sets = [chars for out in moves.values() for chars, _t in out]
+    for i, chars in enumerate(all_sets):
+        for b in chars:
+            signature[b] = signature[b] + (i,)
+    byte_classes: dict[tuple, list[int]] = {}
+    for b, sig in signature.items():
+        byte_classes.setdefault(sig, []).append(b)
+
+    first = closure({start})
+    if accept in first:
+        return None  # X matches the empty string: (?!X) never holds; keep the plain superset
+    index: dict[frozenset[int], int] = {first: 0}
+    table: list[dict[int, int | None]] = []  # state -> {representative byte: next state or None (left X)}
+    accepting: set[int] = set()
+    order = [first]
+    depth = {0: 0}
+    while len(table) < len(order):
+        here = order[len(table)]
+        me = len(table)
+        row: dict[int, int | None] = {}
+        table.append(row)
+        if accept in here:
+            accepting.add(me)
+            continue
+        for members in byte_classes.values():
+            b = members[0]
+            nxt = closure({t for s in here for chars, t in moves.get(s, ()) if b in chars})
+            if not nxt:
+                row[b] = None
+                continue
+            if nxt not in index:
+                index[nxt] = len(order)
+                order.append(nxt)
+                depth[index[nxt]] = depth[me] + 1
+                if len(order) > _COMPLEMENT_MAX_STATES or depth[index[nxt]] > _COMPLEMENT_MAX_DEPTH:
+                    return None
+            row[b] = index[nxt]
+    members_of = {members[0]: members for members in byte_classes.values()}
+    written: dict[int, str] = {}
+
+    def write(state: int) -> str:
+        if state in written:
+            return written[state]
+        leave: set[int] = set()
+        onward: dict[int, set[int]] = {}
+        for b, nxt in table[state].items():
+            if nxt is None:
+                leave.update(members_of[b])
+            elif nxt not in accepting:
+                onward.setdefault(nxt, set()).update(members_of[b])
+        parts = ["$"]
+        if leave:
+            parts.append(_class(frozenset(leave)))
+        for nxt, chars in onward.items():
+            parts.append(_class(frozenset(chars)) + "(?:" + write(nxt) + ")")
+        text = "|".join(parts)
+        if len(text) > _COMPLEMENT_MAX_SIZE:
+            raise _Unsupported("complement too large")
+        written[state] = text
+        return text
+
+    try:
+        return write(0)
+    except (_Unsupported, RecursionError):
+        return None
+
+
+def _nfa(nodes, flags: int):
+    """A Thompson automaton for a bounded pattern: ``(start, accept, moves, empties)`` where
+    ``moves[state]`` lists ``(bytes, next state)`` and ``empties[state]`` the states reached
+    without reading. Raises :class:`_Unsupported` for assertions, back-references and
+    unbounded or large repeats (the language must be finite for a finite complement)."""
+    moves: dict[int, list[tuple[frozenset[int], int]]] = {}
+    empties: dict[int, list[int]] = {}
+    count = [0]
+
+    def new() -> int:
+        count[0] += 1
+        if count[0] > 4 * _COMPLEMENT_MAX_STATES:
+            raise _Unsupported("too many states")
+        return count[0]
+
+    def build(items, at: int, flags: int) -> int:
+        for op, av in items:
+            if op in _CHAR_OPS:
+                to = new()
+                moves.setdefault(at, []).append((_sure_bytes(op, av, flags), to))
+                at = to
+            elif op is _c.SUBPATTERN:
+                _group, add_flags, del_flags, sub = av
+                at = build(list(sub), at, (flags | add_flags) & ~del_flags)
+            elif op is _c.BRANCH:
+                end = new()
+                for alt in av[1]:
+                    begin = new()
+                    empties.setdefault(at, []).append(begin)
+                    empties.setdefault(build(list(alt), begin, flags), []).append(end)
+                at = end
+            elif op in _REPEATS:
+                lo, hi, sub = av
+                if hi == _c.MAXREPEAT or hi > _COMPLEMENT_MAX_DEPTH:
+                    raise _Unsupported("unbounded repeat")
+                for _ in range(lo):
+                    at = build(list(sub), at, flags)
+                ends = [at]
+                for _ in range(hi - lo):
+                    at = build(list(sub), at, flags)
+                    ends.append(at)
+                end = new()
+                for e in ends:
+                    empties.setdefault(e, []).append(end)
+                at = end
+            else:
+                raise _Unsupported(str(op))
+        return at
+
+    start = new()
+    accept = build(nodes, start, flags)
+    return start, accept, moves, empties
 
 
 _NON_ASCII_RUN = re.compile("[^\x00-\x7f]+")
