@@ -3,6 +3,10 @@
     python benchmarks/bench_startup.py                 # 15 alternating rounds, previous = 12db7b5
     python benchmarks/bench_startup.py --rounds 30 --notebook path/to.ipynb
 
+By default two notebooks are timed: ``leaky.ipynb`` (12 findings: rule patterns compiled,
+findings recorded in the exposure ledger) and ``leaky.cleaned.ipynb`` (nothing found: what a
+pre-commit hook meets on almost every commit).
+
 Each round runs ``python -m ipykeyguard scan --isolated NOTEBOOK`` once per engine, alternating
 so that load on a shared machine hits both alike; the previous engine is the package at
 ``--previous`` extracted with ``git archive`` and put first on ``PYTHONPATH``. The compiled-rules
@@ -43,23 +47,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--previous", default="12db7b59c62198e2f7f7b8ed22e670087c7daa74")
-    parser.add_argument("--notebook", type=Path, default=ROOT / "example_notebooks" / "leaky.ipynb")
+    parser.add_argument("--notebook", type=Path, action="append",
+                        help="a notebook to time (repeatable); default: leaky.ipynb and leaky.cleaned.ipynb")
     args = parser.parse_args(argv)
+    notebooks = [p.resolve() for p in args.notebook] if args.notebook else [
+        ROOT / "example_notebooks" / "leaky.ipynb", ROOT / "example_notebooks" / "leaky.cleaned.ipynb"]
     with tempfile.TemporaryDirectory(prefix="ikg-bench-start-") as tmp:
         tmp = Path(tmp)
         engines = {"current": ROOT, "previous": _extract(args.previous, tmp)}
-        cold = _run(ROOT, args.notebook, tmp / "cold-cache")
-        for path in engines.values():
-            _run(path, args.notebook, tmp / "cache")  # fill the cache (current) / warm the OS
-        times: dict[str, list[float]] = {name: [] for name in engines}
-        for _ in range(args.rounds):
-            for name, path in engines.items():
-                times[name].append(_run(path, args.notebook, tmp / "cache"))
-    print(f"# one-notebook CLI run: {args.notebook.name}, {args.rounds} alternating rounds, median wall time")
-    for name, samples in times.items():
-        print(f"{name:<10} {statistics.median(samples) * 1000:8.1f} ms   (min {min(samples) * 1000:.1f})")
-    ratio = statistics.median(times["current"]) / statistics.median(times["previous"])
-    print(f"current / previous: {ratio:.2f}")
+        cold = _run(ROOT, notebooks[0], tmp / "cold-cache")
+        for notebook in notebooks:
+            for path in engines.values():
+                _run(path, notebook, tmp / "cache")  # fill the cache (current) / warm the OS
+            times: dict[str, list[float]] = {name: [] for name in engines}
+            for _ in range(args.rounds):
+                for name, path in engines.items():
+                    times[name].append(_run(path, notebook, tmp / "cache"))
+            print(f"# one-notebook CLI run: {notebook.name}, {args.rounds} alternating rounds, median wall time")
+            for name, samples in times.items():
+                print(f"{name:<10} {statistics.median(samples) * 1000:8.1f} ms   (min {min(samples) * 1000:.1f})")
+            ratio = statistics.median(times["current"]) / statistics.median(times["previous"])
+            print(f"current / previous: {ratio:.2f}")
+            print()
     print(f"current, cold cache (compiles the rules once): {cold * 1000:.0f} ms")
     return 0
 

@@ -55,10 +55,17 @@ def test_the_ledger_is_created_0600_in_a_0700_folder(tmp_path):
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
 
-def test_the_default_path_is_in_the_user_data_dir_and_the_env_var_overrides_it(tmp_path):
-    """By default the ledger lives in platformdirs' user data dir; IPYKEYGUARD_LEDGER names another file or turns it off."""
+@pytest.mark.parametrize("xdg", [None, "", "  ", "/srv/data home", "relative/dir"])
+def test_the_default_path_is_in_the_user_data_dir_and_the_env_var_overrides_it(tmp_path, monkeypatch, xdg):
+    """By default the ledger lives where platformdirs puts user data (written out, not imported,
+    for start-up: the two must agree, $XDG_DATA_HOME included); IPYKEYGUARD_LEDGER names another
+    file or turns it off."""
     from platformdirs import user_data_dir
 
+    if xdg is None:
+        monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_DATA_HOME", xdg)
     assert ledger_path({}) == Path(user_data_dir("ipykeyguard", appauthor=False)) / "exposures.sqlite3"
     assert ledger_path({"IPYKEYGUARD_LEDGER": str(tmp_path / "x.db")}) == tmp_path / "x.db"
     assert ledger_path({"IPYKEYGUARD_LEDGER": "off"}) is None

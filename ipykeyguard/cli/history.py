@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import threading
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Iterator, Sequence
 
@@ -79,6 +77,8 @@ def _git(repo: str, *args: str) -> bytes:
             git's messages name refs and paths, never file content).
     """
     try:
+        import subprocess  # imported here: `scan` builds this module's arguments on every run
+
         done = subprocess.run(["git", "-C", repo, *args], capture_output=True, check=False)
     except FileNotFoundError:
         raise HistoryError("git is not installed (scan --history needs it)") from None
@@ -230,6 +230,9 @@ class BlobReader:
         """
         if not shas:
             return
+        import subprocess
+        import threading
+
         try:
             proc = subprocess.Popen(
                 ["git", "-C", self._repo, "cat-file", "--batch"],

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from importlib import resources
 
-try:  # Python 3.11+
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-
+from ._toml import loads as toml_loads, packaged_text
 from .validators import fails_checksum
 
 __all__ = ["is_placeholder", "documented_examples", "allowed_lines", "INLINE_ALLOW_MARKERS"]
@@ -26,8 +21,10 @@ _NEXTLINE_MARKERS = ("pragma: allowlist nextline secret", "ipykeyguard: allow-ne
 def documented_examples() -> frozenset[str]:
     """Keys that vendors publish in their own documentation as examples (data:
     ``documented_examples.toml`` beside this module, each entry with its source)."""
-    text = resources.files(__package__).joinpath("documented_examples.toml").read_text(encoding="utf-8")
-    return frozenset(entry["value"] for entry in tomllib.loads(text).get("example", []))
+    text = packaged_text("documented_examples.toml")
+    from .dbcache import parsed_toml
+
+    return frozenset(entry["value"] for entry in parsed_toml(text, toml_loads).get("example", []))
 
 
 # Passwords that appear in tutorials, docker-compose files and local development URLs
@@ -42,7 +39,7 @@ _DEFAULT_PASSWORDS = frozenset(
     }
 )
 
-_PLACEHOLDER_RE = re.compile(
+_PLACEHOLDER_PATTERN = (
     r"""
       \.\.\. | …                                  # elided: sk-...abcd
     | (?-i:x{4,}|X{4,}) | \*{3,} | \#{4,}         # masked or filler runs (xXxX is random text)
@@ -56,12 +53,17 @@ _PLACEHOLDER_RE = re.compile(
     | (?:api[-_]?key|token|secret|password)[-_ ]?here
     | (?:insert|replace|enter|put|paste|add)[-_ ](?:your|the|an?|api|key|token)   # a separator: "AddA" is base64
     | placeholder | changeme | change[-_]me | redacted | example | dummy | notreal | not[-_]a[-_]real
-    """,
-    re.IGNORECASE | re.VERBOSE,
+    """
 )
 
 
-# Every match of _PLACEHOLDER_RE contains one of these (lower-cased): a cheap pre-check that
+@lru_cache(maxsize=1)
+def _placeholder_re() -> re.Pattern[str]:
+    # Compiled on first use: a scan that finds nothing never needs it (~2 ms of start-up).
+    return re.compile(_PLACEHOLDER_PATTERN, re.IGNORECASE | re.VERBOSE)
+
+
+# Every match of _PLACEHOLDER_PATTERN contains one of these (lower-cased): a cheap pre-check that
 # spares random key text the regex's many case-insensitive alternatives at every position.
 _PLACEHOLDER_TRIGGERS = (
     "...", "…", "xxxx", "***", "####", "<", "[", "{", "$", "%(", "your", "here", "insert", "replace",
@@ -88,7 +90,7 @@ def is_placeholder(secret: str) -> bool:
     lowered = secret.lower()
     if not any(trigger in lowered for trigger in _PLACEHOLDER_TRIGGERS):
         return False  # the regex below cannot match: skip it (it costs ~10x this check)
-    return _PLACEHOLDER_RE.search(secret) is not None
+    return _placeholder_re().search(secret) is not None
 
 
 def allowed_lines(text: str) -> set[int]:

@@ -38,6 +38,7 @@ most once plus the overlap of neighbouring blocks.
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 import threading
 from dataclasses import dataclass
@@ -69,14 +70,20 @@ def _ascii_where(pattern: str) -> frozenset[int]:
     return frozenset(c for c in range(0x80) if compiled.fullmatch(chr(c)))
 
 
-_CATEGORY_SETS = {
-    _c.CATEGORY_DIGIT: _ascii_where(r"\d") | _HIGH,
-    _c.CATEGORY_NOT_DIGIT: _ascii_where(r"\D") | _HIGH,
-    _c.CATEGORY_SPACE: _ascii_where(r"\s") | _HIGH,
-    _c.CATEGORY_NOT_SPACE: _ascii_where(r"\S") | _HIGH,
-    _c.CATEGORY_WORD: _ascii_where(r"\w") | _HIGH,
-    _c.CATEGORY_NOT_WORD: _ascii_where(r"\W") | _HIGH,
-}
+# The tables below serve the translation only (a compile, on a cache miss): built on first
+# use so that loading a cached automaton costs no regex compiles.
+@functools.lru_cache(maxsize=1)
+def _category_sets() -> dict:
+    return {
+        _c.CATEGORY_DIGIT: _ascii_where(r"\d") | _HIGH,
+        _c.CATEGORY_NOT_DIGIT: _ascii_where(r"\D") | _HIGH,
+        _c.CATEGORY_SPACE: _ascii_where(r"\s") | _HIGH,
+        _c.CATEGORY_NOT_SPACE: _ascii_where(r"\S") | _HIGH,
+        _c.CATEGORY_WORD: _ascii_where(r"\w") | _HIGH,
+        _c.CATEGORY_NOT_WORD: _ascii_where(r"\W") | _HIGH,
+    }
+
+
 _ASSERTIONS = {_c.AT, _c.ASSERT, _c.ASSERT_NOT}
 _REPEATS = {_c.MAX_REPEAT, _c.MIN_REPEAT} | ({_c.POSSESSIVE_REPEAT} if hasattr(_c, "POSSESSIVE_REPEAT") else set())
 _ATOMIC = getattr(_c, "ATOMIC_GROUP", None)
@@ -84,14 +91,16 @@ _IGNORECASE = re.IGNORECASE.value
 _DOTALL = re.DOTALL.value
 
 
-#: ASCII letters that Python's case-insensitive matching also finds as a non-ASCII character
-#: (KELVIN SIGN, LONG S, dotted and dotless I); computed, not hard-coded, so a Python whose
-#: case tables differ is still covered.
-_FOLDS_TO_NON_ASCII = frozenset(
-    c for c in range(0x80)
-    if chr(c).isalpha()
-    and re.compile("(?i)[" + chr(c) + "]").search("\u0130\u0131\u017f\u212a\u1e9e\u2126") is not None
-)
+@functools.lru_cache(maxsize=1)
+def _folds_to_non_ascii() -> frozenset[int]:
+    """ASCII letters that Python's case-insensitive matching also finds as a non-ASCII character
+    (KELVIN SIGN, LONG S, dotted and dotless I); computed, not hard-coded, so a Python whose
+    case tables differ is still covered."""
+    return frozenset(
+        c for c in range(0x80)
+        if chr(c).isalpha()
+        and re.compile("(?i)[" + chr(c) + "]").search("\u0130\u0131\u017f\u212a\u1e9e\u2126") is not None
+    )
 
 
 def _case_closure(chars: Iterable[int]) -> set[int]:
@@ -105,7 +114,7 @@ def _case_closure(chars: Iterable[int]) -> set[int]:
     letters = {c for c in out if c < 0x80 and chr(c).isalpha()}
     for c in letters:
         out.add(ord(chr(c).swapcase()))
-    if any(c in _FOLDS_TO_NON_ASCII for c in out):
+    if any(c in _folds_to_non_ascii() for c in out):
         out |= _HIGH
     return out
 
@@ -124,7 +133,7 @@ def _byte_set(op, av, flags: int) -> frozenset[int]:
     if op is _c.ANY:
         return _ALL if flags & _DOTALL else _ALL - {0x0A}
     if op is _c.CATEGORY:
-        return _CATEGORY_SETS[av]
+        return _category_sets()[av]
     if op is _c.IN:
         negate = False
         chars: set[int] = set()
@@ -139,7 +148,7 @@ def _byte_set(op, av, flags: int) -> frozenset[int]:
                 if hi >= 0x80:
                     chars |= _HIGH
             elif item_op is _c.CATEGORY:
-                chars |= _CATEGORY_SETS[item_av]
+                chars |= _category_sets()[item_av]
             else:  # pragma: no cover - parser-only node types are the ones above
                 chars |= _ALL
         if ignorecase:
@@ -290,14 +299,14 @@ def _sure_bytes(op, av, flags: int) -> frozenset[int]:
     if op is _c.ANY:
         return ascii_part | _HIGH  # "." excludes only "\n" (and nothing with DOTALL)
     if op is _c.NOT_LITERAL:
-        folds = ignorecase and av < 0x80 and av in _FOLDS_TO_NON_ASCII
+        folds = ignorecase and av < 0x80 and av in _folds_to_non_ascii()
         return ascii_part | (frozenset() if folds or av >= 0x80 else _HIGH)
     if op is _c.IN and av and av[0][0] is _c.NEGATE:
         for item_op, item_av in av[1:]:
-            if item_op is _c.LITERAL and item_av < 0x80 and not (ignorecase and item_av in _FOLDS_TO_NON_ASCII):
+            if item_op is _c.LITERAL and item_av < 0x80 and not (ignorecase and item_av in _folds_to_non_ascii()):
                 continue
             if item_op is _c.RANGE and item_av[1] < 0x80 and not (
-                ignorecase and any(c in _FOLDS_TO_NON_ASCII for c in range(item_av[0], item_av[1] + 1))
+                ignorecase and any(c in _folds_to_non_ascii() for c in range(item_av[0], item_av[1] + 1))
             ):
                 continue
             return ascii_part  # an excluded item reaches outside ASCII
@@ -541,7 +550,10 @@ class Automaton:
         import hyperscan
 
         self.tiers = tiers
-        self.databases = databases
+        # A compiled database, or its serialized bytes until first use: a cached exact twin is
+        # deserialized only when a text longer than one cell needs it (see dbcache._decode).
+        self._databases = list(databases)
+        self._load_lock = threading.Lock()
         self.fallback = fallback
         self.n_rules = n_rules
         self._hyperscan = hyperscan
@@ -552,11 +564,28 @@ class Automaton:
         twin_of = {tier.rule_indexes: i for i, tier in enumerate(tiers) if tier.exact}
         self._order = [(tier, i, twin_of.get(tier.rule_indexes)) for i, tier in enumerate(tiers) if not tier.exact]
 
-    def _scratches(self) -> list:
+    @property
+    def databases(self) -> list:
+        """Every database, compiled or deserialized now."""
+        return [self._database(i) for i in range(len(self._databases))]
+
+    def _database(self, at: int):
+        db = self._databases[at]
+        if isinstance(db, bytes):
+            with self._load_lock:
+                db = self._databases[at]
+                if isinstance(db, bytes):
+                    db = self._databases[at] = self._hyperscan.loadb(db, self._hyperscan.HS_MODE_BLOCK)
+        return db
+
+    def _scratch(self, at: int):
         scratches = getattr(self._local, "scratches", None)
         if scratches is None:
-            scratches = self._local.scratches = [self._hyperscan.Scratch(db) for db in self.databases]
-        return scratches
+            scratches = self._local.scratches = [None] * len(self._databases)
+        scratch = scratches[at]
+        if scratch is None:
+            scratch = scratches[at] = self._hyperscan.Scratch(self._database(at))
+        return scratch
 
     # -- building -------------------------------------------------------------------------
     @classmethod
@@ -659,9 +688,8 @@ class Automaton:
             else:
                 spans.append((start, end))
 
-        databases, scratches = self.databases, self._scratches()
         for tier, at, twin_at in self._order:
-            db, scratch = databases[at], scratches[at]
+            db, scratch = self._database(at), self._scratch(at)
             indexes = tier.rule_indexes
             # A text within one block is confirmed whole, except a long one with an exact twin
             # (a 64 KiB text in a 512 KiB-block tier: regions by end offsets pay off there).
@@ -690,7 +718,7 @@ class Automaton:
                     # automaton pattern, so e, or e + 1 with a trailing guard, is reported).
                     ends.clear()
                     try:
-                        databases[twin_at].scan(data[base:hi], match_event_handler=on_end, scratch=scratches[twin_at])
+                        self._database(twin_at).scan(data[base:hi], match_event_handler=on_end, scratch=self._scratch(twin_at))
                     except self._hyperscan.ScanTerminated:
                         pass  # the cap was reached
                     if len(ends) >= cap[0]:

@@ -25,11 +25,7 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-
+from ._toml import loads as toml_loads
 from .findings import Confidence
 from .rules import RuleError, RuleSet, load_rules
 
@@ -190,8 +186,8 @@ def load_config(start: str | Path = ".", *, pyproject: str | Path | None = None)
     if path is None:
         return Config(root=Path(start).resolve() if Path(start).is_dir() else None)
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        doc = toml_loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError, TOMLDecodeError
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     table = doc.get("tool", {}).get("ipykeyguard", {})
     if not isinstance(table, dict):

@@ -21,7 +21,6 @@ import json
 import os
 import struct
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -130,16 +129,21 @@ def _decode(payload: bytes, n_rules: int) -> tuple[Automaton, list[int | None]]:
     if header["n_rules"] != n_rules or len(header["widths"]) != n_rules:
         raise ValueError("rule count differs")
     offset = _HEADER.size + size
-    databases = []
-    for length in header["blobs"]:
+    tiers = [_Tier(tuple(int(i) for i in idx), int(width), int(block), bool(exact)) for idx, width, block, exact in header["tiers"]]
+    if len(header["blobs"]) != len(tiers):
+        raise ValueError("missing data")
+    databases: list = []
+    for length, tier in zip(header["blobs"], tiers):
         blob = payload[offset:offset + length]
         if len(blob) != length:
             raise ValueError("truncated")
-        databases.append(hyperscan.loadb(blob, hyperscan.HS_MODE_BLOCK))
+        # Exact twins serve texts longer than a cell only: kept serialized (the digest above
+        # vouches for them) until the automaton first needs one, which a one-notebook scan
+        # of ordinary cells never does.
+        databases.append(blob if tier.exact else hyperscan.loadb(blob, hyperscan.HS_MODE_BLOCK))
         offset += length
-    if offset != len(payload) or len(databases) != len(header["tiers"]):
-        raise ValueError("trailing or missing data")
-    tiers = [_Tier(tuple(int(i) for i in idx), int(width), int(block), bool(exact)) for idx, width, block, exact in header["tiers"]]
+    if offset != len(payload):
+        raise ValueError("trailing data")
     if any(not 0 <= i < n_rules for t in tiers for i in t.rule_indexes):
         raise ValueError("rule index out of range")
     automaton = Automaton(tiers, databases, tuple(int(i) for i in header["fallback"]), n_rules)
@@ -172,6 +176,8 @@ def _publish(path: Path, data: bytes) -> None:
     """Atomically write a cache file (temporary file, then rename): readers racing a writer see
     the old file or the new one, never part of one. A failure (read-only or full disk) only
     means no cache, and leaves no partial file behind."""
+    import tempfile  # only on a cache miss (with random and shutil, ~3 ms of start-up)
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -19,13 +19,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from importlib import resources
 from typing import Mapping
 
-try:  # Python 3.11+
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+from ._toml import loads as toml_loads, packaged_text
 
 __all__ = ["Rotation", "RotationError", "RotationTable", "parse_rotation", "default_rotation", "rotation_for", "EXPOSED"]
 
@@ -101,10 +97,10 @@ def parse_rotation(text: str, where: str = "<string>", *, cached: bool = False) 
         if cached:
             from .dbcache import parsed_toml
 
-            doc = parsed_toml(text, tomllib.loads)
+            doc = parsed_toml(text, toml_loads)
         else:
-            doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+            doc = toml_loads(text)
+    except ValueError as exc:  # tomllib.TOMLDecodeError
         raise RotationError(f"{where}: not valid TOML: {exc}") from None
     by_rule: dict[str, Rotation] = {}
     default: Rotation | None = None
@@ -148,7 +144,7 @@ def default_rotation() -> RotationTable:
     """
     global _DEFAULT
     if _DEFAULT is None:
-        text = resources.files("ipykeyguard.engine").joinpath("rotation.toml").read_text(encoding="utf-8")
+        text = packaged_text("rotation.toml")
         _DEFAULT = parse_rotation(text, "ipykeyguard/engine/rotation.toml", cached=True)
     return _DEFAULT
 

@@ -31,15 +31,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
-try:  # Python 3.11+
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-
+from ._toml import loads as toml_loads, packaged_text
 from .findings import Confidence
 
 try:  # Python 3.11+ moved the regex parser
@@ -227,8 +222,8 @@ def parse_rules(text: str, where: str = "<string>", *, trusted: bool = False) ->
         RuleError: the document is not TOML, or a rule is malformed or duplicated.
     """
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        doc = toml_loads(text)
+    except ValueError as exc:  # tomllib.TOMLDecodeError
         raise RuleError(f"{where}: not valid TOML: {exc}") from None
     return _rules_from_tables(doc.get("rule", []), where, trusted=trusted)
 
@@ -258,7 +253,7 @@ def default_rules() -> list[Rule]:
     """
     global _DEFAULT
     if _DEFAULT is None:
-        text = resources.files("ipykeyguard.engine").joinpath("rules.toml").read_text(encoding="utf-8")
+        text = packaged_text("rules.toml")
         where = "ipykeyguard/engine/rules.toml"
         _DEFAULT = _rules_from_tables(_parsed_tables(text, where), where, trusted=True)
     return list(_DEFAULT)
@@ -288,8 +283,8 @@ def _parsed_tables(text: str, where: str) -> Any:
     from .dbcache import parsed_toml
 
     try:
-        return parsed_toml(text, tomllib.loads).get("rule", [])
-    except tomllib.TOMLDecodeError as exc:
+        return parsed_toml(text, toml_loads).get("rule", [])
+    except ValueError as exc:  # tomllib.TOMLDecodeError
         raise RuleError(f"{where}: not valid TOML: {exc}") from None
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import fnmatch
 import functools
 import os
-import sys
-from importlib import resources
+import re
+from pathlib import Path
 
 __all__ = ["is_secret_store", "secret_store_patterns"]
 
@@ -20,12 +20,10 @@ __all__ = ["is_secret_store", "secret_store_patterns"]
 @functools.lru_cache(maxsize=1)
 def secret_store_patterns() -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
     """``(name patterns, path patterns split into components)`` from ``secret_files.toml``."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
+    from ..engine._toml import loads
+    from ..engine.dbcache import parsed_toml
 
-    data = tomllib.loads(resources.files(__package__).joinpath("secret_files.toml").read_text("utf-8"))
+    data = parsed_toml(Path(__file__).with_name("secret_files.toml").read_text("utf-8"), loads)
     names = tuple(str(p) for p in data.get("names", ()))
     paths = tuple(tuple(str(p).strip("/").split("/")) for p in data.get("paths", ()))
     return names, paths
@@ -42,10 +40,9 @@ def is_secret_store(path: str | os.PathLike[str]) -> bool:
         Whether the file name matches a ``names`` pattern or the path ends with a ``paths``
         pattern of ``secret_files.toml``.
     """
-    names, paths = secret_store_patterns()
+    names_re, paths = _matchers()
     parts = os.path.normpath(os.fspath(path)).replace(os.sep, "/").split("/")
-    name = parts[-1]
-    if any(fnmatch.fnmatchcase(name, pattern) for pattern in names):
+    if names_re.match(parts[-1]):
         return True
     for pattern in paths:
         if len(parts) >= len(pattern) and all(
@@ -53,3 +50,11 @@ def is_secret_store(path: str | os.PathLike[str]) -> bool:
         ):
             return True
     return False
+
+
+@functools.lru_cache(maxsize=1)
+def _matchers():
+    """The name patterns as one compiled regex (one compile instead of one per pattern on the
+    first file of every run), and the path patterns as they are."""
+    names, paths = secret_store_patterns()
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in names) or "(?!)"), paths
