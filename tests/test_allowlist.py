@@ -192,3 +192,36 @@ def test_a_token_whose_checksum_matches_is_certain(name, token):
     """The same formats with a correct checksum are found and certain."""
     (finding,) = scan_text(f'api_token = "{token}"')
     assert finding.confidence is Confidence.CERTAIN and finding.secret.reveal() == token
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_LINE_PIECES = ["x = 1", "# ipykeyguard: allow", "# PRAGMA: ALLOWLIST NEXTLINE SECRET", "  # gitleaks:allow",
+                "# ipykeyguard: allow-next-line", "", "\r", "数据", "allow"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.sampled_from(_LINE_PIECES), max_size=3).map(" ".join), min_size=1, max_size=12),
+       st.data())
+def test_findings_allowed_line_by_line_agree_with_the_whole_text_rule(lines, data):
+    """The scan asks about allow comments only for lines holding a finding (it no longer
+    lower-cases and splits a whole 16 MiB text for one finding): the answer is the one
+    ``allowed_lines`` gives for the whole text, whatever the lines and markers."""
+    key = fakekeys.github_classic_token()
+    chosen = sorted(set(data.draw(st.lists(st.integers(0, len(lines) - 1), min_size=1, max_size=4))))
+    lines = [line + f" t = '{key}'" if i in chosen else line for i, line in enumerate(lines)]
+    text = "\n".join(lines)
+    allowed = allowed_lines(text)
+    found = {f.location.line - 1 for f in scan_text(text)}
+    assert found == {i for i in chosen if i not in allowed}
+
+
+def test_many_findings_on_one_long_line_are_each_located():
+    """Twenty thousand keys on one line (the incremental locator counts newlines only since the
+    previous finding and reads the line once): every finding has line 1 and its own column."""
+    keys = [fakekeys.aws_access_key_id() for _ in range(20_000)]
+    text = " ".join(keys)
+    found = scan_text(text)
+    assert len(found) == 20_000
+    assert all(f.location.line == 1 and f.location.column == i * 21 + 1 for i, f in enumerate(found))

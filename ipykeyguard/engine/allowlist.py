@@ -8,10 +8,11 @@ from functools import lru_cache
 from ._toml import loads as toml_loads, packaged_text
 from .validators import fails_checksum
 
-__all__ = ["is_placeholder", "documented_examples", "allowed_lines", "INLINE_ALLOW_MARKERS"]
+__all__ = ["is_placeholder", "documented_examples", "allowed_lines", "line_is_allowed", "INLINE_ALLOW_MARKERS"]
 
 #: Comments that allow every finding on their line (``pragma: allowlist nextline secret``
 #: allows the line below it, as in detect-secrets).
+#: Every marker contains "allow" (line_is_allowed looks for that first: one pass over a long line).
 INLINE_ALLOW_MARKERS = ("ipykeyguard: allow", "ipykeyguard:allow", "gitleaks:allow", "pragma: allowlist secret")
 _NEXTLINE_MARKERS = ("pragma: allowlist nextline secret", "ipykeyguard: allow-next-line")
 
@@ -105,3 +106,16 @@ def allowed_lines(text: str) -> set[int]:
         if any(marker in line for marker in _NEXTLINE_MARKERS):
             allowed.add(number + 1)
     return allowed
+
+
+def line_is_allowed(line: str, previous: str | None) -> bool:
+    """True when findings on ``line`` are allowed: an allow comment on it, or an allow-next-line
+    comment on the line before it (``previous``, ``None`` for the first line). The same answer
+    as :func:`allowed_lines`, for one line: a scan asks only about lines that hold a finding."""
+    lowered = line.lower()
+    if "allow" in lowered and any(marker in lowered for marker in INLINE_ALLOW_MARKERS):
+        return True
+    if previous is not None:
+        lowered = previous.lower()
+        return "allow" in lowered and any(marker in lowered for marker in _NEXTLINE_MARKERS)
+    return False

@@ -688,6 +688,8 @@ class Automaton:
             else:
                 spans.append((start, end))
 
+        view = memoryview(data)  # block slices without copies
+        terminated = self._hyperscan.ScanTerminated
         for tier, at, twin_at in self._order:
             db, scratch = self._database(at), self._scratch(at)
             indexes = tier.rule_indexes
@@ -703,6 +705,9 @@ class Automaton:
             cap[0] = max(64, tier.block // _EXACT_SPACING)
             backoff = skip = 0  # after a flooded block, the next ``skip`` blocks go single-match
             reach = overlap + _NEAR_REACH
+            if twin_at is not None:
+                twin_scan, twin_scratch = self._database(twin_at).scan, self._scratch(twin_at)
+            scan = db.scan
             for lo in range(0, n, tier.block):
                 hi = min(n, lo + tier.block)
                 if near is not None:
@@ -718,8 +723,8 @@ class Automaton:
                     # automaton pattern, so e, or e + 1 with a trailing guard, is reported).
                     ends.clear()
                     try:
-                        self._database(twin_at).scan(data[base:hi], match_event_handler=on_end, scratch=self._scratch(twin_at))
-                    except self._hyperscan.ScanTerminated:
+                        twin_scan(view[base:hi], match_event_handler=on_end, scratch=twin_scratch)
+                    except terminated:
                         pass  # the cap was reached
                     if len(ends) >= cap[0]:
                         # Dense text stays dense: back off exponentially so a flooded text
@@ -735,7 +740,7 @@ class Automaton:
                             add(index, max(0, e - (widths[index] or 0) - MARGIN), min(n, e + MARGIN))
                         continue
                 hit.clear()
-                db.scan(data[base:hi], match_event_handler=on_match, scratch=scratch)
+                scan(view[base:hi], match_event_handler=on_match, scratch=scratch)
                 for ident in hit:
                     index = indexes[ident]
                     width = widths[index] or 0
