@@ -133,3 +133,32 @@ def test_parsed_rules_cache_is_used_when_it_matches_and_rebuilt_when_broken_or_f
         cached.write_text(broken)
         assert rules() == fresh
         assert json.loads(cached.read_text())["key"] == key
+
+
+def test_stale_compiled_rule_sets_are_pruned_after_a_miss_and_used_ones_are_kept(tmp_path):
+    """Every rule-set change used to leave its compiled databases behind for good. After a
+    cache miss writes a new entry, only the most recently used entries stay (a hit refreshes
+    an entry's time); non-cache files and the new entry are never touched."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    old = []
+    for i in range(dbcache.KEEP_ENTRIES + 3):
+        stale = cache / f"{i:064x}.hsdb"
+        stale.write_bytes(b"old compiled rules")
+        os.utime(stale, (1_000_000 + i, 1_000_000 + i))
+        old.append(stale)
+    other = cache / "notes.txt"
+    other.write_text("not ours to remove", encoding="utf-8")
+    target = _leaky_file(tmp_path)
+    _finish(_scan(target, cache))
+    fresh = _valid_entry(cache)
+    left = sorted(p.name for p in cache.glob("*.hsdb"))
+    assert len(left) == dbcache.KEEP_ENTRIES and fresh.name in left
+    assert [p.name for p in old[-(dbcache.KEEP_ENTRIES - 1):]] == [n for n in left if n != fresh.name]
+    assert other.exists()
+    # A hit refreshes the entry: a later prune keeps it over newer-looking stale ones.
+    os.utime(fresh, (1_000, 1_000))
+    _finish(_scan(target, cache))
+    assert fresh.stat().st_mtime > 1_000_000
+    assert dbcache.prune(cache, ".hsdb", limit=1) == dbcache.KEEP_ENTRIES - 1
+    assert [p.name for p in cache.glob("*.hsdb")] == [fresh.name]

@@ -80,6 +80,7 @@ def parsed_toml(text: str, loads) -> dict:
     try:
         cached = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(cached, dict) and cached.get("key") == key and isinstance(cached.get("doc"), dict):
+            _touch(path)
             return cached["doc"]
     except (OSError, ValueError):
         pass
@@ -87,7 +88,10 @@ def parsed_toml(text: str, loads) -> dict:
     try:
         _publish(path, json.dumps({"key": key, "doc": doc}).encode("utf-8"))
     except (TypeError, ValueError):  # a TOML value JSON cannot hold: parse every time
-        pass
+        return doc
+    # Several data files share this folder (rules, rotation, documented examples, secret files):
+    # keep a few versions of each.
+    prune(path.parent, ".json", keep=path, limit=4 * KEEP_ENTRIES)
     return doc
 
 
@@ -168,8 +172,48 @@ def _read(path: Path, key: str, n_rules: int) -> tuple[Automaton, list[int | Non
 
 
 def _write(path: Path, key: str, payload: bytes) -> None:
-    """Publish a compiled database: magic, key, the payload's digest, the payload."""
+    """Publish a compiled database: magic, key, the payload's digest, the payload; then prune."""
     _publish(path, MAGIC + key.encode() + hashlib.sha256(payload).digest() + payload)
+    prune(path.parent, ".hsdb", keep=path)
+
+
+#: Cache entries kept per folder: the newest ones (a read refreshes an entry's time), so several
+#: installed versions or rule sets sharing one cache directory keep theirs.
+KEEP_ENTRIES = 6
+
+
+def prune(folder: Path, suffix: str, *, keep: Path | None = None, limit: int = KEEP_ENTRIES) -> int:
+    """Remove all but the ``limit`` most recently used ``*suffix`` files of ``folder`` (``keep``
+    always stays); returns how many were removed. Runs only after a cache miss wrote a new entry:
+    every rule-set change (an upgrade, a project's own rules) used to leave ~2.5 MB behind for
+    good. Another process still reading a removed entry keeps its open file; one that misses it
+    compiles again. Never raises."""
+    try:
+        entries = []
+        for entry in os.scandir(folder):
+            if entry.name.endswith(suffix) and entry.is_file(follow_symlinks=False):
+                entries.append((entry.stat(follow_symlinks=False).st_mtime, entry.path))
+    except OSError:
+        return 0
+    entries.sort(reverse=True)
+    removed = 0
+    for _mtime, entry_path in entries[limit:]:
+        if keep is not None and entry_path == str(keep):
+            continue
+        try:
+            os.unlink(entry_path)
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
+def _touch(path: Path) -> None:
+    """Mark a cache entry as used now (what :func:`prune` keeps); never raises."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
 
 
 def _publish(path: Path, data: bytes) -> None:
@@ -210,6 +254,7 @@ def load_automaton(regexes: Sequence[str], widths_of) -> tuple[Automaton, list[i
     path = cache_path(key)
     cached = _read(path, key, len(regexes))
     if cached is not None:
+        _touch(path)
         return cached
     widths = list(widths_of())
     automaton = Automaton.compile(regexes, widths)
