@@ -54,7 +54,7 @@ except ImportError:  # pragma: no cover - Python 3.10
 __all__ = ["Automaton", "superset_pattern", "automaton_bytes", "ENGINE_VERSION"]
 
 #: Bumped whenever the translation or the database layout changes: part of the cache key.
-ENGINE_VERSION = "7"
+ENGINE_VERSION = "8"
 
 #: Repeats with a larger upper bound are written unbounded for the automaton.
 _REPEAT_CAP = 64
@@ -501,7 +501,7 @@ class _Tier:
 
 
 #: Tier upper widths; a rule goes into the first tier it fits. ``None``: unbounded rules.
-_TIER_WIDTHS = (128, 512, 4096, 40_000, None)
+_TIER_WIDTHS = (512, 4096, 40_000, None)
 _MIN_BLOCK = 2048
 #: Reports one exact scan of a block may make, per this many characters of the block, before
 #: it stops and the block falls back to the single-match database (so a run that matches at
