@@ -438,3 +438,14 @@ def test_kernel_moves_a_key_printed_after_a_tab_escape(kernel):
     assert key not in ex.wire_text()
     assert ex.replaced_source is not None and key not in ex.replaced_source
     assert "GOOGLE_API_KEY" in ex.replaced_source
+
+
+def test_long_repeats_keep_their_lower_bound_in_the_automaton():
+    """``{100,2000}`` becomes ``{100,}`` (unbounded above keeps Hyperscan's compile small), not
+    ``{64,}``: a near miss 70 characters long is no longer a report (with a region of the rule's
+    whole width for ``re``), while a real 100-character run still is."""
+    pattern = superset_pattern(r"(?P<secret>IQoJ[A-Za-z0-9/+=]{100,2000})")
+    assert "{100,}" in pattern
+    automaton = Automaton.compile([r"(?P<secret>IQoJ[A-Za-z0-9/+=]{100,2000})"], [2004])
+    assert 0 not in automaton.regions("x IQoJ" + "a" * 70 + " y", [2004])
+    assert 0 in automaton.regions("x IQoJ" + "a" * 100 + " y", [2004])

@@ -15,7 +15,8 @@ Hyperscan pattern that matches *at least* every string the Python pattern matche
   weaker pattern matches more);
 - a back-reference becomes the pattern of the group it refers to;
 - repeats above :data:`_REPEAT_CAP` become unbounded (``{20,16000}`` -> ``{20,}``), which is
-  a superset and keeps Hyperscan's compile small;
+  a superset and keeps Hyperscan's compile small; their lower bound is kept up to
+  :data:`_LOWER_CAP` (``{100,2000}`` -> ``{100,}``: a shorter near miss is not a report);
 - the text is fed to the automaton as one byte per character: ASCII characters as themselves,
   every other character (lone surrogates included) as a byte in ``0x80-0xFF``. Every
   non-ASCII character the Python pattern can match (through ``\\w``, ``\\d``, ``\\s``, a
@@ -54,10 +55,12 @@ except ImportError:  # pragma: no cover - Python 3.10
 __all__ = ["Automaton", "superset_pattern", "automaton_bytes", "ENGINE_VERSION"]
 
 #: Bumped whenever the translation or the database layout changes: part of the cache key.
-ENGINE_VERSION = "8"
+ENGINE_VERSION = "9"
 
 #: Repeats with a larger upper bound are written unbounded for the automaton.
 _REPEAT_CAP = 64
+#: Lower bounds of unbounded repeats are kept up to this (``{100,2000}`` -> ``{100,}``).
+_LOWER_CAP = 256
 #: Context kept around a region for look-arounds at a match's edges.
 MARGIN = 64
 
@@ -179,7 +182,7 @@ def _class(chars: frozenset[int]) -> str:
 
 def _emit_rep(lo: int, hi: int, inner: str) -> str:
     if hi == _c.MAXREPEAT or hi > _REPEAT_CAP:
-        return f"(?:{inner}){{{min(lo, _REPEAT_CAP)},}}"
+        return f"(?:{inner}){{{min(lo, _LOWER_CAP)},}}"
     return f"(?:{inner}){{{lo},{hi}}}"
 
 
