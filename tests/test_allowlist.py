@@ -4,6 +4,7 @@ lines marked with an allow comment."""
 from __future__ import annotations
 
 import hashlib
+import random
 import uuid
 
 import pytest
@@ -220,8 +221,11 @@ def test_findings_allowed_line_by_line_agree_with_the_whole_text_rule(lines, dat
 def test_many_findings_on_one_long_line_are_each_located():
     """Twenty thousand keys on one line (the incremental locator counts newlines only since the
     previous finding and reads the line once): every finding has line 1 and its own column."""
-    keys = [fakekeys.aws_access_key_id() for _ in range(20_000)]
+    rng = random.Random(12)
+    keys = [fakekeys.aws_access_key_id(rng) for _ in range(20_000)]
     text = " ".join(keys)
     found = scan_text(text)
-    assert len(found) == 20_000
-    assert all(f.location.line == 1 and f.location.column == i * 21 + 1 for i, f in enumerate(found))
+    # A random id may hold a filler run such as "XXXX" (a placeholder, never a finding).
+    assert len(found) == sum(not is_placeholder(k) for k in keys) > 19_900
+    columns = {i * 21 + 1 for i, k in enumerate(keys) if not is_placeholder(k)}
+    assert all(f.location.line == 1 for f in found) and {f.location.column for f in found} == columns

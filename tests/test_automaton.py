@@ -284,6 +284,33 @@ def test_trailing_lookahead_complement_rejects_near_matches_in_the_automaton():
     assert covered < len(flood) // 10, "only a block's cut edge (the text may go on past it) is left to re"
 
 
+_ESCAPES = ["\\t", "\\n", "\\r", "\\x09", "\\u0020", "\\x41", "\\\\n"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_escape_view_windows_agree_with_every_rule_over_text_and_view(data):
+    """Keys glued to escapes, with escapes in between at random distances (dense and sparse,
+    far more text than one block): the scan, which confirms the escape view only in windows
+    around its escapes, accepts exactly what every rule run over the whole text and the whole
+    view accepts."""
+    rng = random.Random(data.draw(st.integers(0, 10_000)))
+    makers = [fakekeys.google_api_key, fakekeys.github_classic_token, fakekeys.openai_project_key,
+              fakekeys.aws_access_key_id, fakekeys.npm_token]
+    parts = []
+    for _ in range(data.draw(st.integers(1, 12))):
+        parts.append("y = 1  # filler\n" * data.draw(st.sampled_from([0, 1, 3, 40, 700])))
+        parts.append(data.draw(st.sampled_from(_ESCAPES)) * data.draw(st.integers(0, 3)))
+        if data.draw(st.booleans()):
+            parts.append(f'k = "{data.draw(st.sampled_from(_ESCAPES))}{rng.choice(makers)(rng)}"\n')
+    text = "".join(parts)
+    scanner = SCANNER
+    view = escape_boundaries(text)
+    expected_all = {(f.rule, f.start, f.end) for f in scanner.raw_matches(text, scanner.rules)}
+    got = {(f.rule, f.start, f.end) for f in scanner.raw_matches(text)}
+    assert got == expected_all, (len(text), view != text)
+
+
 def test_escape_view_keeps_rules_that_match_escapes_on_purpose():
     """A service-account JSON's ``\\n``-escaped PEM key is still found whole (rules also run on
     the text as written)."""

@@ -38,7 +38,6 @@ most once plus the overlap of neighbouring blocks.
 
 from __future__ import annotations
 
-import bisect
 import functools
 import re
 import threading
@@ -515,6 +514,36 @@ _EXACT_SPACING = 32
 _EXACT_MIN_TEXT = 8192
 #: Longest string escape an escape view changes (``\\U0000000a``), for ``regions(near=...)``.
 _NEAR_REACH = 10
+#: How far past a Python match's end the automaton may report it: one character for a trailing
+#: one-character guard, up to the complement's depth for a trailing look-ahead complement.
+_REPORT_LAG = _COMPLEMENT_MAX_DEPTH + 1
+
+
+def _near_pieces(near: Sequence[int], width: int, block: int, n: int) -> Iterable[tuple[int, int]]:
+    """The spans of reported ends wanted around each offset in ``near``, merged and cut into
+    pieces of at most ``block`` characters.
+
+    An escape at ``p`` changes characters ``p + 1 .. p + _NEAR_REACH``; a match ``[s, e)`` of a
+    rule at most ``width`` wide differs between text and view only if a changed character lies
+    within its look-around context (``MARGIN``) of it: ``s - MARGIN <= c < e + MARGIN``. So
+    ``p + 1 - MARGIN < e < p + _NEAR_REACH + width + MARGIN``, and the automaton reports ``e``
+    at most ``_REPORT_LAG`` later. Scanning whole blocks near an escape instead (as before)
+    re-read ~3 widths per escape, the whole text when escapes are a few hundred characters apart.
+    """
+    lo_pad = MARGIN
+    hi_pad = _NEAR_REACH + width + MARGIN + _REPORT_LAG
+    spans: list[list[int]] = []
+    for p in near:
+        lo, hi = max(0, p + 1 - lo_pad), min(n, p + hi_pad)
+        if lo >= hi:
+            continue
+        if spans and lo <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], hi)
+        else:
+            spans.append([lo, hi])
+    for lo, hi in spans:
+        for start in range(lo, hi, block):
+            yield start, min(hi, start + block)
 
 
 def tiers_for(widths: Sequence[int | None]) -> list[_Tier]:
@@ -707,16 +736,14 @@ class Automaton:
             overlap = tier.width + MARGIN
             cap[0] = max(64, tier.block // _EXACT_SPACING)
             backoff = skip = 0  # after a flooded block, the next ``skip`` blocks go single-match
-            reach = overlap + _NEAR_REACH
             if twin_at is not None:
                 twin_scan, twin_scratch = self._database(twin_at).scan, self._scratch(twin_at)
             scan = db.scan
-            for lo in range(0, n, tier.block):
-                hi = min(n, lo + tier.block)
-                if near is not None:
-                    i = bisect.bisect_left(near, lo - reach)
-                    if i == len(near) or near[i] >= hi + reach:
-                        continue  # no offset of interest within reach of this block
+            pieces = (
+                ((lo, min(n, lo + tier.block)) for lo in range(0, n, tier.block)) if near is None
+                else _near_pieces(near, tier.width, tier.block, n)
+            )
+            for lo, hi in pieces:
                 base = max(0, lo - overlap)
                 if twin_at is not None and skip:
                     skip -= 1
