@@ -255,12 +255,15 @@ _LOOKAHEAD_PIECES = [
     ).map(lambda items: "".join(f"(?:{p}){q}" for p, q in items)),
     st.lists(st.sampled_from(list("akKsS/:.+-b\n 9") + ["\u212a", "\u017f", "é", "数", "\u0660", "\u00a0", "://"]),
              max_size=14).map("".join),
+    st.sampled_from(["", "(?=[a-z])", "(?=[^/])", "(?=\\w)", "(?=(?i:k))", "(?=.)"]),
+    st.booleans(),
 )
-def test_trailing_lookahead_complement_accepts_what_python_accepts(body, tail):
-    """A trailing multi-character negative look-ahead becomes its complement in the automaton:
-    wherever Python's pattern matches (non-ASCII characters, case folding, text ending inside
-    the look-ahead), the automaton still reports the rule."""
-    regex = f"(?P<secret>x=)(?!{body})"
+def test_trailing_lookahead_complement_accepts_what_python_accepts(body, tail, positive, negative):
+    """Trailing look-aheads go into the automaton (a one-character positive one as a class, a
+    multi-character negative one as its complement, or both, the complement then restricted to
+    the positive one's class): wherever Python's pattern matches (non-ASCII characters, case
+    folding, text ending inside the look-ahead), the automaton still reports the rule."""
+    regex = f"(?P<secret>x=){positive}" + (f"(?!{body})" if negative or not positive else "")
     text = "x=" + tail
     automaton = Automaton.compile([regex], [40])
     if re.search(regex, text):
