@@ -479,3 +479,23 @@ def test_long_repeats_keep_their_lower_bound_in_the_automaton():
     automaton = Automaton.compile([r"(?P<secret>IQoJ[A-Za-z0-9/+=]{100,2000})"], [2004])
     assert 0 not in automaton.regions("x IQoJ" + "a" * 70 + " y", [2004])
     assert 0 in automaton.regions("x IQoJ" + "a" * 100 + " y", [2004])
+
+
+@pytest.mark.parametrize("window", [4096, 65_536, 1 << 20])
+@pytest.mark.parametrize("seed", range(2))
+def test_windowed_automaton_pass_agrees_with_every_rule_over_the_whole_text(monkeypatch, window, seed):
+    """The automaton reads a long text window by window (each window's bytes made once for every
+    tier): with windows smaller than a tier's blocks, equal to them or larger than the text, keys
+    planted anywhere (some glued to escapes) are found exactly as running every rule over the
+    whole text and its escape view finds them."""
+    from ipykeyguard.engine import automaton as automaton_module
+
+    monkeypatch.setattr(automaton_module, "_WINDOW", window)
+    rng = random.Random(100 + seed)
+    samples = [ex for r in rng.sample(RULES, 30) for ex in r.examples[:1]]
+    samples += [f'v = "\\t{fakekeys.google_api_key(rng)}"' for _ in range(5)]
+    text, _ = _long_text(rng, samples, 400_000)
+    got = {(f.rule, f.start, f.end) for f in SCANNER.raw_matches(text)}
+    expected = {(f.rule, f.start, f.end) for f in SCANNER.raw_matches(text, SCANNER.rules)}
+    assert got == expected
+    assert len(got) >= 30

@@ -616,6 +616,23 @@ def tiers_for(widths: Sequence[int | None]) -> list[_Tier]:
     return tiers
 
 
+#: Characters of text turned into automaton bytes at a time (see :meth:`Automaton.regions`).
+_WINDOW = 1 << 20
+
+
+class _Pass:
+    """One tier's blocks (or pieces near escapes) and its flood back-off, during one scan."""
+
+    __slots__ = ("tier", "scan", "scratch", "twin", "pieces", "next", "overlap", "cap", "backoff", "skip")
+
+    def __init__(self, tier: _Tier, scan, scratch, twin, pieces: list[tuple[int, int]]) -> None:
+        self.tier, self.scan, self.scratch, self.twin, self.pieces = tier, scan, scratch, twin, pieces
+        self.next = 0  # index of the first piece not yet scanned
+        self.overlap = tier.width + MARGIN
+        self.cap = max(64, tier.block // _EXACT_SPACING)
+        self.backoff = self.skip = 0  # after a flooded block, the next ``skip`` go single-match
+
+
 class Automaton:
     """The compiled first pass for one ordered list of rule patterns.
 
@@ -741,7 +758,6 @@ class Automaton:
                 are wanted, so blocks farther from all of them are not scanned.
         """
         n = len(text)
-        data = automaton_bytes(text)
         out: dict[int, list[tuple[int, int]]] = {i: [(0, n)] for i in self.fallback}
         hit: list[int] = []
 
@@ -765,59 +781,94 @@ class Automaton:
             else:
                 spans.append((start, end))
 
-        view = memoryview(data)  # block slices without copies
-        terminated = self._hyperscan.ScanTerminated
+        whole: bytes | None = None
+        passes: list[_Pass] = []
         for tier, at, twin_at in self._order:
             db, scratch = self._database(at), self._scratch(at)
             indexes = tier.rule_indexes
             # A text within one block is confirmed whole, except a long one with an exact twin
             # (a 64 KiB text in a 512 KiB-block tier: regions by end offsets pay off there).
             if tier.block < 0 or (n <= tier.block and (twin_at is None or n <= _EXACT_MIN_TEXT)):
+                if whole is None:
+                    whole = automaton_bytes(text)
                 hit.clear()
-                db.scan(data, match_event_handler=on_match, scratch=scratch)
+                db.scan(whole, match_event_handler=on_match, scratch=scratch)
                 for ident in hit:
                     out[indexes[ident]] = [(0, n)]
                 continue
-            overlap = tier.width + MARGIN
-            cap[0] = max(64, tier.block // _EXACT_SPACING)
-            backoff = skip = 0  # after a flooded block, the next ``skip`` blocks go single-match
-            if twin_at is not None:
-                twin_scan, twin_scratch = self._database(twin_at).scan, self._scratch(twin_at)
-            scan = db.scan
             pieces = (
-                ((lo, min(n, lo + tier.block)) for lo in range(0, n, tier.block)) if near is None
-                else _near_pieces(near, tier.width, tier.block, n)
+                [(lo, min(n, lo + tier.block)) for lo in range(0, n, tier.block)] if near is None
+                else list(_near_pieces(near, tier.width, tier.block, n))
             )
-            for lo, hi in pieces:
-                base = max(0, lo - overlap)
-                if twin_at is not None and skip:
-                    skip -= 1
-                elif twin_at is not None:
-                    # Every end offset in the block: ``re`` then runs only on a rule's width
-                    # around each end (a Python match [s, e) of the rule is accepted by the
-                    # automaton pattern, so e, or e + 1 with a trailing guard, is reported).
-                    ends.clear()
-                    try:
-                        twin_scan(view[base:hi], match_event_handler=on_end, scratch=twin_scratch)
-                    except terminated:
-                        pass  # the cap was reached
-                    if len(ends) >= cap[0]:
-                        # Dense text stays dense: back off exponentially so a flooded text
-                        # pays the exact pass on a few blocks only, not on every one.
-                        backoff = skip = min(2 * backoff + 1, 64)
-                    else:
-                        backoff = 0
-                        for ident, end in ends:
-                            e = base + end
-                            if e <= lo and lo > 0:
-                                continue  # ended in the overlap: the previous block reported it
+            if pieces:
+                twin = (self._database(twin_at).scan, self._scratch(twin_at)) if twin_at is not None else None
+                passes.append(_Pass(tier, db.scan, scratch, twin, pieces))
+        if not passes:
+            return out
+        terminated = self._hyperscan.ScanTerminated
+        # Every tier's pieces are scanned window by window: the window's bytes are made once and
+        # are still in the CPU cache when the next tier reads them (a 16 MiB text made whole and
+        # read by each tier in turn came from memory every time: 2x the per-MiB cost of 1 MiB).
+        window_start = 0
+        while window_start < n:
+            window_end = window_start + _WINDOW
+            chosen: list[tuple[_Pass, list[tuple[int, int]]]] = []
+            data_lo, data_hi = n, 0
+            for job in passes:
+                first = job.next
+                while job.next < len(job.pieces) and job.pieces[job.next][0] < window_end:
+                    job.next += 1
+                if job.next > first:
+                    mine = job.pieces[first:job.next]
+                    data_lo = min(data_lo, max(0, mine[0][0] - job.overlap))
+                    data_hi = max(data_hi, mine[-1][1])
+                    chosen.append((job, mine))
+            if chosen:
+                if data_lo == 0 and data_hi == n and whole is not None:
+                    chunk = whole
+                else:
+                    chunk = automaton_bytes(text[data_lo:data_hi])
+                view = memoryview(chunk)  # block slices without copies
+                for job, mine in chosen:
+                    indexes, overlap = job.tier.rule_indexes, job.overlap
+                    cap[0] = job.cap
+                    for lo, hi in mine:
+                        base = max(0, lo - overlap)
+                        if job.twin is not None and job.skip:
+                            job.skip -= 1
+                        elif job.twin is not None:
+                            # Every end offset in the block: ``re`` then runs only on a rule's
+                            # width around each end (a Python match [s, e) of the rule is
+                            # accepted by the automaton pattern, so e, or a little later with a
+                            # trailing guard or complement, is reported).
+                            ends.clear()
+                            try:
+                                job.twin[0](view[base - data_lo:hi - data_lo], match_event_handler=on_end, scratch=job.twin[1])
+                            except terminated:
+                                pass  # the cap was reached
+                            if len(ends) >= job.cap:
+                                # Dense text stays dense: back off exponentially so a flooded
+                                # text pays the exact pass on a few blocks only, not on every one.
+                                job.backoff = job.skip = min(2 * job.backoff + 1, 64)
+                            else:
+                                job.backoff = 0
+                                for ident, end in ends:
+                                    e = base + end
+                                    if e <= lo and lo > 0:
+                                        continue  # ended in the overlap: the previous block reported it
+                                    index = indexes[ident]
+                                    add(index, max(0, e - (widths[index] or 0) - MARGIN), min(n, e + MARGIN))
+                                continue
+                        hit.clear()
+                        job.scan(view[base - data_lo:hi - data_lo], match_event_handler=on_match, scratch=job.scratch)
+                        for ident in hit:
                             index = indexes[ident]
-                            add(index, max(0, e - (widths[index] or 0) - MARGIN), min(n, e + MARGIN))
-                        continue
-                hit.clear()
-                scan(view[base:hi], match_event_handler=on_match, scratch=scratch)
-                for ident in hit:
-                    index = indexes[ident]
-                    width = widths[index] or 0
-                    add(index, max(0, lo - width - MARGIN), min(n, hi + MARGIN))
+                            width = widths[index] or 0
+                            add(index, max(0, lo - width - MARGIN), min(n, hi + MARGIN))
+            window_start = window_end
+            if near is not None:  # sparse pieces: jump to the next one
+                upcoming = [job.pieces[job.next][0] for job in passes if job.next < len(job.pieces)]
+                if not upcoming:
+                    break
+                window_start = max(window_start, min(upcoming) // _WINDOW * _WINDOW)
         return out
