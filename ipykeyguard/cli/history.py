@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..engine.scan import Scanner
     from ..reports import ScanReport
 
-__all__ = ["add_arguments", "run", "scan_history", "HistoryError", "BlobSighting"]
+__all__ = ["run", "scan_history", "HistoryError", "BlobSighting"]
 
 _NULL_SHA = "0" * 40
 _NOTEBOOK, _TEXT = "notebook", "text"
@@ -51,19 +51,6 @@ _BINARY_SNIFF = 8192
 
 class HistoryError(Exception):
     """The repository cannot be read (not a repository, unknown ref, git missing or failing)."""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--history``, ``--since`` and ``--until`` to the ``scan`` parser."""
-    group = parser.add_argument_group("git history (scan --history [PATH])")
-    group.add_argument(
-        "--history",
-        action="store_true",
-        help="scan every blob reachable from every ref of the repository at PATH (default: .), "
-        "each distinct blob once, and name the commit that introduced each key",
-    )
-    group.add_argument("--since", metavar="REF", help="with --history: only commits not reachable from REF")
-    group.add_argument("--until", metavar="REF", help="with --history: only commits reachable from REF (default: all refs)")
 
 
 # -- reading git ----------------------------------------------------------------------------------

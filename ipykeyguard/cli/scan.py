@@ -76,6 +76,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_history_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--history``, ``--since`` and ``--until`` to the ``scan`` parser (here, not in
+    ``history.py``: a plain ``scan`` then never imports the history module)."""
+    group = parser.add_argument_group("git history (scan --history [PATH])")
+    group.add_argument(
+        "--history",
+        action="store_true",
+        help="scan every blob reachable from every ref of the repository at PATH (default: .), "
+        "each distinct blob once, and name the commit that introduced each key",
+    )
+    group.add_argument("--since", metavar="REF", help="with --history: only commits not reachable from REF")
+    group.add_argument("--until", metavar="REF", help="with --history: only commits reachable from REF (default: all refs)")
+
+
 def add_parser(subparsers) -> None:
     """Register ``scan`` with the top-level parser."""
     parser = subparsers.add_parser(
@@ -117,9 +131,7 @@ def add_parser(subparsers) -> None:
         "--max-file-size", type=_positive_int, default=None, metavar="BYTES",
         help="report larger files as not scanned (exit 2) (default: the config's, else 50 MiB)",
     )
-    from .history import add_arguments as add_history_arguments
-
-    add_history_arguments(parser)
+    _add_history_arguments(parser)
     parser.set_defaults(func=run)
 
 

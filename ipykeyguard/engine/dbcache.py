@@ -4,11 +4,13 @@ One file per rule set in the user cache directory (see :func:`cache_dir`; or
 ``$IPYKEYGUARD_CACHE_DIR``), named by the cache key: the SHA-256 of the engine version, the
 Hyperscan version and every rule's pattern. The file is::
 
-    MAGIC | key (64 hex) | SHA-256 of the payload (32 bytes) | payload
+    MAGIC | key (64 hex) | CRC-32 of the payload (4 bytes, big-endian) | payload
 
 and the payload is a JSON header (tiers, widths, fallback rules) followed by the serialised
-databases. Nothing in the file is trusted until the magic, the key and the digest match: a
-truncated, corrupted or foreign file is ignored, rebuilt and replaced. Writers write a
+databases. Nothing in the file is trusted until the magic, the key and the checksum match: a
+truncated, corrupted or foreign file is ignored, rebuilt and replaced. (The checksum guards
+against damage, not an adversary, who could write a matching SHA-256 as easily: CRC-32 reads the
+2.5 MB in 0.45 ms where SHA-256 took 1.3 ms of every start.) Writers write a
 private temporary file in the same directory and ``os.replace`` it into place, so concurrent
 writers never expose a partial file and the last complete one wins (they hold the same bytes).
 A cache directory that cannot be written costs a compile per process, never an error.
@@ -21,6 +23,7 @@ import json
 import os
 import struct
 import sys
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -28,8 +31,9 @@ from .automaton import ENGINE_VERSION, Automaton, _Tier
 
 __all__ = ["load_automaton", "cache_dir", "cache_path"]
 
-MAGIC = b"IPYKGDB1"
+MAGIC = b"IPYKGDB2"
 _HEADER = struct.Struct(">I")
+_CRC = struct.Struct(">I")
 
 
 def cache_dir() -> Path:
@@ -159,12 +163,13 @@ def _read(path: Path, key: str, n_rules: int) -> tuple[Automaton, list[int | Non
         data = path.read_bytes()
     except OSError:
         return None
-    prefix = len(MAGIC) + 64 + 32
+    prefix = len(MAGIC) + 64 + _CRC.size
     if len(data) < prefix or not data.startswith(MAGIC) or data[len(MAGIC):len(MAGIC) + 64] != key.encode():
         return None
-    digest, payload = data[len(MAGIC) + 64:prefix], data[prefix:]
-    if hashlib.sha256(payload).digest() != digest:
+    (checksum,) = _CRC.unpack_from(data, len(MAGIC) + 64)
+    if zlib.crc32(memoryview(data)[prefix:]) != checksum:
         return None
+    payload = data[prefix:]
     try:
         return _decode(payload, n_rules)
     except Exception:  # a file we wrote never fails here; anything else is rebuilt
@@ -173,7 +178,7 @@ def _read(path: Path, key: str, n_rules: int) -> tuple[Automaton, list[int | Non
 
 def _write(path: Path, key: str, payload: bytes) -> None:
     """Publish a compiled database: magic, key, the payload's digest, the payload; then prune."""
-    _publish(path, MAGIC + key.encode() + hashlib.sha256(payload).digest() + payload)
+    _publish(path, MAGIC + key.encode() + _CRC.pack(zlib.crc32(payload)) + payload)
     prune(path.parent, ".hsdb", keep=path)
 
 
