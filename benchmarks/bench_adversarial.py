@@ -6,7 +6,8 @@
 
 For each of the shapes below (every one built to defeat a prefilter or make a regex work hard)
 it prints the scan time in ms per MiB at each size and the growth factor (ms/MiB at the largest
-size over ms/MiB at the smallest: 1.0 is linear), for this engine and the previous one. The
+size over ms/MiB at the smallest: 1.0 is linear; with three sizes also over the next-to-largest,
+where every shape's sample is of the same kind), for this engine and the previous one. The
 previous engine is the package at ``--previous``, extracted with ``git archive`` into a temp
 directory and run in a subprocess (no legacy code is kept in the package); where it took more
 than ``--budget`` seconds at one size, its larger sizes are skipped and shown as ``-``.
@@ -290,14 +291,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# adversarial shapes: scan time in ms per MiB; growth = ms/MiB at {_label(args.sizes[-1])} "
           f"/ ms/MiB at {_label(args.sizes[0])} (1.0 = linear)")
     print(f"# engines: " + "; ".join(f"{n} = {engines[n]['engine']}" for n in names))
+    # Growth from the smallest size, and (with three sizes or more) from the next-to-largest: a
+    # shape whose small sample differs in kind from its large ones (every-rule-alphabet's 64 KiB
+    # covers 16 rules' alphabets, 1 MiB all of them) shows there as growth that is not scaling.
+    mid = args.sizes[-2] if len(args.sizes) >= 3 else None
     header = f"{'shape':<22}" + "".join(
         f"{n + ' ' + _label(s):>18}" for n in names for s in args.sizes) + "".join(f"{n + ' growth':>18}" for n in names)
+    if mid is not None:
+        header += "".join(f"{n + ' from ' + _label(mid):>22}" for n in names)
     print(header)
     worst = {n: 0.0 for n in names}
     worst_growth = {n: 0.0 for n in names}
+    over = {n: [] for n in names}
+    over_mid = {n: [] for n in names}
     for shape in shapes:
         row = f"{shape:<22}"
-        growths = []
+        growths, mids = [], []
         for n in names:
             times = {int(k): v for k, v in engines[n]["shapes"][shape].items()}
             for s in args.sizes:
@@ -311,11 +320,23 @@ def main(argv: list[str] | None = None) -> int:
                 g = _ms_per_mib(times[args.sizes[-1]], args.sizes[-1]) / max(1e-9, _ms_per_mib(times[args.sizes[0]], args.sizes[0]))
                 worst_growth[n] = max(worst_growth[n], g)
                 growths.append(f"{g:>18.2f}")
+                if g > 1.2:
+                    over[n].append(shape)
             else:
                 growths.append(f"{'-':>18}")
-        print(row + "".join(growths))
+            if mid is not None and mid in times and args.sizes[-1] in times:
+                g = _ms_per_mib(times[args.sizes[-1]], args.sizes[-1]) / max(1e-9, _ms_per_mib(times[mid], mid))
+                mids.append(f"{g:>22.2f}")
+                if g > 1.2:
+                    over_mid[n].append(shape)
+            elif mid is not None:
+                mids.append(f"{'-':>22}")
+        print(row + "".join(growths) + "".join(mids))
     for n in names:
         print(f"# {n}: worst {worst[n]:.2f} ms/MiB, worst growth {worst_growth[n]:.2f}x (over shapes measured at every size)")
+        print(f"# {n}: growth over 1.2x from {_label(args.sizes[0])}: {', '.join(over[n]) or 'none'}")
+        if mid is not None:
+            print(f"# {n}: growth over 1.2x from {_label(mid)}: {', '.join(over_mid[n]) or 'none'}")
     print()
     print("# typical 30-line cell: median scan time")
     for n in names:
