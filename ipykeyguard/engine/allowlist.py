@@ -95,17 +95,10 @@ def is_placeholder(secret: str) -> bool:
 
 
 def allowed_lines(text: str) -> set[int]:
-    """0-based numbers of the lines of ``text`` on which findings are allowed by a comment."""
-    lowered = text.lower()
-    if "allow" not in lowered:
-        return set()
-    allowed: set[int] = set()
-    for number, line in enumerate(lowered.split("\n")):
-        if any(marker in line for marker in INLINE_ALLOW_MARKERS):
-            allowed.add(number)
-        if any(marker in line for marker in _NEXTLINE_MARKERS):
-            allowed.add(number + 1)
-    return allowed
+    """0-based numbers of the lines of ``text`` on which findings are allowed by a comment
+    (:func:`line_is_allowed` for every line; the scanner asks only about lines with findings)."""
+    lines = text.split("\n")
+    return {i for i, line in enumerate(lines) if line_is_allowed(line, lines[i - 1] if i else None)}
 
 
 def line_is_allowed(line: str, previous: str | None) -> bool:
