@@ -753,9 +753,9 @@ class Automaton:
         Args:
             text: The text to scan.
             widths: The maximum match width of each rule (as given to :meth:`compile`).
-            near: Ascending offsets (the escapes an escape view changed): only matches ending
-                within a tier's width plus :data:`MARGIN` and an escape's length of one of them
-                are wanted, so blocks farther from all of them are not scanned.
+            near: Ascending offsets (the escapes an escape view changed): only matches that
+                can differ from the text's around one of them are wanted, so only the windows
+                :func:`_near_pieces` gives are scanned.
         """
         n = len(text)
         out: dict[int, list[tuple[int, int]]] = {i: [(0, n)] for i in self.fallback}
