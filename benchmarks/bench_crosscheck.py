@@ -379,17 +379,9 @@ def run_gitleaks(directory: Path, scratch: Path) -> tuple[float, dict[str, list[
         binary = tool_path("gitleaks")
     if not binary:
         return None
-    report = scratch / "gitleaks.json"
-    start = time.perf_counter()
-    proc = subprocess.run([binary, "dir", "--no-banner", "--log-level", "error", "--report-format", "json",
-                           "--report-path", str(report), "--exit-code", "0", str(directory)], capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    try:
-        if proc.returncode != 0:
-            raise RuntimeError(f"gitleaks exited {proc.returncode}")
-        leaks = json.loads(report.read_text(encoding="utf-8") or "[]")
-    finally:
-        report.unlink(missing_ok=True)
+    from bench_scan import gitleaks_dir  # the sibling benchmark runs gitleaks the same way
+
+    seconds, leaks = gitleaks_dir(binary, directory, scratch / "gitleaks.json")
     found: dict[str, list] = defaultdict(list)
     for leak in leaks:
         found[Path(leak["File"]).name].append((_unescape(leak.get("Secret", "")), leak.get("RuleID", "?")))

@@ -207,21 +207,30 @@ def _hash_variants(secret: str) -> set[str]:
     return out
 
 
-def run_gitleaks(binary: str, target: Path, out_dir: Path) -> tuple[float, dict[str, set[str]]]:
-    """``gitleaks dir`` over ``target``; returns wall time and {file name: SHA-256 of secrets}.
+def gitleaks_dir(binary: str, target: Path, report: Path) -> tuple[float, list[dict]]:
+    """``gitleaks dir`` over ``target``: wall time and the report's leaks. The report (which holds
+    the secrets) is read in memory and deleted. Shared with ``bench_crosscheck.py``.
 
-    The report (which holds the secrets) is read in memory and deleted.
+    Raises:
+        RuntimeError: gitleaks failed.
     """
-    report = out_dir / "gitleaks-report.json"
     argv = [binary, "dir", "--no-banner", "--log-level", "error", "--report-format", "json",
             "--report-path", str(report), "--exit-code", "0", str(target)]
     seconds, proc = _run(argv)
     try:
         if proc.returncode != 0:
             raise RuntimeError(f"gitleaks exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
-        leaks = json.loads(report.read_text(encoding="utf-8") or "[]")
+        return seconds, json.loads(report.read_text(encoding="utf-8") or "[]")
     finally:
         report.unlink(missing_ok=True)
+
+
+def run_gitleaks(binary: str, target: Path, out_dir: Path) -> tuple[float, dict[str, set[str]]]:
+    """``gitleaks dir`` over ``target``; returns wall time and {file name: SHA-256 of secrets}.
+
+    The report (which holds the secrets) is read in memory and deleted.
+    """
+    seconds, leaks = gitleaks_dir(binary, target, out_dir / "gitleaks-report.json")
     found: dict[str, set[str]] = defaultdict(set)
     for leak in leaks:
         found[Path(leak["File"]).name] |= _hash_variants(leak.get("Secret", ""))
