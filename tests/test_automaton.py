@@ -55,7 +55,8 @@ def test_automaton_path_agrees_with_plain_re_on_rule_samples(rule_id, text):
 
 def _long_text(rng: random.Random, samples: list[str], size: int) -> tuple[str, list[int]]:
     """Filler prose of about ``size`` characters with ``samples`` planted at random places."""
-    words = ["the", "data", "frame", "loss", "epoch", "import", "print(x)", "=", "\n", "key", "token", "#", "é", "数据"]
+    words = ["the", "data", "frame", "loss", "epoch", "import", "print(x)", "=", "\n", "key", "token", "#", "é", "数据",
+             "?", "😀", "a数"]
     parts: list[str] = []
     length = 0
     while length < size:
@@ -125,6 +126,17 @@ def test_automaton_reads_one_byte_per_character():
     assert superset_pattern(r"(?<=x)a\b") == "[\\x61]"
     latin = automaton_bytes("a\u00e9\u00ffz")
     assert len(latin) == 4 and all(b >= 0x80 for b in latin[1:-1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("a?\x7f\x00 数é\ud800\U0001f600z\\"), max_size=40))
+def test_automaton_bytes_keep_ascii_and_mark_every_other_character(text):
+    """Each ASCII character (a real ``?`` and DEL too) is its own byte, every other character
+    (lone surrogates too) a byte of 0x80 or more, however they mix."""
+    data = automaton_bytes(text)
+    assert len(data) == len(text)
+    for char, byte in zip(text, data):
+        assert byte == ord(char) if char.isascii() else byte >= 0x80
 
 
 def test_rule_hyperscan_refuses_falls_back_to_re_and_still_finds(tmp_path):
