@@ -215,6 +215,7 @@ def test_adversarial_bench_runs_both_engines_on_a_tiny_size():
     assert sum(1 for line in lines if line.split() and line.split()[0] in ("a-run", "bearer-repeated", "non-ascii")) == 3
     assert any(line.startswith("ratio previous/current") for line in lines)
     assert any(line.split() and line.split()[0] == "100" for line in lines)
+    assert any(line.startswith("# control, a linear C scan") for line in lines)
 
 
 def test_bench_rewrite_quick_run_prints_its_tables_and_no_key():
