@@ -199,7 +199,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 _LINE_PIECES = ["x = 1", "# ipykeyguard: allow", "# PRAGMA: ALLOWLIST NEXTLINE SECRET", "  # gitleaks:allow",
-                "# ipykeyguard: allow-next-line", "", "\r", "数据", "allow"]
+                "# ipykeyguard: allow-next-line", "", "\r", "数据", "allow", "{'a': 1}", "gitleaks allow"]
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -229,3 +229,23 @@ def test_many_findings_on_one_long_line_are_each_located():
     assert len(found) == sum(not is_placeholder(k) for k in keys) > 19_900
     columns = {i * 21 + 1 for i, k in enumerate(keys) if not is_placeholder(k)}
     assert all(f.location.line == 1 for f in found) and {f.location.column for f in found} == columns
+
+
+def test_every_allow_marker_holds_allow_and_a_colon():
+    """The scanner skips, without copying it, a line (and the line before it) with no colon:
+    that is sound only while every marker holds one."""
+    from ipykeyguard.engine.allowlist import _NEXTLINE_MARKERS, INLINE_ALLOW_MARKERS
+
+    for marker in INLINE_ALLOW_MARKERS + _NEXTLINE_MARKERS:
+        assert "allow" in marker and ":" in marker, marker
+
+
+def test_allow_comments_at_the_far_end_of_long_lines_still_count():
+    """A key at the start of a 2 MiB line without a colon is found; the same line ending in an
+    allow comment, or after an allow-next-line comment, is not."""
+    key = fakekeys.github_classic_token()
+    filler = "x" * (2 << 20)
+    assert len(scan_text(f"t = '{key}' {filler}")) == 1
+    assert scan_text(f"t = '{key}' {filler}  # GitLeaks:Allow") == []
+    assert scan_text(f"# pragma: allowlist nextline secret\nt = '{key}' {filler}") == []
+    assert len(scan_text(f"# pragma allowlist nextline secret\nt = '{key}' {filler}")) == 1

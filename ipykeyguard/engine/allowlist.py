@@ -12,7 +12,8 @@ __all__ = ["is_placeholder", "documented_examples", "allowed_lines", "line_is_al
 
 #: Comments that allow every finding on their line (``pragma: allowlist nextline secret``
 #: allows the line below it, as in detect-secrets).
-#: Every marker contains "allow" (line_is_allowed looks for that first: one pass over a long line).
+#: Every marker contains "allow" (line_is_allowed looks for that first: one pass over a long line)
+#: and a colon (the scanner skips lines without one before copying them: see scan._Lines).
 INLINE_ALLOW_MARKERS = ("ipykeyguard: allow", "ipykeyguard:allow", "gitleaks:allow", "pragma: allowlist secret")
 _NEXTLINE_MARKERS = ("pragma: allowlist nextline secret", "ipykeyguard: allow-next-line")
 

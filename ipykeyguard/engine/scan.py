@@ -323,7 +323,9 @@ class Scanner:
         if not plan:
             return out
         seen: set[tuple[str, int, int]] = set()
-        has_data_uri = "base64," in text  # once: per match it made many findings quadratic
+        # Once (per match it made many findings quadratic); the comma first: one memchr pass
+        # spares text without any comma (a base64 run) the slower substring search.
+        has_data_uri = "," in text and "base64," in text
         # Repeated text repeats matches: entropy, placeholder and validator checks run once
         # per distinct (rule, secret) of this text.
         judged: dict[tuple[str, str], Confidence | None] = {}
@@ -484,11 +486,15 @@ class _Lines:
         if self._allowed is None or self._allowed[0] != self._line:
             start = self._line_start
             end = text.find("\n", start)
-            line = text[start:] if end < 0 else text[start:end]
-            previous = None
-            if start > 0:
-                previous = text[text.rfind("\n", 0, start - 1) + 1:start - 1]
-            self._allowed = (self._line, line_is_allowed(line, previous))
+            if end < 0:
+                end = len(text)
+            before = text.rfind("\n", 0, start - 1) + 1 if start > 0 else start
+            if text.find(":", before, end) < 0:
+                allowed = False  # every allow marker holds a colon: no line is copied or lower-cased
+            else:
+                previous = text[before:start - 1] if start > 0 else None
+                allowed = line_is_allowed(text[start:end], previous)
+            self._allowed = (self._line, allowed)
         return self._line, offset - self._line_start + 1, self._allowed[1]
 
 
