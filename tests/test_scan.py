@@ -221,3 +221,38 @@ def test_typical_cell_without_keys_has_no_finding():
     assert SCANNER.scan_text(TYPICAL_CELL) == []
 
 
+
+
+def _escape_view_by_one_sub(text: str):
+    """The escape view made by one ``re.sub`` over the whole text (the definition)."""
+    from ipykeyguard.engine import scan as scan_module
+
+    changed: list[int] = []
+
+    def boundary(m):
+        escape = m.group(0)
+        if len(escape) > 2 and chr(int(escape[2:], 16)) in scan_module._TOKEN_CHARS:
+            return escape
+        changed.append(m.start())
+        return "\\" + " " * (len(escape) - 1)
+
+    return scan_module._ESCAPE_BEFORE_TOKEN_RE.sub(boundary, text), changed
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet=st.sampled_from(["\\", "n", "t", "x", "u", "U", "0", "4", "1", "a", "F", "K", " ", "\n", "数"]),
+               max_size=80),
+       st.sampled_from([1, 3, 8, 64, 1 << 16]))
+def test_escape_view_chunk_by_chunk_is_one_pass_over_the_text(monkeypatch, text, chunk):
+    """The escape view runs its pattern only on chunks holding a backslash: with chunks of any
+    size (escapes across chunk ends too) it changes exactly what one pass over the text does."""
+    from ipykeyguard.engine import scan as scan_module
+
+    monkeypatch.setattr(scan_module, "_ESCAPE_CHUNK", chunk)
+    view, changed = scan_module._escape_view(text)
+    expected_view, expected_changed = _escape_view_by_one_sub(text)
+    assert view == expected_view
+    dense = len(expected_changed) > len(text) // scan_module._ESCAPE_SPACING + 1
+    assert changed == (None if dense else expected_changed)
+    if not expected_changed:
+        assert view is text and changed == []
