@@ -6,6 +6,7 @@ than linear time (counted in operations, not timed)."""
 
 from __future__ import annotations
 
+import base64
 import random
 import re
 
@@ -39,8 +40,9 @@ def test_every_shipped_rule_compiles_into_the_automaton():
     """No shipped rule falls back to a whole-text ``re`` scan: each compiles into the automaton."""
     automaton, widths = SCANNER.automaton()
     assert automaton.fallback == ()
-    assert sorted(i for tier in automaton.tiers if not tier.exact for i in tier.rule_indexes) == list(range(len(RULES)))
-    assert widths == [r.max_width for r in RULES]
+    every = len(RULES) + len(scan_module._MARKERS)  # the rules, then the markers
+    assert sorted(i for tier in automaton.tiers if not tier.exact for i in tier.rule_indexes) == list(range(every))
+    assert widths == [r.max_width for r in RULES] + [width for _regex, width in scan_module._MARKERS]
 
 
 @pytest.mark.parametrize("rule_id, text", [p for r in RULES for p in _texts_of(r)])
@@ -435,6 +437,24 @@ def test_regions_near_offsets_skip_far_blocks_but_keep_matches_near_them():
     spans = automaton.regions(text, widths, near=[middle - 3])[index]
     assert all(lo <= middle and middle + 20 <= hi for lo, hi in spans) and len(spans) == 1
     assert len(automaton.regions(text, widths)[index]) == 3
+
+
+@pytest.mark.parametrize("size", [200, 40_000, 300_000])
+def test_a_key_inside_a_data_uri_is_skipped_and_one_beside_it_found(size):
+    """Whether a text may hold a data URI comes from the automaton's own pass (a marker beside
+    the rules): in short and long texts, a key inside a base64 payload is no finding and the
+    same key outside it is, and a text without the marker confirms no data URI."""
+    key = fakekeys.github_classic_token(random.Random(size))
+    payload = base64.b64encode(random.Random(1).randbytes(size * 3 // 4)).decode()
+    middle = len(payload) // 2
+    uri = f"data:application/octet-stream;base64,{payload[:middle]}{key}{payload[middle:]}"
+    assert scan_text(f'<a href="{uri}">x</a>') == []
+    assert [f.secret.reveal() for f in scan_text(f'<a href="{uri}">x</a> t = "{key}"')] == [key]
+    markers: set[int] = set()
+    SCANNER._plan(f"x = '{key}'", markers=markers)
+    assert markers == set()
+    SCANNER._plan(uri, markers=markers)
+    assert markers == {scan_module._DATA_URI_MARKER}
 
 
 def test_data_uri_check_is_a_binary_search():

@@ -13,10 +13,11 @@ import pytest
 
 from ipykeyguard.engine import dbcache
 from ipykeyguard.engine.rules import default_rules
+from ipykeyguard.engine.scan import automaton_regexes
 
 import fakekeys
 
-REGEXES = [r.regex for r in default_rules()]
+REGEXES = automaton_regexes(default_rules())
 
 
 def _leaky_file(tmp_path: Path) -> Path:
