@@ -138,7 +138,20 @@ def test_automaton_bytes_keep_ascii_and_mark_every_other_character(text):
     data = automaton_bytes(text)
     assert len(data) == len(text)
     for char, byte in zip(text, data):
-        assert byte == ord(char) if char.isascii() else byte >= 0x80
+        assert byte == (ord(char) if char.isascii() else 0x80)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet=st.sampled_from("ab?数é\U0001f600\ud800 "), max_size=60), st.data())
+def test_window_bytes_made_chunk_by_chunk_are_the_window_made_whole(monkeypatch, text, data):
+    """A non-ASCII window is made into bytes a small chunk at a time: the same bytes as the
+    window made whole, wherever the window and the chunk ends fall."""
+    from ipykeyguard.engine import automaton as automaton_module
+
+    monkeypatch.setattr(automaton_module, "_CONVERT_CHUNK", data.draw(st.integers(1, 8)))
+    lo = data.draw(st.integers(0, len(text)))
+    hi = data.draw(st.integers(lo, len(text)))
+    assert automaton_module._window_bytes(text, lo, hi) == automaton_bytes(text[lo:hi])
 
 
 def test_rule_hyperscan_refuses_falls_back_to_re_and_still_finds(tmp_path):

@@ -516,13 +516,15 @@ def _nfa(nodes, flags: int):
 
 #: ``b"?"`` (what the ASCII encoder's "replace" handler writes for a non-ASCII character) -> 0x80.
 _QUESTION_HIGH = bytes(0x80 if i == 0x3F else i for i in range(0x100))
+#: Every byte of 0x80 or more -> 0x80: the same bytes for a character whatever its neighbours.
+_HIGH_TO_80 = bytes(min(i, 0x80) for i in range(0x100))
 #: ``b"?"`` -> 0x80, every other byte -> 0: a mask of where the replacements are.
 _QUESTION_FLAG = bytes(0x80 if i == 0x3F else 0 for i in range(0x100))
 
 
 def automaton_bytes(text: str) -> bytes:
     """``text`` as the automaton reads it: one byte per character, every non-ASCII character
-    a byte in ``0x80-0xFF`` (the translation treats all of those bytes alike).
+    the byte 0x80 (the translation treats all of ``0x80-0xFF`` alike).
 
     Every step is one C call over the text, whatever its mix of characters: the ASCII encoder's
     "replace" handler writes ``?`` for each non-ASCII code point (lone surrogates too) without a
@@ -538,7 +540,21 @@ def automaton_bytes(text: str) -> bytes:
         return coded.translate(_QUESTION_HIGH)
     # DEL stands in for each real "?": after this encoding a "?" is a replacement only.
     replaced = text.replace("?", "\x7f").encode("ascii", "replace").translate(_QUESTION_FLAG)
-    return (int.from_bytes(coded, "little") | int.from_bytes(replaced, "little")).to_bytes(len(text), "little")
+    marked = (int.from_bytes(coded, "little") | int.from_bytes(replaced, "little")).to_bytes(len(text), "little")
+    return marked.translate(_HIGH_TO_80)  # 0xBF (a "?" with the high bit) -> 0x80, as without real "?"
+
+
+#: Characters of a non-ASCII text copied out and made into bytes at a time (see _window_bytes).
+_CONVERT_CHUNK = 1 << 16
+
+
+def _window_bytes(text: str, lo: int, hi: int) -> bytes:
+    """``automaton_bytes(text[lo:hi])``; a non-ASCII text (2 or 4 bytes per character) is copied
+    out and converted a small chunk at a time, so each copy is still in the CPU cache when it
+    is encoded and searched (a 4 MB copy of a 1 Mi-character window was not)."""
+    if text.isascii() or hi - lo <= _CONVERT_CHUNK:
+        return automaton_bytes(text[lo:hi])
+    return b"".join(automaton_bytes(text[at:min(hi, at + _CONVERT_CHUNK)]) for at in range(lo, hi, _CONVERT_CHUNK))
 
 
 @dataclass(frozen=True)
@@ -833,7 +849,7 @@ class Automaton:
                 if data_lo == 0 and data_hi == n and whole is not None:
                     chunk = whole
                 else:
-                    chunk = automaton_bytes(text[data_lo:data_hi])
+                    chunk = _window_bytes(text, data_lo, data_hi)
                 view = memoryview(chunk)  # block slices without copies
                 for job, mine in chosen:
                     indexes, overlap = job.tier.rule_indexes, job.overlap
