@@ -273,13 +273,15 @@ def _huge_notebook_ok(path: Path, key: str) -> str:
     "name, content, message",
     [
         ("broken.ipynb", b'{"cells": [', "not valid JSON"),
-        ("old.ipynb", notebook(nbformat=3).encode(), "nbformat 3 is not supported"),
+        ("old.ipynb", notebook(nbformat=1).encode(), "nbformat 1 is not supported"),
+        ("v3-cells.ipynb", notebook(nbformat=3).encode(), "with the 'cells' list of version 4"),
         ("latin1.py", b"caf\xe9 = 1\n", "not UTF-8 text"),
         ("latin1.ipynb", b'{"nbformat": 4, "cells": [], "x": "caf\xe9"}', "not UTF-8"),
         ("empty.ipynb", b"", "not valid JSON"),
         ("future.ipynb", notebook(nbformat=5).encode(), "nbformat 5 is newer"),
     ],
-    ids=["broken-json", "nbformat-3", "non-utf8-text", "non-utf8-notebook", "empty-notebook", "nbformat-5"],
+    ids=["broken-json", "nbformat-1", "nbformat-3-without-worksheets", "non-utf8-text", "non-utf8-notebook",
+         "empty-notebook", "nbformat-5"],
 )
 def test_unreadable_inputs_are_reported_and_never_counted_clean(capsys, tmp_path, keys, name, content, message):
     """Each bad input is an error line ('path: error: reason', exit 2); a good file beside it is still scanned."""
@@ -656,3 +658,65 @@ def test_the_scan_hook_is_a_valid_pre_commit_manifest_entry():
     hooks = {h["id"]: h for h in yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())}
     assert hooks["ipykeyguard-scan"]["entry"] == "ipykeyguard scan"
     assert set(hooks["ipykeyguard-scan"]["types_or"]) == {"jupyter", "text"}
+
+
+# -- old notebook formats -----------------------------------------------------------------------
+
+
+def test_nbformat_3_notebook_is_scanned_as_a_notebook(capsys, tmp_path, keys, rng):
+    """A notebook written by nbformat's own v3 writer (worksheets, ``input``, ``pyout``/``pyerr``,
+    short output keys) is read as a notebook: keys in code, headings, markdown, stream, HTML
+    and error outputs, and metadata are found where they sit (cell, field, file position), and
+    a key-like string inside a PNG payload is skipped like any binary output."""
+    from nbformat import v3
+
+    png_key = fakekeys.github_classic_token(rng)
+    meta_key = fakekeys.npm_token(rng)
+    error_key = fakekeys.github_classic_token(rng)
+    cells = [
+        v3.new_heading_cell(source="Setup", level=1),
+        v3.new_code_cell(input=f'import openai\nopenai.api_key = "{keys["openai"]}"\n', prompt_number=1, outputs=[
+            v3.new_output("stream", output_text=f"token {keys['github']}\n", stream="stdout"),
+            v3.new_output("pyout", output_html=f"<b>{keys['npm']}</b>", output_text="ok",
+                          output_png="iVBORw0KGgo" + png_key + "AAAA", prompt_number=1),
+            v3.new_output("pyerr", ename="ValueError", evalue=f"bad token {error_key}", traceback=["Traceback"]),
+        ]),
+        v3.new_text_cell("markdown", source=f"AWS id: {keys['aws']}"),
+    ]
+    nb = v3.new_notebook(worksheets=[v3.new_worksheet(cells=cells, metadata={"token": meta_key})])
+    path = tmp_path / "old.ipynb"
+    path.write_text(v3.writes_json(nb), encoding="utf-8")
+    code, report = scan_json(capsys, "--isolated", str(path))
+    assert code == 1 and report["errors"] == []
+    where = {f["hash"]: (f["cell"], f["field"]) for f in report["findings"]}
+    assert where == {
+        fingerprint(keys["openai"]): (1, "input"),
+        fingerprint(keys["github"]): (1, "outputs[0].text"),
+        fingerprint(keys["npm"]): (1, "outputs[1].html"),
+        fingerprint(error_key): (1, "outputs[2].evalue"),
+        fingerprint(keys["aws"]): (2, "source"),
+        fingerprint(meta_key): (None, "worksheets[0].metadata.token"),
+    }
+    for finding in report["findings"]:
+        key = next(k for k in [*keys.values(), meta_key, error_key] if fingerprint(k) == finding["hash"])
+        assert (finding["file_line"], finding["file_column"]) == _file_position(path, key)
+
+
+def test_nbformat_2_notebook_is_scanned_and_clean_refuses_to_rewrite_it(capsys, tmp_path, keys):
+    """nbformat 2 (written by its own v2 writer; text cells may keep their rendered HTML) is
+    scanned as a notebook; ``clean`` does not rewrite an old format: exit 2, file unchanged."""
+    from nbformat import v2
+
+    cells = [
+        v2.new_code_cell(input=f'token = "{keys["github"]}"', outputs=[v2.new_output("pyout", output_text="1")]),
+        v2.new_text_cell("markdown", source="see below", rendered=f"<p>{keys['npm']}</p>"),
+    ]
+    path = tmp_path / "v2.ipynb"
+    path.write_text(v2.writes_json(v2.new_notebook(worksheets=[v2.new_worksheet(cells=cells)])), encoding="utf-8")
+    code, report = scan_json(capsys, "--isolated", str(path))
+    assert code == 1
+    assert {(f["cell"], f["field"]) for f in report["findings"]} == {(0, "input"), (1, "rendered")}
+    before = path.read_bytes()
+    proc = run_exe("clean", "--isolated", "--store", "none", str(path))
+    assert proc.returncode == 2 and "nbformat 2 is not supported" in proc.stderr
+    assert path.read_bytes() == before

@@ -274,7 +274,7 @@ def _skip(stream: IO[bytes], count: int) -> None:
 def scan_blob(data: bytes, kind: str, scanner: "Scanner") -> list["Finding"]:
     """The findings in one blob (empty for binary content).
 
-    A notebook that does not parse (a conflict committed by mistake, nbformat 3) is scanned as
+    A notebook that does not parse (a conflict committed by mistake, nbformat 1) is scanned as
     text; undecodable bytes become replacement characters. Nothing that git holds is skipped
     for being malformed.
     """
@@ -283,7 +283,7 @@ def scan_blob(data: bytes, kind: str, scanner: "Scanner") -> list["Finding"]:
 
     if kind == _NOTEBOOK:
         try:
-            nb = parse_notebook(data)
+            nb = parse_notebook(data, old_formats=True)
         except NotebookError:
             pass
         else:

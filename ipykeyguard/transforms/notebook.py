@@ -157,11 +157,18 @@ def _decode(data: bytes, name: str) -> str:
         ) from None
 
 
-def parse_notebook(data: str | bytes, name: str = "<notebook>") -> dict:
+def parse_notebook(data: str | bytes, name: str = "<notebook>", *, old_formats: bool = False) -> dict:
     """Parse notebook JSON and check that it is a notebook we support (nbformat 4).
 
+    Args:
+        data: The file's bytes or text.
+        name: Shown in errors.
+        old_formats: Accept nbformat 2 and 3 too (worksheets of cells): :func:`iter_leaves`
+            reads them, so they can be scanned; rewriting them is not supported.
+
     Raises:
-        NotebookError: not UTF-8, not JSON, not a notebook, or an nbformat older than 4.
+        NotebookError: not UTF-8, not JSON, not a notebook, or an nbformat older than 4
+            (older than 2 with ``old_formats``).
     """
     text = _decode(data, name) if isinstance(data, bytes) else data.lstrip("\ufeff")
     try:
@@ -175,6 +182,16 @@ def parse_notebook(data: str | bytes, name: str = "<notebook>") -> dict:
     version = nb.get("nbformat")
     if not isinstance(version, int):
         raise NotebookError(f"{name}: not a notebook (no integer 'nbformat' field)")
+    if old_formats and version in (2, 3):
+        if "cells" in nb and "worksheets" not in nb:
+            raise NotebookError(f"{name}: not a notebook (nbformat {version} with the 'cells' list of version 4)")
+        sheets = nb.get("worksheets", [])  # nbformat reads a notebook without any as empty
+        if not isinstance(sheets, list) or not all(
+            isinstance(sheet, dict) and isinstance(sheet.get("cells", []), list)
+            and all(isinstance(c, dict) for c in sheet.get("cells", [])) for sheet in sheets
+        ):
+            raise NotebookError(f"{name}: not a notebook ('worksheets' is not a list of objects with lists of cells)")
+        return nb
     if version < 4:
         raise NotebookError(
             f"{name}: nbformat {version} is not supported; upgrade it with "
@@ -280,11 +297,79 @@ def _bundle_leaves(bundle: Any, field: str, path: tuple, cell: int | None, kind:
             yield from _json_leaves(data, fld, pth, cell, kind)
 
 
+#: nbformat 2/3 output keys that name a mimetype (nbformat's own v3 -> v4 mapping, and PDF).
+_OLD_OUTPUT_MIMES = {
+    "text": "text/plain", "html": "text/html", "svg": "image/svg+xml", "png": "image/png",
+    "jpeg": "image/jpeg", "latex": "text/latex", "json": "application/json",
+    "javascript": "application/javascript", "pdf": "application/pdf",
+}
+#: nbformat 2/3 output keys that are the format's own, not output data.
+_OLD_OUTPUT_FIELDS = {"output_type", "prompt_number", "stream", "metadata", "ename", "evalue", "traceback"}
+
+
+def _old_format_leaves(nb: dict) -> Iterator[Leaf]:
+    """:func:`iter_leaves` for nbformat 2 and 3: cells sit in worksheets (numbered on across
+    them, as nbformat's upgrade to 4 numbers them), a code cell's text is ``input``, a text
+    cell may keep its ``rendered`` HTML, and outputs hold their data under short keys (``text``,
+    ``html``, ``png``, ...) beside ``output_type``; ``pyerr`` is the old ``error``."""
+    yield from _json_leaves(nb.get("metadata", {}), "metadata", ("metadata",), None, METADATA)
+    index = 0
+    for w, sheet in enumerate(nb.get("worksheets") or []):
+        if not isinstance(sheet, dict):
+            continue
+        for c, cell in enumerate(sheet.get("cells") or []):
+            if not isinstance(cell, dict):
+                continue
+            base = ("worksheets", w, "cells", c)
+            code = cell.get("cell_type") == "code"
+            kind = CODE if code else MARKDOWN if cell.get("cell_type") in ("markdown", "heading") else RAW
+            for key in ("input",) if code else ("source", "rendered"):
+                src = _text(cell.get(key, ""))
+                if src is not None and src[0]:
+                    yield Leaf(index, key, kind if key != "rendered" else MARKDOWN, src[0], base + (key,), src[1])
+            outputs = cell.get("outputs")
+            for j, out in enumerate(outputs if isinstance(outputs, list) else []):
+                if not isinstance(out, dict):
+                    continue
+                obase, ofield = base + ("outputs", j), f"outputs[{j}]"
+                for key in ("ename", "evalue"):
+                    val = out.get(key)
+                    if isinstance(val, str) and val:
+                        yield Leaf(index, f"{ofield}.{key}", OUTPUT, val, obase + (key,))
+                tb = out.get("traceback")
+                for k, frame in enumerate(tb if isinstance(tb, list) else []):
+                    if isinstance(frame, str) and frame:
+                        yield Leaf(index, f"{ofield}.traceback[{k}]", OUTPUT, frame, obase + ("traceback", k))
+                for key, data in out.items():
+                    if not isinstance(key, str) or key in _OLD_OUTPUT_FIELDS:
+                        continue
+                    mime = _OLD_OUTPUT_MIMES.get(key, key if "/" in key else "text/plain")
+                    if not is_text_mimetype(mime):
+                        continue
+                    as_text = _text(data)
+                    if as_text is not None:
+                        if as_text[0]:
+                            yield Leaf(index, f"{ofield}.{key}", OUTPUT, as_text[0], obase + (key,), as_text[1])
+                    else:
+                        yield from _json_leaves(data, f"{ofield}.{key}", obase + (key,), index, OUTPUT)
+                if "metadata" in out:
+                    yield from _json_leaves(out["metadata"], f"{ofield}.metadata", obase + ("metadata",), index, OUTPUT)
+            if "metadata" in cell:
+                yield from _json_leaves(cell["metadata"], "metadata", base + ("metadata",), index, METADATA)
+            index += 1
+        if "metadata" in sheet:
+            yield from _json_leaves(sheet["metadata"], f"worksheets[{w}].metadata", ("worksheets", w, "metadata"), None, METADATA)
+
+
 def iter_leaves(nb: dict) -> Iterator[Leaf]:
     """Every text in the notebook: notebook metadata, then each cell's source, attachments,
     outputs and metadata. Binary mimetypes, cell ids and the notebook format's own keys
     (field names, mimetypes) are not yielded; keys of free-form JSON objects are, each after
-    the leaves below it (``Leaf.is_key``)."""
+    the leaves below it (``Leaf.is_key``). nbformat 2 and 3 (see :func:`parse_notebook`'s
+    ``old_formats``) are read by :func:`_old_format_leaves`."""
+    if nb.get("nbformat") in (2, 3):
+        yield from _old_format_leaves(nb)
+        return
     yield from _json_leaves(nb.get("metadata", {}), "metadata", ("metadata",), None, METADATA)
     for index, cell in enumerate(nb.get("cells", [])):
         base = ("cells", index)
