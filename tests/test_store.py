@@ -6,6 +6,8 @@ import io
 import os
 import stat
 import subprocess
+import sys
+import time
 
 import pytest
 from dotenv import dotenv_values
@@ -455,3 +457,46 @@ def test_check_dotenv_values_refuses_what_put_refuses_and_writes_nothing(tmp_pat
         assert secret not in str(checked.value), "key leaked"
     check_dotenv_values({"A": secret, "B": "it's \"quoted\"\nand multi-line \\ inside", "C": "ends\\", "D": "$x`y`;"})
     assert not (tmp_path / ".env").exists()
+
+
+_KEYRING_WRITER = r"""
+import sys, time
+from pathlib import Path
+from ipykeyguard.storage.store import open_store
+
+start, me, count = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+store = open_store("keyring", service="ipykeyguard-race")
+while not start.exists():
+    time.sleep(0.001)
+for i in range(count):
+    store.put({f"KEY_{me}_{i}": f"value-{me}-{i}-" + "x" * 12}, overwrite=False)
+"""
+
+
+def test_processes_adding_keyring_names_at_once_lose_none(tmp_path):
+    """Six processes add ten names each to one keyring service at the same instant (keyrings.alt's
+    file backend under a temporary data folder): afterwards every name is listed with its value.
+    Without the per-service lock the index is a read-modify-write race and names go missing."""
+    pytest.importorskip("keyrings.alt.file")
+    env = dict(os.environ, PYTHON_KEYRING_BACKEND="keyrings.alt.file.PlaintextKeyring",
+               XDG_DATA_HOME=str(tmp_path / "data"))
+    start = tmp_path / "go"
+    writers, count = 6, 10
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _KEYRING_WRITER, str(start), str(me), str(count)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for me in range(writers)
+    ]
+    time.sleep(1.0)  # every process is waiting for the start file
+    start.touch()
+    for proc in procs:
+        _out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err[-2000:]
+    listing = subprocess.run(
+        [sys.executable, "-c", "from ipykeyguard.storage.store import open_store; "
+         "items = open_store('keyring', service='ipykeyguard-race').items(); "
+         "print('\\n'.join(f'{k}={v}' for k, v in sorted(items.items())))"],
+        env=env, capture_output=True, text=True, timeout=120, check=True,
+    ).stdout.split()
+    expected = sorted(f"KEY_{me}_{i}=value-{me}-{i}-" + "x" * 12 for me in range(writers) for i in range(count))
+    assert listing == expected

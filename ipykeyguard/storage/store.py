@@ -22,7 +22,8 @@ Four kinds, one small protocol (:class:`SecretStore`):
     nothing (:func:`quote_dotenv_value`); a value no quoting serves both is refused.
 ``keyring``
     The OS keyring through the ``keyring`` package, one entry per name under ``service``, plus
-    an index entry listing the names (keyring cannot enumerate).
+    an index entry listing the names (keyring cannot enumerate). Writes hold an OS file lock per
+    service in the user data folder, so processes adding names at once lose none from the index.
 ``memory``
     A dict in this process: nothing on disk.
 ``none``
@@ -35,6 +36,7 @@ No exception or ``repr`` of a store holds a stored value.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import re
@@ -760,6 +762,36 @@ class KeyringStore:
             detail = ""  # a backend echoed (part of) the value: say nothing of it
         return StoreError(f"keyring: cannot {action} {name}: {type(exc).__name__}{': ' + detail if detail else ''}")
 
+    def _lock_path(self) -> Path:
+        from .ledger import _user_data_dir
+
+        digest = hashlib.sha256(self.service.encode("utf-8")).hexdigest()[:16]
+        return _user_data_dir() / "ipykeyguard" / f"keyring-{digest}.{_LOCK_TAG}"
+
+    @contextlib.contextmanager
+    def _process_lock(self) -> Iterator[None]:
+        """An OS file lock per service (in the user data folder), held across each read-modify-
+        write of the index and the clash check of :meth:`put`: the keyring has no transactions,
+        so two processes (a kernel and ``clean``) adding names at once each wrote an index
+        without the other's name, and a key no listing showed was as good as lost."""
+        import filelock
+
+        path = self._lock_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            lock = filelock.FileLock(path, timeout=LOCK_TIMEOUT_SECONDS, mode=0o600, is_singleton=True)
+            lock.acquire()
+        except filelock.Timeout:
+            raise StoreError(
+                f"{self.description}: another process has held its lock for {LOCK_TIMEOUT_SECONDS:.0f} s; not written"
+            ) from None
+        except OSError as exc:
+            raise StoreError(f"{self.description}: cannot lock {path}: {exc.strerror or type(exc).__name__}") from None
+        try:
+            yield
+        finally:
+            lock.release()
+
     def _index(self) -> list[str]:
         import keyring
         from keyring.errors import KeyringError
@@ -807,7 +839,7 @@ class KeyringStore:
         _check_values(values)
         if not values:
             return
-        with self._lock:
+        with self._lock, self._process_lock():
             index = self._index()
             previous = {name: self.get(name) for name in values}
             if not overwrite:
@@ -841,7 +873,7 @@ class KeyringStore:
         import keyring
         from keyring.errors import KeyringError, PasswordDeleteError
 
-        with self._lock:
+        with self._lock, self._process_lock():
             try:
                 keyring.delete_password(self.service, name)
             except PasswordDeleteError:
