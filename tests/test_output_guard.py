@@ -281,6 +281,20 @@ def test_held_prefix_is_released_before_the_next_display_and_idle(guarded, keys)
     assert ex.stdout.endswith("tail")
 
 
+def test_a_piece_of_a_keys_middle_split_across_messages_is_masked_whole(guarded, keys):
+    """Seven characters from the middle of a known key, a pause longer than the flush interval,
+    then the next eighteen: the seven are held back (they lie inside the key) and come out
+    with the rest as one mask. Before, they left at once, shown beside the masked rest."""
+    ex = guarded.run(
+        "k = os.environ['MY_SERVICE_TOKEN']\n"
+        "print('mid ' + k[5:12], end='', flush=True)\n"
+        "time.sleep(0.5)\n"
+        "print(k[12:30] + ' end')\n"
+    )
+    assert len(ex.of_type("stream")) >= 2
+    assert ex.stdout == f"mid {MASK} end\n"
+
+
 def test_two_hundred_known_values_are_masked(guarded_kernels, tmp_path):
     """With 200 known values registered, printing and displaying all of them shows only masks."""
     rng = random.Random()

@@ -8,7 +8,7 @@ import re
 import threading
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fakekeys
@@ -386,6 +386,44 @@ def test_any_chunking_gives_the_same_text_as_redacting_the_whole(before, after, 
     out += held[0] if held else ""
     assert out == r.redact(whole)
     assert value not in out
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_run_from_a_keys_middle_split_anywhere_shows_at_most_three_of_its_characters(key, data):
+    """A run of a known key's middle long enough that what follows any three of its characters
+    is still a fragment (11+), written in two pieces split anywhere: at most
+    ``INNER_TAIL_MIN - 1`` of its characters come out unmasked. A trailing run inside the key
+    is held whole until the next piece (before, up to 7 characters left at once)."""
+    from ipykeyguard.transforms.redact import FRAGMENT_LENGTH, INNER_TAIL_MIN
+
+    r = Redactor()
+    r.add_known("MY_SERVICE_TOKEN", key)
+    least = FRAGMENT_LENGTH + INNER_TAIL_MIN - 1
+    start = data.draw(st.integers(1, len(key) - least - 1))
+    end = data.draw(st.integers(start + least, len(key) - 1))
+    whole = "log: " + key[start:end] + " done\n"
+    cuts = [data.draw(st.integers(1, len(whole) - 1))]
+    s = StreamRedactor(r)
+    pieces = [whole[a:b] for a, b in zip([0] + cuts, cuts + [len(whole)])]
+    out = "".join(s.feed("out", piece) for piece in pieces)
+    held = s.flush("out")
+    out += held[0] if held else ""
+    shown = out.replace("[secret:MY_SERVICE_TOKEN]", "\n")
+    assert not any(key[i:i + INNER_TAIL_MIN] in shown for i in range(len(key) - INNER_TAIL_MIN + 1))
+
+
+def test_a_run_from_a_keys_middle_in_pieces_of_four_or_more_is_one_mask(key):
+    """Pieces of 4+ characters each (and a longer one first) from a key's middle, one write each:
+    one mask, nothing of the key shown."""
+    r = Redactor()
+    r.add_known("MY_SERVICE_TOKEN", key)
+    for pieces in (["mid " + key[5:9], key[9:14], key[14:30] + " end\n"],
+                   ["mid " + key[5:17], key[17:21], key[21:33] + " end\n"]):
+        s = StreamRedactor(r)
+        out = "".join(s.feed("out", piece) for piece in pieces)
+        assert s.flush("out") is None
+        assert out == "mid [secret:MY_SERVICE_TOKEN] end\n"
 
 
 # -- the rules pass on long stream text (the scanner's plan) -------------------------------------

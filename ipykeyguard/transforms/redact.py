@@ -64,6 +64,12 @@ MIN_KNOWN_LENGTH = 6
 #: No output shows this many consecutive characters of a known value (a shorter run is too
 #: likely to be an ordinary piece of text, and gives an attacker little).
 FRAGMENT_LENGTH = 8
+#: Stream hold-back also keeps back a tail of this many characters or more (up to
+#: ``FRAGMENT_LENGTH - 1``) that lies inside a value: a piece of a key's middle printed across
+#: two writes then shows at most ``INNER_TAIL_MIN - 1`` characters before the rest is masked.
+#: Shorter tails are not held: one to three characters end almost any output and are in almost
+#: any key, and holding them would delay ordinary text for nothing.
+INNER_TAIL_MIN = 4
 
 #: Up to this many indexed fragments the automaton is a DFA (faster search, ~2.5 ns a
 #: character, but its build time and memory grow fast: 255 ms for 18k fragments); above it a
@@ -113,7 +119,7 @@ class _KnownIndex:
     """
 
     __slots__ = ("pattern", "finder", "masks", "longest", "prefix_chars", "short_prefixes", "by_probe",
-                 "fragments", "fragment_masks", "fragment_set", "uncovered")
+                 "fragments", "fragment_masks", "fragment_set", "inner_tails", "uncovered")
 
     def __init__(self, masks: dict[str, str]) -> None:
         self.masks = masks
@@ -147,6 +153,10 @@ class _KnownIndex:
         self.uncovered = uncovered
         self.fragment_masks = list(fragment_masks.values())
         self.fragment_set = frozenset(fragment_masks)
+        self.inner_tails = frozenset(
+            gram[i : i + n] for gram in fragment_masks
+            for n in range(INNER_TAIL_MIN, FRAGMENT_LENGTH) for i in range(FRAGMENT_LENGTH - n + 1)
+        )
         self.fragments = None
         if fragment_masks:
             # Leftmost-first, not overlapping: with few fragments (one key of up to ~70
@@ -276,9 +286,36 @@ class _KnownIndex:
         return end
 
     def holdback_length(self, text: str) -> int:
-        """Length of the longest suffix of ``text`` that is a proper prefix of a known value."""
+        """Length of the longest suffix of ``text`` that is a proper prefix of a known value,
+        or a piece of :data:`INNER_TAIL_MIN` to ``FRAGMENT_LENGTH - 1`` characters of an
+        indexed fragment (the start of a run of a value's middle that the next write may make
+        long enough to mask)."""
         if not self.masks or not text:
             return 0
+        return max(self._inner_holdback(text), self._prefix_holdback(text))
+
+    def _inner_holdback(self, text: str) -> int:
+        """The trailing run of ``text`` inside a value, when its last characters are an inner
+        tail: 4 to 7 characters, or a longer run all of whose 8-grams are indexed fragments
+        (held whole, up to the longest value: emitting its head now, unmasked because shorter
+        than a fragment, and the rest later would show the head)."""
+        size = len(text)
+        tails = self.inner_tails
+        for n in range(min(FRAGMENT_LENGTH - 1, size), INNER_TAIL_MIN - 1, -1):
+            if text[size - n:] in tails:
+                break
+        else:
+            return 0
+        if n < FRAGMENT_LENGTH - 1:
+            return n
+        grams = self.fragment_set
+        start = size - n  # the run starts here or earlier: walk back one 8-gram at a time
+        floor = max(0, size - self.longest)
+        while start > floor and text[start - 1 : start - 1 + FRAGMENT_LENGTH] in grams:
+            start -= 1
+        return size - start
+
+    def _prefix_holdback(self, text: str) -> int:
         size = len(text)
         limit = max(0, size - (self.longest - 1))
         # A proper prefix of a value holds only prefix characters: the tail worth checking is
