@@ -119,11 +119,12 @@ class _KnownIndex:
     """
 
     __slots__ = ("pattern", "finder", "masks", "longest", "prefix_chars", "short_prefixes", "by_probe",
-                 "fragments", "fragment_masks", "fragment_set", "inner_tails", "uncovered")
+                 "fragments", "fragment_masks", "fragment_set", "inner_tails", "lengths", "uncovered")
 
     def __init__(self, masks: dict[str, str]) -> None:
         self.masks = masks
         self.longest = max((len(v) for v in masks), default=0)
+        self.lengths = sorted({len(v) for v in masks})
         # Many values: one automaton finds them all. Few values (or a value the automaton
         # cannot hold): the trie regex substitutes, after a cheap ``in`` test per value says
         # some value occurs.
@@ -153,10 +154,8 @@ class _KnownIndex:
         self.uncovered = uncovered
         self.fragment_masks = list(fragment_masks.values())
         self.fragment_set = frozenset(fragment_masks)
-        self.inner_tails = frozenset(
-            gram[i : i + n] for gram in fragment_masks
-            for n in range(INNER_TAIL_MIN, FRAGMENT_LENGTH) for i in range(FRAGMENT_LENGTH - n + 1)
-        )
+        # (4-7 character pieces, 8-grams) of every value: built on the first hold-back (see _inner_holdback).
+        self.inner_tails: tuple[frozenset[str], frozenset[str]] | None = None
         self.fragments = None
         if fragment_masks:
             # Leftmost-first, not overlapping: with few fragments (one key of up to ~70
@@ -285,30 +284,46 @@ class _KnownIndex:
                 end = max(end, match.end())
         return end
 
+    def _value_ends_at(self, text: str, end: int) -> bool:
+        """Whether a whole known value ends at ``end`` in ``text`` (one slice per distinct length)."""
+        masks = self.masks
+        return any(text[end - n : end] in masks for n in self.lengths if n <= end)
+
     def holdback_length(self, text: str) -> int:
         """Length of the longest suffix of ``text`` that is a proper prefix of a known value,
-        or a piece of :data:`INNER_TAIL_MIN` to ``FRAGMENT_LENGTH - 1`` characters of an
-        indexed fragment (the start of a run of a value's middle that the next write may make
-        long enough to mask)."""
+        or ends in a piece of :data:`INNER_TAIL_MIN` to ``FRAGMENT_LENGTH - 1`` characters of a
+        value (a run of a value's middle that the next write may make long enough to mask)."""
         if not self.masks or not text:
             return 0
         return max(self._inner_holdback(text), self._prefix_holdback(text))
 
     def _inner_holdback(self, text: str) -> int:
-        """The trailing run of ``text`` inside a value, when its last characters are an inner
-        tail: 4 to 7 characters, or a longer run all of whose 8-grams are indexed fragments
-        (held whole, up to the longest value: emitting its head now, unmasked because shorter
-        than a fragment, and the rest later would show the head)."""
+        """The trailing run of ``text`` inside a value, when its last 4 to 7 characters are a
+        piece of one: those, or a longer run all of whose 8-grams are a value's (held whole, up
+        to the longest value: emitting its head now, unmasked because shorter than a fragment,
+        and the rest later would show the head)."""
         size = len(text)
-        tails = self.inner_tails
+        pieces = self.inner_tails
+        if pieces is None:
+            # Built when a stream first needs them (~16 ms for 200 known values), not with the
+            # index, which every change of the known values rebuilds. Word-like 8-grams count
+            # here (unlike for masking): holding a tail back only delays it.
+            values = list(self.masks)
+            pieces = self.inner_tails = (
+                frozenset(v[i : i + n] for v in values for n in range(INNER_TAIL_MIN, FRAGMENT_LENGTH)
+                          for i in range(len(v) - n + 1)),
+                frozenset(v[i : i + FRAGMENT_LENGTH] for v in values for i in range(len(v) - FRAGMENT_LENGTH + 1)),
+            )
+        tails, grams = pieces
         for n in range(min(FRAGMENT_LENGTH - 1, size), INNER_TAIL_MIN - 1, -1):
             if text[size - n:] in tails:
                 break
         else:
             return 0
+        if self._value_ends_at(text, size):
+            return 0  # a whole value ends the text: released now, masked whole
         if n < FRAGMENT_LENGTH - 1:
             return n
-        grams = self.fragment_set
         start = size - n  # the run starts here or earlier: walk back one 8-gram at a time
         floor = max(0, size - self.longest)
         while start > floor and text[start - 1 : start - 1 + FRAGMENT_LENGTH] in grams:
