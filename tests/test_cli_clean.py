@@ -159,12 +159,12 @@ def test_store_failure_leaves_the_notebook_untouched(tmp_path):
 
 
 def test_bad_inputs_are_reported_and_the_others_still_cleaned(tmp_path):
-    """Broken JSON, nbformat 3, non-UTF-8, read-only, a symlink, oversized and missing files: exit 2,
+    """Broken JSON, nbformat 1, non-UTF-8, read-only, a symlink, oversized and missing files: exit 2,
     each untouched and named on stderr, while a good file in the same run is cleaned."""
     key = fakekeys.github_classic_token()
     files = {
         "broken.ipynb": b'{"cells": [',
-        "v3.ipynb": json.dumps({"nbformat": 3, "nbformat_minor": 0, "worksheets": [], "metadata": {}}).encode(),
+        "v1.ipynb": json.dumps({"nbformat": 1, "nbformat_minor": 0, "worksheets": [], "metadata": {}}).encode(),
         "latin1.ipynb": json.dumps(notebook([])).encode().replace(b'"cells"', b'"cells\xe9"'),
         "latin1.txt": b"token caf\xe9 " + key.encode(),
         "readonly.ipynb": json.dumps(notebook([code_cell(f't = "{key}"')])).encode(),
@@ -185,7 +185,7 @@ def test_bad_inputs_are_reported_and_the_others_still_cleaned(tmp_path):
         assert f"{name}:" in err, f"no message for {name}"
         if (tmp_path / name).exists() and not (tmp_path / name).is_symlink():
             assert (tmp_path / name).read_bytes() == files[name], f"{name} was changed"
-    assert "nbformat 3 is not supported" in err
+    assert "nbformat 1 is not supported" in err
     assert "read-only" in err and "symbolic link" in err and "max-file-size" in err
     assert (tmp_path / "target.ipynb").read_bytes() == files["readonly.ipynb"]
     assert key not in err + result.stdout.decode(), "key leaked"
@@ -487,3 +487,48 @@ def test_a_notebook_saved_while_being_cleaned_is_not_overwritten(tmp_path):
     unchanged = os.lstat(path)
     assert _write(str(path), str(tmp_path), b"cleaned", unchanged, "line").changed
     assert path.read_bytes() == b"cleaned"
+
+
+def test_nbformat_3_notebook_is_cleaned_in_its_own_layout(tmp_path):
+    """``clean`` on a notebook written by nbformat's v3 writer moves the code cell's key into
+    ``.env`` and an ``os.environ`` lookup in its ``input``, masks the key in outputs and markdown,
+    leaves a PNG payload alone, and writes nbformat 3 back (nbformat's validator accepts it);
+    a second run changes nothing. The git filter (``--stdin``) masks it as a notebook too."""
+    import nbformat
+    from nbformat import v3
+
+    rng = random.Random(33)
+    key = fakekeys.openai_project_key(rng)
+    png = "iVBORw0KGgo" + fakekeys.chars(60, rng=rng)
+    cells = [
+        v3.new_code_cell(input=f'import openai\nopenai.api_key = "{key}"\n', prompt_number=1, outputs=[
+            v3.new_output("stream", output_text=f"using {key}\n", stream="stdout"),
+            v3.new_output("display_data", output_png=png, output_text="<Figure>"),
+        ]),
+        v3.new_text_cell("markdown", source=f"The key was {key}"),
+    ]
+    original = v3.writes_json(v3.new_notebook(worksheets=[v3.new_worksheet(cells=cells)]))
+    path = tmp_path / "old.ipynb"
+    path.write_text(original, encoding="utf-8")
+    result = cli("clean", "--store", "dotenv", "old.ipynb", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr.decode()
+    text = path.read_text(encoding="utf-8")
+    assert key not in text
+    nb = nbformat.reads(text, as_version=nbformat.NO_CONVERT)
+    assert nb.nbformat == 3
+    nbformat.validate(nb)
+    cell, markdown = nb.worksheets[0].cells
+    assert 'os.environ["OPENAI_API_KEY"]' in cell.input
+    assert cell.outputs[0].text == "using [secret:OPENAI_API_KEY]\n" and cell.outputs[1].png == png
+    assert markdown.source == "The key was [secret:OPENAI_API_KEY]"
+    assert fingerprint(dotenv_values(tmp_path / ".env")["OPENAI_API_KEY"]) == fingerprint(key)
+    again = cli("clean", "--store", "dotenv", "old.ipynb", cwd=tmp_path)
+    assert again.returncode == 0 and path.read_text(encoding="utf-8") == text
+    filtered = subprocess.run(
+        [sys.executable, "-m", "ipykeyguard", "clean", "--stdin", "--stdin-filename", "old.ipynb", "--store", "none"],
+        input=original.encode(), capture_output=True, cwd=tmp_path, timeout=120,
+    )
+    assert filtered.returncode in (0, 1), filtered.stderr.decode()
+    out = filtered.stdout.decode()
+    assert key not in out and "cleaned as plain text" not in filtered.stderr.decode()
+    assert nbformat.reads(out, as_version=nbformat.NO_CONVERT).nbformat == 3

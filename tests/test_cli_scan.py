@@ -702,9 +702,9 @@ def test_nbformat_3_notebook_is_scanned_as_a_notebook(capsys, tmp_path, keys, rn
         assert (finding["file_line"], finding["file_column"]) == _file_position(path, key)
 
 
-def test_nbformat_2_notebook_is_scanned_and_clean_refuses_to_rewrite_it(capsys, tmp_path, keys):
+def test_nbformat_2_notebook_is_scanned_as_a_notebook(capsys, tmp_path, keys):
     """nbformat 2 (written by its own v2 writer; text cells may keep their rendered HTML) is
-    scanned as a notebook; ``clean`` does not rewrite an old format: exit 2, file unchanged."""
+    scanned as a notebook."""
     from nbformat import v2
 
     cells = [
@@ -716,7 +716,3 @@ def test_nbformat_2_notebook_is_scanned_and_clean_refuses_to_rewrite_it(capsys, 
     code, report = scan_json(capsys, "--isolated", str(path))
     assert code == 1
     assert {(f["cell"], f["field"]) for f in report["findings"]} == {(0, "input"), (1, "rendered")}
-    before = path.read_bytes()
-    proc = run_exe("clean", "--isolated", "--store", "none", str(path))
-    assert proc.returncode == 2 and "nbformat 2 is not supported" in proc.stderr
-    assert path.read_bytes() == before

@@ -166,12 +166,14 @@ def test_non_utf8_text_is_an_error_that_quotes_no_content(tmp_path):
         (b"{ not json", "not valid JSON"),
         (b"", "not valid JSON"),
         (b"[1, 2]", "not a notebook"),
-        (_notebook(nbformat=3).encode(), "nbformat 3 is not supported"),
+        (_notebook(nbformat=1).encode(), "nbformat 1 is not supported"),
+        (_notebook(nbformat=3).encode(), "nbformat 3 with the 'cells' list of version 4"),
         (b'{"nbformat": 4, "cells": 7}', "not a notebook"),
         (b"\xff\xfe{}", "not UTF-8"),
         (b'{"nbformat": 4, "cells": [], "metadata": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
     ],
-    ids=["broken-json", "empty", "json-list", "nbformat-3", "cells-not-list", "utf16-bytes", "deeply-nested"],
+    ids=["broken-json", "empty", "json-list", "nbformat-1", "nbformat-3-with-cells", "cells-not-list", "utf16-bytes",
+         "deeply-nested"],
 )
 def test_bad_notebooks_raise_file_read_error_without_the_path_twice(tmp_path, content, expected):
     """Each kind of unreadable notebook raises FileReadError with a reason and the path once."""
@@ -228,10 +230,10 @@ def test_stdin_is_sniffed_as_notebook_or_text_and_limited_in_size():
 
 
 def test_stdin_with_a_broken_notebook_is_an_error():
-    """Standard input that looks like a notebook but is nbformat 3 is refused like a file would be."""
+    """Standard input that looks like a notebook but is nbformat 1 is refused like a file would be."""
     with pytest.raises(FileReadError) as info:
-        read_target(Target(STDIN), max_file_size=MIB, stdin=io.BytesIO(_notebook(nbformat=3).encode()))
-    assert "nbformat 3" in info.value.message
+        read_target(Target(STDIN), max_file_size=MIB, stdin=io.BytesIO(_notebook(nbformat=1).encode()))
+    assert "nbformat 1" in info.value.message
 
 
 def test_decode_text_accepts_utf8_and_rejects_other_bytes():

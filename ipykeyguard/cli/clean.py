@@ -351,6 +351,8 @@ def _threshold(args: argparse.Namespace, config: "Config"):
 
 def _details(report: "CleanReport") -> list[str]:
     """Diff-like lines for ``--dry-run``: where each key is and what happens to it; names only."""
+    from ..transforms.notebook import CODE_SOURCE_FIELDS
+
     moved_fingerprints = {fp: name for name, fp in report.moved.items()}
     lines = []
     for f in report.findings:
@@ -359,7 +361,7 @@ def _details(report: "CleanReport") -> list[str]:
         if loc.field is not None:
             where = (f"cell {loc.cell} " if loc.cell is not None else "") + f"{loc.field} {where}"
         name = moved_fingerprints.get(f.fingerprint)
-        action = f'-> os.environ["{name}"]' if name and loc.field == "source" else f"-> {f.mask}"
+        action = f'-> os.environ["{name}"]' if name and loc.field in CODE_SOURCE_FIELDS else f"-> {f.mask}"
         lines.append(f"  {where}: {f.rule} ({f.confidence}) {action}")
     for f in report.below_threshold:
         loc = f.location
@@ -734,7 +736,7 @@ def _decode_for_filter(raw: bytes, name: str, as_notebook: bool):
 
     if as_notebook:
         try:
-            return parse_notebook(raw, name), None
+            return parse_notebook(raw, name, old_formats=True), None
         except NotebookError as exc:
             if "not UTF-8" in str(exc):
                 raise _FileError(str(exc)) from None

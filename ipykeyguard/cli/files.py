@@ -291,9 +291,7 @@ def _looks_like_notebook(data: bytes) -> bool:
     return head.startswith(b"{") and b'"nbformat' in data
 
 
-def read_target(
-    target: Target, *, max_file_size: int, stdin: BinaryIO | None = None, old_formats: bool = False
-) -> LoadedFile:
+def read_target(target: Target, *, max_file_size: int, stdin: BinaryIO | None = None) -> LoadedFile:
     """Read one target: notebooks (``.ipynb``) are parsed, other files decoded as UTF-8 text.
 
     Standard input is parsed as a notebook when it is a JSON object with an ``nbformat`` key,
@@ -304,15 +302,13 @@ def read_target(
         target: What to read.
         max_file_size: Files larger than this many bytes are refused.
         stdin: The stream for ``"-"`` (default: ``sys.stdin.buffer``).
-        old_formats: Accept notebooks of nbformat 2 and 3 (``scan`` reads them; ``clean``
-            does not rewrite them).
 
     Returns:
         The file's bytes and its decoded text or parsed notebook.
 
     Raises:
         FileReadError: the file cannot be read, is too large, is not UTF-8, or is a notebook
-            that is not valid JSON / not nbformat 4.
+            that is not valid JSON / not nbformat 2 to 4.
     """
     path = target.path
     try:
@@ -334,7 +330,7 @@ def read_target(
     as_notebook = _looks_like_notebook(raw) if target.is_stdin else target.is_notebook
     if as_notebook:
         try:
-            nb = parse_notebook(raw, path, old_formats=old_formats)
+            nb = parse_notebook(raw, path, old_formats=True)  # nbformat 2 and 3 too
         except NotebookError as exc:
             message = str(exc)
             prefix = f"{path}: "

@@ -214,7 +214,7 @@ def scan_target(target: "Target", scanner: "Scanner", stdin: BinaryIO | None = N
     from ..engine.scan import notebook_findings
 
     try:
-        loaded = read_target(target, max_file_size=scanner.config.max_file_size, stdin=stdin, old_formats=True)
+        loaded = read_target(target, max_file_size=scanner.config.max_file_size, stdin=stdin)
         if loaded.kind == "binary":
             return FileOutcome(target.path, binary=True)
         positions: list = []

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Mapping
 from ..engine.config import Config
 from ..engine.findings import Confidence, Finding, Secret, mask_for
 from ..engine.matcher import compile_alternation, values_finder
-from .notebook import CODE, iter_leaves, set_leaf
+from .notebook import is_code_source, iter_leaves, set_leaf
 from ..engine.scan import Scanner, env_name_from, notebook_findings, scanner_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -234,13 +234,13 @@ def clean_notebook(
     if move_code_keys:
         # Code first: the keys the code will read get the rule's own names; a different key
         # met only in an output, markdown or metadata takes a suffixed one.
-        pairs.sort(key=lambda pair: not (pair[0].kind == CODE and pair[0].field == "source"))
+        pairs.sort(key=lambda pair: not is_code_source(pair[0]))
     for leaf, found in pairs:
         act = [f for f in found if f.confidence >= threshold]
         if not act:
             continue
         acted.extend(act)
-        if leaf.kind == CODE and leaf.field == "source" and move_code_keys:
+        if is_code_source(leaf) and move_code_keys:
             new_text, moved, masked_here, leftover = _rewrite_code(leaf.text, config, scanner, taken_now, threshold)
             for name, secret in moved.items():
                 secrets[name] = secret

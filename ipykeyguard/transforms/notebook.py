@@ -32,6 +32,7 @@ __all__ = [
     "Leaf",
     "parse_notebook",
     "read_notebook",
+    "is_code_source",
     "iter_leaves",
     "set_leaf",
     "is_text_mimetype",
@@ -164,7 +165,7 @@ def parse_notebook(data: str | bytes, name: str = "<notebook>", *, old_formats: 
         data: The file's bytes or text.
         name: Shown in errors.
         old_formats: Accept nbformat 2 and 3 too (worksheets of cells): :func:`iter_leaves`
-            reads them, so they can be scanned; rewriting them is not supported.
+            reads them and :func:`set_leaf` writes them back in their own layout.
 
     Raises:
         NotebookError: not UTF-8, not JSON, not a notebook, or an nbformat older than 4
@@ -359,6 +360,15 @@ def _old_format_leaves(nb: dict) -> Iterator[Leaf]:
             index += 1
         if "metadata" in sheet:
             yield from _json_leaves(sheet["metadata"], f"worksheets[{w}].metadata", ("worksheets", w, "metadata"), None, METADATA)
+
+
+#: The field of a code cell's own text: ``source`` (nbformat 4), ``input`` (nbformat 2 and 3).
+CODE_SOURCE_FIELDS = ("source", "input")
+
+
+def is_code_source(leaf: Leaf) -> bool:
+    """Whether ``leaf`` is a code cell's text (which keys are moved out of, not masked in)."""
+    return leaf.kind == CODE and leaf.field in CODE_SOURCE_FIELDS
 
 
 def iter_leaves(nb: dict) -> Iterator[Leaf]:
