@@ -270,6 +270,43 @@ def test_base64_upload_of_a_notebook_is_cleaned(server, keys):
     assert env_fingerprints(server.root / folder / ".env") == {"OPENAI_API_KEY": fingerprint(keys["openai"]), "GITHUB_TOKEN": fingerprint(keys["github"])}
 
 
+def _v3_leaky_notebook(keys: dict) -> dict:
+    """The leaky notebook in nbformat 3's layout, as nbformat's own v3 API builds it."""
+    from nbformat import v3
+
+    openai, github = keys["openai"], keys["github"]
+    cells = [
+        v3.new_code_cell(input=f'import openai\nopenai.api_key = "{openai}"\n', prompt_number=1, outputs=[
+            v3.new_output("stream", output_text=f"key is {openai}\n", stream="stdout")]),
+        v3.new_text_cell("markdown", source=f"token {github}"),
+    ]
+    return json.loads(v3.writes_json(v3.new_notebook(worksheets=[v3.new_worksheet(cells=cells)])))
+
+
+@pytest.mark.parametrize("how", ["notebook-model", "base64-upload"])
+def test_nbformat_3_notebook_saved_or_uploaded_is_cleaned_in_its_own_layout(server, keys, how):
+    """An old-format notebook PUT as a notebook model or uploaded as a file reaches disk without
+    keys and still in nbformat 3 (code keys moved out of ``input``, the rest masked). Before,
+    the model save failed with a 500 and the file upload was refused with a 400."""
+    folder = unique_dir(server)
+    nb = _v3_leaky_notebook(keys)
+    if how == "notebook-model":
+        resp = server.put_notebook(f"{folder}/old.ipynb", nb)
+    else:
+        resp = server.put_file(f"{folder}/old.ipynb", json.dumps(nb, indent=1).encode())
+    assert resp.status_code == 201, resp.text[:500]
+    text = (server.root / folder / "old.ipynb").read_text()
+    leaked = holds_any_key(text, keys)
+    assert not leaked, "key leaked into the saved notebook"
+    saved = json.loads(text)
+    assert saved["nbformat"] == 3
+    code, markdown = saved["worksheets"][0]["cells"]
+    assert 'os.environ["OPENAI_API_KEY"]' in "".join(code["input"])
+    assert "[secret:GITHUB_TOKEN]" in "".join(markdown["source"])
+    assert env_fingerprints(server.root / folder / ".env") == {
+        "OPENAI_API_KEY": fingerprint(keys["openai"]), "GITHUB_TOKEN": fingerprint(keys["github"])}
+
+
 def test_text_file_model_of_a_notebook_is_cleaned(server, keys):
     """A notebook saved as a text 'file' model is cleaned like a notebook model."""
     folder = unique_dir(server)

@@ -28,16 +28,16 @@ def _big_notebook(key: str, nbformat: int = 4) -> dict:
     cells = [{"cell_type": "code", "execution_count": None, "id": "c0", "metadata": {}, "outputs": [],
               "source": f'OPENAI_API_KEY = "{key}"\n'},
              {"cell_type": "markdown", "id": "m0", "metadata": {}, "source": filler + "\u00e9"}]
-    if nbformat == 3:
-        return {"nbformat": 3, "nbformat_minor": 0, "metadata": {},
+    if nbformat == 1:
+        return {"nbformat": 1, "nbformat_minor": 0, "metadata": {},
                 "worksheets": [{"cells": [{"cell_type": "code", "input": cells[0]["source"], "outputs": []},
                                           {"cell_type": "markdown", "source": filler}]}]}
     return {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
 
 def _unreadable(kind: str, key: str) -> bytes:
-    if kind == "nbformat3":
-        return json.dumps(_big_notebook(key, nbformat=3)).encode()
+    if kind == "nbformat1":
+        return json.dumps(_big_notebook(key, nbformat=1)).encode()
     if kind == "broken-json":
         return json.dumps(_big_notebook(key)).encode()[:-3]
     return json.dumps(_big_notebook(key), ensure_ascii=False).encode("latin-1")
@@ -54,9 +54,9 @@ def _upload_in_chunks(server: Server, path: str, data: bytes):
     return response
 
 
-@pytest.mark.parametrize("kind", ["nbformat3", "broken-json", "latin-1"])
+@pytest.mark.parametrize("kind", ["nbformat1", "broken-json", "latin-1"])
 def test_unreadable_chunked_upload_over_a_notebook_is_refused_with_400_and_the_old_file_kept(server, kind):
-    """A notebook uploaded in chunks over 1 MiB that cannot be parsed (nbformat 3, broken JSON, Latin-1) replacing an existing notebook is answered 400 with ipykeyguard's reason, like a one-piece upload, and the existing notebook is byte for byte what it was."""
+    """A notebook uploaded in chunks over 1 MiB that cannot be parsed (nbformat 1, broken JSON, Latin-1) replacing an existing notebook is answered 400 with ipykeyguard's reason, like a one-piece upload, and the existing notebook is byte for byte what it was."""
     folder = "d" + uuid.uuid4().hex[:8]
     (server.root / folder).mkdir()
     target = server.root / folder / "work.ipynb"

@@ -129,7 +129,7 @@ class KeyGuardServer(LoggingConfigurable):
         Jupyter writes chunk 1 over the existing file and runs the post-save hooks only after
         the last chunk, turning any error there into a 500. So the file being replaced is kept
         in memory when chunk 1 arrives; if the finished upload cannot be cleaned (broken JSON,
-        nbformat 3, not UTF-8, a store failure), the old file is put back (or the new, possibly
+        nbformat 1, not UTF-8, a store failure), the old file is put back (or the new, possibly
         leaky one removed when there was none) and the reply is this guard's own refusal (400
         for content that is not a readable notebook), not a 500.
         """
@@ -278,7 +278,7 @@ class KeyGuardServer(LoggingConfigurable):
     ) -> bytes | None:
         """The cleaned file bytes, or ``None`` when nothing had to change."""
         if nb is None:
-            nb = parse_notebook(raw, path)
+            nb = parse_notebook(raw, path, old_formats=True)
         cleaned = self._clean_notebook(nb, path, contents_manager, notebook_dir=notebook_dir, remember=remember)
         if cleaned is None:
             return None
@@ -289,7 +289,7 @@ class KeyGuardServer(LoggingConfigurable):
             raw = os_path.read_bytes()
         except FileNotFoundError:
             return
-        nb = parse_notebook(raw, display)
+        nb = parse_notebook(raw, display, old_formats=True)
         with self._verified_lock:
             expected = self._verified.pop(str(os_path), None)
         if expected is not None and _leaf_texts(nb) == expected:
