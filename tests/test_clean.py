@@ -209,3 +209,54 @@ def test_clean_and_store_raises_when_the_store_fails_and_stores_nothing():
 
     with pytest.raises(StoreError):
         clean_and_store(_code_notebook(f'k = "{fakekeys.openai_project_key()}"'), RefusingStore())
+
+
+# -- nbformat 3, the old layout -------------------------------------------------------------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import strategies  # noqa: E402
+
+_PLACES = ["code", "markdown", "stream", "html", "error"]
+_FAMILIES = sorted(k for k in strategies.KEY_FAMILIES if k not in ("pem", "openssh", "jwt"))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(_PLACES), st.sampled_from(_FAMILIES), st.data()), min_size=1, max_size=4))
+def test_a_notebook_downgraded_to_nbformat_3_is_cleaned_whole_and_stays_valid(planted):
+    """Keys planted in code, markdown, stream, HTML and error outputs of a notebook that
+    nbformat downgrades to version 3: ``clean_notebook`` leaves none of them, the result is still
+    nbformat 3 and passes nbformat's validator, a scan of it finds nothing at ``likely``, a
+    second clean changes nothing, and every key moved out of code is in the report's secrets."""
+    import nbformat
+    from nbformat import v4
+
+    cells, keys, code_keys = [], [], []
+    for place, family, data in planted:
+        key = data.draw(strategies.KEY_FAMILIES[family][0])
+        keys.append(key)
+        if place == "code":
+            code_keys.append(key)
+            cells.append(v4.new_code_cell(f'token = "{key}"\nprint(len(token))'))
+        elif place == "markdown":
+            cells.append(v4.new_markdown_cell(f"The token was {key} once."))
+        else:
+            output = {
+                "stream": lambda: v4.new_output("stream", name="stdout", text=f"token {key}\n"),
+                "html": lambda: v4.new_output("display_data", data={"text/html": f"<b>{key}</b>", "text/plain": "b"}),
+                "error": lambda: v4.new_output("error", ename="AuthError", evalue=f"bad key {key}",
+                                               traceback=[f"AuthError: bad key {key}"]),
+            }[place]()
+            cells.append(v4.new_code_cell("call()", outputs=[output]))
+    old = nbformat.convert(v4.new_notebook(cells=cells), 3)
+    assert old.nbformat == 3 and "worksheets" in old
+    cleaned, report = clean_notebook(json.loads(json.dumps(old)))
+    text = json.dumps(cleaned)
+    assert not any(key in text for key in keys), "a key survived cleaning"
+    assert cleaned["nbformat"] == 3
+    nbformat.validate(nbformat.from_dict(cleaned))
+    assert scan_notebook(cleaned, min_confidence=Confidence.LIKELY) == []
+    again, second = clean_notebook(cleaned)
+    assert again is cleaned and not second.changed
+    stored = {secret.reveal() for secret in report.secrets.values()}
+    assert all(key in stored for key in code_keys)
