@@ -147,3 +147,57 @@ def test_an_empty_or_missing_value_is_refused(server):
         r = server.session.put(secrets_url(server, "EMPTY_TOKEN"), params={"path": "proj/a.ipynb"}, json=body, timeout=30)
         assert r.status_code == 400
     assert "EMPTY_TOKEN" not in (server.root / "proj" / ".env").read_text()
+
+
+# -- the paste guard's endpoint ----------------------------------------------------------------
+def paste_url(srv: Server) -> str:
+    return f"{srv.url}/ipykeyguard/paste"
+
+
+def test_paste_check_names_the_keys_and_writes_nothing(server):
+    """A pasted snippet with two keys: the check answers the names they would take, holds no
+    value, and writes no store."""
+    openai, other = openai_project_key(), generic_secret()
+    snippet = f'client = OpenAI(api_key="{openai}")\nservice_token = "{other}"\n'
+    (server.root / "paste1").mkdir()
+    r = server.session.post(paste_url(server), params={"path": "paste1/a.ipynb"}, json={"text": snippet}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"names": ["OPENAI_API_KEY", "SERVICE_TOKEN"]}
+    assert openai not in r.text and other not in r.text
+    assert not (server.root / "paste1" / ".env").exists()
+
+
+def test_paste_store_moves_the_keys_and_answers_the_rewritten_code(server):
+    """With store, the keys land in the .env beside the notebook (origin "pasted into a cell"),
+    and the answer is the code reading them, without the "import os" line the page adds at the
+    top of the cell; no reply or log line holds a key. A snippet without keys is answered as it is."""
+    openai = openai_project_key()
+    snippet = f'client = OpenAI(api_key="{openai}")'
+    (server.root / "paste2").mkdir()
+    r = server.session.post(paste_url(server), params={"path": "paste2/a.ipynb"},
+                            json={"text": snippet, "store": True}, timeout=30)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body == {"names": ["OPENAI_API_KEY"], "text": 'client = OpenAI(api_key=os.environ["OPENAI_API_KEY"])',
+                    "import_os": True}
+    assert openai in (server.root / "paste2" / ".env").read_text()
+    listing = server.session.get(secrets_url(server), params={"path": "paste2/a.ipynb"}, timeout=30).json()
+    assert [(s["name"], s["source"]) for s in listing["secrets"]] == [("OPENAI_API_KEY", "pasted into a cell")]
+    for text in (r.text, server.log()):
+        assert openai not in text
+    plain = server.session.post(paste_url(server), params={"path": "paste2/a.ipynb"},
+                                json={"text": "x = 1\n", "store": True}, timeout=30)
+    assert plain.json() == {"names": [], "text": "x = 1\n", "import_os": False}
+
+
+@pytest.mark.parametrize("body, status", [({"text": 7}, 400), ({}, 400), ({"text": "x" * (1024 * 1024 + 1)}, 413)])
+def test_paste_refuses_what_is_not_text(server, body, status):
+    """A body without text, or with more than the paste limit, is refused."""
+    r = server.session.post(paste_url(server), params={"path": "proj/a.ipynb"}, json=body, timeout=30)
+    assert r.status_code == status
+
+
+def test_paste_paths_leaving_the_root_are_refused(server):
+    """The paste endpoint finds its store like the secrets panel: a path outside the root is 403."""
+    r = server.session.post(paste_url(server), params={"path": "../x.ipynb"}, json={"text": "x"}, timeout=30)
+    assert r.status_code == 403

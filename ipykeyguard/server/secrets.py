@@ -5,6 +5,13 @@ Registered by the server extension under ``{base_url}/ipykeyguard/secrets``::
     GET    /ipykeyguard/secrets?path=<notebook>         -> {"store", "kind", "secrets": [{"name", "source", "updated"}]}
     PUT    /ipykeyguard/secrets/<NAME>?path=<notebook>  body {"value": "..."} -> {"name", "source", "updated"}
     DELETE /ipykeyguard/secrets/<NAME>?path=<notebook>  -> 204
+    POST   /ipykeyguard/paste?path=<notebook>           body {"text": "...", "store": false} -> {"names": [...]}
+                                                        body {"text": "...", "store": true}  -> {"names", "text", "import_os"}
+
+``paste`` serves the paste guard for code pasted into a cell: without ``store`` it answers which
+names the keys in the text would be stored under (nothing is written); with it, the keys move into
+the notebook's store exactly as the save hook moves them, and the reply is the text rewritten to
+read them with ``os.environ`` (the keys are not in it).
 
 The store is the one the save hook uses for that notebook (``c.KeyGuardServer.store``: by default
 the ``.env`` beside it). No reply, log line or error message carries a value: GET lists names only
@@ -32,10 +39,12 @@ from tornado import web
 from ..storage.origins import forget_origin, origins_of, record_origin
 from ..storage.store import StoreError, is_valid_name
 
-__all__ = ["register_secrets_api", "SecretsHandler", "SecretHandler", "MAX_VALUE_CHARS"]
+__all__ = ["register_secrets_api", "SecretsHandler", "SecretHandler", "PasteHandler", "MAX_VALUE_CHARS", "MAX_PASTE_CHARS"]
 
 #: Large enough for a PEM private key or a service-account JSON, small enough to refuse junk.
 MAX_VALUE_CHARS = 64 * 1024
+#: The longest pasted text the paste guard looks at (a long notebook cell's worth).
+MAX_PASTE_CHARS = 1024 * 1024
 
 _NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]{0,255}"
 
@@ -159,6 +168,61 @@ class SecretHandler(_StoreHandler):
         self.finish()
 
 
+class PasteHandler(_StoreHandler):
+    """``POST``: the keys in code pasted into a cell of the notebook ``?path=`` names (names only),
+    or, with ``"store": true``, the code with those keys moved into the notebook's store."""
+
+    @web.authenticated
+    @authorized
+    def post(self) -> None:
+        from ..engine.findings import fingerprint
+        from ..transforms.clean import clean_and_store, clean_notebook
+
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "the body is not JSON") from None
+        text = body.get("text") if isinstance(body, dict) else None
+        if not isinstance(text, str):
+            raise web.HTTPError(400, "the body must be {\"text\": \"...\"}")
+        if len(text) > MAX_PASTE_CHARS:
+            raise web.HTTPError(413, f"the text is longer than {MAX_PASTE_CHARS} characters")
+        store_now = body.get("store") is True
+        directory = self._notebook_dir()
+        store = self._store()
+        guard = self.guard
+        config = guard._config_for(directory)
+        # The pasted code as the one code cell of a notebook: the save hook's own path.
+        nb = {"cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": text}],
+              "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+        try:
+            if not store_now:
+                taken = {name: fingerprint(value) for name, value in store.items()}
+                _cleaned, report = clean_notebook(nb, config=config, taken=taken, min_confidence=guard.min_confidence)
+                self.finish(json.dumps({"names": sorted(report.moved)}))
+                return
+            cleaned, report = clean_and_store(nb, store, config=config, min_confidence=guard.min_confidence)
+        except StoreError as exc:
+            self._fail(exc)
+        finally:
+            del text, body
+        names = sorted(report.moved)
+        new_text = cleaned["cells"][0]["source"]
+        # The rewriter puts "import os" first in a cell that lacks it; a paste lands at the
+        # cursor, maybe mid-line, so that line is handed back apart: the page adds it at the
+        # top of the cell when the cell does not import os already.
+        needs_os = new_text.startswith(_IMPORT_OS) and not nb["cells"][0]["source"].startswith(_IMPORT_OS)
+        if needs_os:
+            new_text = new_text[len(_IMPORT_OS):]
+        if names:
+            record_origin(store, names, "pasted into a cell")
+            self.log.info("ipykeyguard: stored %s in %s (pasted into a cell)", ", ".join(names), self._label(store))
+        self.finish(json.dumps({"names": names, "text": new_text, "import_os": needs_os}))
+
+
+_IMPORT_OS = "import os\n"
+
+
 def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
@@ -171,5 +235,6 @@ def register_secrets_api(serverapp: Any, guard: Any) -> None:
         [
             (url_path_join(base, "ipykeyguard", "secrets"), SecretsHandler, {"guard": guard}),
             (url_path_join(base, "ipykeyguard", "secrets", f"({_NAME_PATTERN})"), SecretHandler, {"guard": guard}),
+            (url_path_join(base, "ipykeyguard", "paste"), PasteHandler, {"guard": guard}),
         ],
     )
