@@ -123,9 +123,13 @@ def _put_empty_notebook(lab: dict, name: str) -> None:
     urllib.request.urlopen(req, timeout=30)
 
 
-def _open_notebook(page, lab, name: str) -> None:
-    """Open notebook ``name`` in JupyterLab, accept the kernel dialog if any, wait until idle."""
-    page.goto(f"{lab['url']}/lab/tree/{name}?token={lab['token']}")
+def _open_notebook(page, lab, name: str, *, alone: bool = False) -> None:
+    """Open notebook ``name`` in JupyterLab, accept the kernel dialog if any, wait until idle.
+
+    ``alone``: in a fresh workspace, so no notebook an earlier test opened is restored beside
+    it (the helpers here index cells across the whole page)."""
+    reset = "reset&" if alone else ""
+    page.goto(f"{lab['url']}/lab/tree/{name}?{reset}token={lab['token']}")
     page.wait_for_selector(".jp-Notebook .jp-Cell .cm-content", timeout=90000)
     try:  # JupyterLab may ask which kernel to use
         page.wait_for_selector(".jp-Dialog .jp-mod-accept", timeout=5000)

@@ -210,3 +210,73 @@ def test_jupyterlab_extension_rewrites_a_raising_cell_notifies_and_manages_secre
     env_text = (lab["dir"] / ".env").read_text()
     assert openai_key in env_text and github_key in env_text
     assert panel_value not in env_text, "the deleted secret is still in .env"
+
+
+def test_pasting_code_that_holds_a_key_offers_to_store_it_and_pastes_the_lookup(lab):  # noqa: F811
+    """Code with a key pasted mid-line into a cell: the page asks the server (the real engine),
+    offers to store the key, and on "Store and paste" the cell gets the code reading
+    os.environ, with "import os" added at its top; the key is in the .env beside the notebook,
+    never in the editor, a response or the DOM. Code without a key is pasted as it is."""
+    from playwright.sync_api import sync_playwright
+
+    key = fakekeys.github_classic_token()
+    (lab["dir"] / "pasting").mkdir(exist_ok=True)  # a folder, and so a .env, of its own
+    name = "pasting/paste-snippet.ipynb"
+    _put_empty_notebook(lab, name)
+    snippet = f'"{key}"\nprint(len(token))'
+    bodies: list[str] = []
+
+    def keep_body(response) -> None:
+        try:
+            bodies.append(response.text())
+        except Exception:  # noqa: BLE001 - redirects and binary bodies have no text
+            pass
+
+    paste = """([index, text]) => {
+        const el = document.querySelectorAll('.jp-Notebook .jp-Cell')[index].querySelector('.cm-content');
+        const data = new DataTransfer();
+        data.setData('text/plain', text);
+        el.dispatchEvent(new ClipboardEvent('paste', {clipboardData: data, bubbles: true, cancelable: true}));
+    }"""
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.on("response", keep_body)
+        try:
+            _open_notebook(page, lab, name, alone=True)
+            _wait_text(page, ".jp-ipykeyguard-statusitem", "keyguard: on")
+            assert page.locator(".jp-Notebook").count() == 1
+            cell = page.locator(".jp-Notebook .jp-Cell").nth(0)
+            cell.locator(".cm-content").click()
+            page.keyboard.insert_text("token = ")
+            page.evaluate(paste, [0, snippet])
+            _wait_text(page, ".jp-Dialog", "GITHUB_TOKEN")
+            _screenshot(page, "jupyterlab-paste-snippet.png")
+            page.click(".jp-Dialog .jp-mod-accept")
+            page.wait_for_function("el => el.innerText.includes('os.environ[\"GITHUB_TOKEN\"]')",
+                                   arg=cell.locator(".cm-content").element_handle(), timeout=30000)
+            source = cell.locator(".cm-content").inner_text()
+            assert source.startswith("import os\n"), source
+            assert 'token = os.environ["GITHUB_TOKEN"]\nprint(len(token))' in source, source
+            assert key not in source
+            page.keyboard.press("Shift+Enter")
+            _wait_executed(page, 0)
+            assert cell.locator(".jp-OutputArea").inner_text().strip() == str(len(key))
+
+            # Code without a key: no dialog, pasted as it is.
+            second = page.locator(".jp-Notebook .jp-Cell").nth(1)
+            second.locator(".cm-content").click()
+            plain = "total = sum(range(10))\nprint(total)"
+            page.evaluate(paste, [1, plain])
+            page.wait_for_function("el => el.innerText.includes('print(total)')",
+                                   arg=second.locator(".cm-content").element_handle(), timeout=30000)
+            assert page.locator(".jp-Dialog").count() == 0
+            dom = page.content()
+        finally:
+            browser.close()
+
+    assert key not in dom
+    assert bodies, "no network responses recorded"
+    for body in bodies:
+        assert key not in body, "a response carried the pasted key"
+    assert key in (lab["dir"] / "pasting" / ".env").read_text()

@@ -190,6 +190,20 @@ def test_paste_store_moves_the_keys_and_answers_the_rewritten_code(server):
     assert plain.json() == {"names": [], "text": "x = 1\n", "import_os": False}
 
 
+def test_paste_of_keys_beside_a_store_with_values_names_the_held_one_and_a_new_one(server):
+    """With a .env that already holds a key: pasting that key names its stored name (the code will
+    read it), a different key with the same conventional name gets a suffixed one."""
+    held, other = openai_project_key(), openai_project_key()
+    (server.root / "paste3").mkdir()
+    put = server.session.put(secrets_url(server, "OPENAI_API_KEY"), params={"path": "paste3/a.ipynb"},
+                             json={"value": held}, timeout=30)
+    assert put.status_code == 200
+    for text, names in ((f'k = "{held}"', ["OPENAI_API_KEY"]), (f'k = "{other}"', ["OPENAI_API_KEY_2"])):
+        r = server.session.post(paste_url(server), params={"path": "paste3/a.ipynb"}, json={"text": text}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"names": names}
+
+
 @pytest.mark.parametrize("body, status", [({"text": 7}, 400), ({}, 400), ({"text": "x" * (1024 * 1024 + 1)}, 413)])
 def test_paste_refuses_what_is_not_text(server, body, status):
     """A body without text, or with more than the paste limit, is refused."""

@@ -197,7 +197,7 @@ class PasteHandler(_StoreHandler):
               "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
         try:
             if not store_now:
-                taken = {name: fingerprint(value) for name, value in store.items()}
+                taken = {name: fingerprint(value) for name, value in store.items().items()}
                 _cleaned, report = clean_notebook(nb, config=config, taken=taken, min_confidence=guard.min_confidence)
                 self.finish(json.dumps({"names": sorted(report.moved)}))
                 return

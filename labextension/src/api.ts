@@ -5,7 +5,7 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
-import { ISecretList, parseSecretList } from './protocol';
+import { IPasteReply, ISecretList, parsePasteReply, parseSecretList } from './protocol';
 
 const settings = (): ServerConnection.ISettings => ServerConnection.makeSettings();
 
@@ -51,4 +51,20 @@ export async function putSecret(notebookPath: string, name: string, value: strin
 /** Remove `name` from the notebook's store. */
 export async function deleteSecret(notebookPath: string, name: string): Promise<void> {
   await request(url(name, notebookPath), { method: 'DELETE' });
+}
+
+/**
+ * Ask the server about code pasted into a cell of the notebook at `notebookPath`: with
+ * `store` false, the names its keys would take (nothing is written); with `store` true, the keys
+ * move into the notebook's store and the reply holds the code rewritten to read them.
+ */
+export async function pasteKeys(notebookPath: string, text: string, store: boolean): Promise<IPasteReply> {
+  const base = settings().baseUrl;
+  const target = URLExt.join(base, 'ipykeyguard', 'paste') + URLExt.objectToQueryString({ path: notebookPath });
+  const response = await request(target, {
+    method: 'POST',
+    body: JSON.stringify({ text, store }),
+    headers: { 'Content-Type': 'application/json' }
+  });
+  return parsePasteReply(await response.json());
 }

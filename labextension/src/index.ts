@@ -17,13 +17,15 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
-import { putSecret } from './api';
-import { keyShape } from './keyshape';
+import { pasteKeys, putSecret } from './api';
+import { keyShape, mayHoldKey } from './keyshape';
 import { SecretsPanel } from './panel';
 import {
   COMM_TARGET,
   envSnippet,
+  importsOs,
   isValidName,
+  IPasteReply,
   KernelEvent,
   movedNotice,
   parseKernelEvent
@@ -319,7 +321,7 @@ function installPasteGuard(nb: NotebookPanel, panel: SecretsPanel, reload: (name
       }
       const pasted = event.clipboardData?.getData('text/plain') ?? '';
       const shape = keyShape(pasted);
-      if (!shape) {
+      if (!shape && !mayHoldKey(pasted)) {
         return;
       }
       event.preventDefault();
@@ -329,6 +331,28 @@ function installPasteGuard(nb: NotebookPanel, panel: SecretsPanel, reload: (name
         return;
       }
       const editor = cell.editor;
+      if (!shape) {
+        // A snippet: the server finds its keys with the real engine.
+        void offerSnippet(nb.context.path, pasted).then(reply => {
+          if (reply === null) {
+            insertAtCursor(editor as any, pasted);
+            return;
+          }
+          insertAtCursor(editor as any, reply.text ?? '');
+          const shared = cell.model.sharedModel;
+          if (reply.importOs && !importsOs(shared.getSource())) {
+            shared.setSource('import os\n' + shared.getSource());
+          }
+          reload(reply.names);
+          Notification.success(`ipykeyguard: stored ${reply.names.join(', ')}; the pasted code reads them from os.environ`, {
+            autoClose: 6000
+          });
+          if (panel.isVisible) {
+            void panel.refresh();
+          }
+        });
+        return;
+      }
       void askAndStore(nb.context.path, shape.name, shape.value).then(result => {
         if (result === null) {
           insertAtCursor(editor as any, pasted);
@@ -346,6 +370,51 @@ function installPasteGuard(nb: NotebookPanel, panel: SecretsPanel, reload: (name
     },
     true
   );
+}
+
+/**
+ * For pasted code the first look says may hold a key: ask the server which keys it holds, and
+ * whether to store them and paste the code reading them. Returns the server's rewrite, or null
+ * to paste the text as it is (no key found, declined, or the server could not be asked).
+ */
+async function offerSnippet(path: string, pasted: string): Promise<IPasteReply | null> {
+  let found: IPasteReply;
+  try {
+    found = await pasteKeys(path, pasted, false);
+  } catch (error) {
+    console.warn('ipykeyguard: could not check the pasted text', error);
+    return null;
+  }
+  if (found.names.length === 0) {
+    return null;
+  }
+  const n = found.names.length;
+  const body = new Widget();
+  body.addClass('jp-ipykeyguard-paste');
+  const text = document.createElement('p');
+  const [them, secrets] = n === 1 ? ['it', 'a secret'] : ['them', 'secrets'];
+  text.textContent =
+    `This code holds ${n === 1 ? 'an API key' : `${n} API keys`} (${found.names.join(', ')}). ` +
+    `Store ${them} as ${secrets} (in the store beside the notebook) and paste the code reading ${them} with os.environ?`;
+  body.node.append(text);
+  const result = await showDialog({
+    title: n === 1 ? 'Store the key as a secret instead?' : 'Store the keys as secrets instead?',
+    body,
+    buttons: [Dialog.cancelButton({ label: 'Paste as is' }), Dialog.okButton({ label: 'Store and paste' })]
+  });
+  if (!result.button.accept) {
+    return null;
+  }
+  try {
+    return await pasteKeys(path, pasted, true);
+  } catch (error) {
+    await showDialog({
+      title: 'Could not store the keys',
+      body: (error as Error).message,
+      buttons: [Dialog.okButton()]
+    });
+    return null;
+  }
 }
 
 /**

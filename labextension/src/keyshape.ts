@@ -83,3 +83,36 @@ export function keyShape(pasted: string): IKeyShape | null {
   }
   return null;
 }
+
+/** The longest paste the page sends to the server for a check (the server's own limit). */
+export const MAX_PASTE_CHARS = 1024 * 1024;
+
+/** A run of key characters long enough to be a key. */
+const TOKEN_RE = /[A-Za-z0-9_\-+/=.]{20,}/g;
+
+/**
+ * Might `pasted` (a snippet, not one bare key) hold a key somewhere? A cheap first look, so
+ * that an ordinary paste is not sent to the server: a known provider prefix or a private-key
+ * header anywhere, or a token of 20+ key characters that mixes letters and digits with high
+ * entropy. The server decides with the real engine; a wrong "maybe" (a long URL, say) costs one
+ * request to it before the paste lands.
+ */
+export function mayHoldKey(pasted: string): boolean {
+  if (!pasted || pasted.length > MAX_PASTE_CHARS) {
+    return false;
+  }
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pasted)) {
+    return true;
+  }
+  for (const token of pasted.match(TOKEN_RE) ?? []) {
+    for (const [pattern] of PREFIXES) {
+      if (pattern.test(token)) {
+        return true;
+      }
+    }
+    if (/[0-9]/.test(token) && /[A-Za-z]/.test(token) && entropy(token) >= 3.5) {
+      return true;
+    }
+  }
+  return false;
+}

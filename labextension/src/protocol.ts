@@ -148,3 +148,38 @@ export function parseSecretList(data: unknown): ISecretList {
   }
   return { store: d.store, kind: d.kind, secrets };
 }
+
+/** The server's answer to a paste check or store (`POST /ipykeyguard/paste`). */
+export interface IPasteReply {
+  /** The names the pasted keys take (or took) in the store. */
+  names: string[];
+  /** With store: the pasted text rewritten to read them (no key in it). */
+  text: string | null;
+  /** With store: the cell needs `import os` at its top. */
+  importOs: boolean;
+}
+
+/**
+ * Read the paste endpoint's reply; names that are not variable names are dropped.
+ *
+ * @throws Error when the reply does not have the expected shape.
+ */
+export function parsePasteReply(data: unknown): IPasteReply {
+  if (typeof data !== 'object' || data === null) {
+    throw new Error('the paste reply is not an object');
+  }
+  const d = data as Record<string, unknown>;
+  if (!isStringArray(d.names)) {
+    throw new Error('the paste reply lacks names');
+  }
+  return {
+    names: d.names.filter(isValidName),
+    text: typeof d.text === 'string' ? d.text : null,
+    importOs: d.import_os === true
+  };
+}
+
+/** True when `source` imports `os` on a line of its own (`import os`, `import sys, os`, ...). */
+export function importsOs(source: string): boolean {
+  return /^[ \t]*import[ \t]+([A-Za-z0-9_.]+[ \t]*,[ \t]*)*os\b/m.test(source);
+}

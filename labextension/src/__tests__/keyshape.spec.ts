@@ -1,4 +1,4 @@
-import { entropy, keyShape } from '../keyshape';
+import { entropy, keyShape, MAX_PASTE_CHARS, mayHoldKey } from '../keyshape';
 
 /** A random string from `alphabet`, made at run time (no key is written in the test). */
 function random(length: number, alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'): string {
@@ -40,5 +40,22 @@ describe('keyShape', () => {
   it('measures entropy in bits per character', () => {
     expect(entropy('aaaa')).toBe(0);
     expect(entropy('abcd')).toBeCloseTo(2);
+  });
+});
+
+describe('mayHoldKey', () => {
+  it('sees a key anywhere in pasted code: a provider prefix, a private-key header, a random token', () => {
+    expect(mayHoldKey(`client = OpenAI(api_key="sk-proj-${random(48)}")\nprint(client)`)).toBe(true);
+    expect(mayHoldKey(`headers = {"Authorization": "token ghp_${random(36)}"}`)).toBe(true);
+    expect(mayHoldKey('pem = """-----BEGIN RSA PRIVATE KEY-----\nMIIE...')).toBe(true);
+    expect(mayHoldKey(`service_token = '${random(32)}'`)).toBe(true);
+  });
+
+  it('lets ordinary code, long identifiers and oversized pastes through without a server round trip', () => {
+    expect(mayHoldKey('import numpy as np\nX_train, X_test = train_test_split(X, test_size=0.2)')).toBe(false);
+    expect(mayHoldKey('model = AutoModelForSequenceClassification.from_pretrained(name)')).toBe(false);
+    expect(mayHoldKey('df = pd.read_csv("data/train_features_final.csv")')).toBe(false);
+    expect(mayHoldKey('')).toBe(false);
+    expect(mayHoldKey(`x = "sk-proj-${random(48)}"` + ' '.repeat(MAX_PASTE_CHARS))).toBe(false);
   });
 });

@@ -1,4 +1,12 @@
-import { envSnippet, isValidName, movedNotice, parseKernelEvent, parseSecretList } from '../protocol';
+import {
+  envSnippet,
+  importsOs,
+  isValidName,
+  movedNotice,
+  parseKernelEvent,
+  parsePasteReply,
+  parseSecretList
+} from '../protocol';
 
 describe('parseKernelEvent', () => {
   it('reads a moved event with the cell id, text, names and store', () => {
@@ -84,5 +92,33 @@ describe('parseSecretList', () => {
   it('rejects a reply without the expected fields', () => {
     expect(() => parseSecretList({ secrets: [] })).toThrow();
     expect(() => parseSecretList(null)).toThrow();
+  });
+});
+
+describe('parsePasteReply', () => {
+  it('keeps names, the rewritten text and the import flag', () => {
+    expect(parsePasteReply({ names: ['OPENAI_API_KEY'], text: 'k = os.environ["OPENAI_API_KEY"]', import_os: true })).toEqual({
+      names: ['OPENAI_API_KEY'],
+      text: 'k = os.environ["OPENAI_API_KEY"]',
+      importOs: true
+    });
+    expect(parsePasteReply({ names: [] })).toEqual({ names: [], text: null, importOs: false });
+  });
+
+  it('drops names that are not variable names and refuses other shapes', () => {
+    expect(parsePasteReply({ names: ['OK_NAME', 'not a name', '1BAD'] }).names).toEqual(['OK_NAME']);
+    expect(() => parsePasteReply(null)).toThrow();
+    expect(() => parsePasteReply({ names: 'OPENAI_API_KEY' })).toThrow();
+  });
+});
+
+describe('importsOs', () => {
+  it('finds an import of os on a line of its own', () => {
+    expect(importsOs('import os\nx = 1')).toBe(true);
+    expect(importsOs('x = 1\n  import sys, os\n')).toBe(true);
+    expect(importsOs('import os.path')).toBe(true); // binds os too
+    expect(importsOs('import osmium\nx = 1')).toBe(false);
+    expect(importsOs('# import os\nx = 1')).toBe(false);
+    expect(importsOs('from os import environ')).toBe(false);
   });
 });
