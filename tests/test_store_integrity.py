@@ -211,6 +211,9 @@ def test_every_key_removed_from_code_is_stored_under_the_name_its_mask_or_lookup
     for planted, where in ((key, context), (other, second)):
         # A PEM block planted in a one-line context spills into code lines: not a real cell.
         assume("\n" not in planted or '"""' in where or "\'\'\'" in where)
+    # One key inside the other is not two keys: the known-value pass masks the shorter one
+    # wherever it occurs, also inside the longer token, which then is only partly there.
+    assume(key not in other and other not in key)
     source = context.format(k=key) + "\n" + second.format(k=other)
     store = MemoryStore()
     cleaned, report = clean_and_store(_nb(source), store)

@@ -1002,7 +1002,16 @@ class _Planner:
             and f.end in ends
             and all(t.type in (tokenize.NAME, tokenize.NUMBER, tokenize.OP) for t in starts.values())
         ):
-            self.edits.append(_Edit(f.start, f.end, _lookup(self._value_name(f))))
+            # A key that ends in operator tokens (``sk-...-`` read as names and minus signs)
+            # keeps them after the lookup: the code after the key is their operand, so
+            # ``sk-...- a`` becomes ``os.environ["NAME"]- a`` and still parses.
+            cut = f.end
+            for start in sorted(starts, reverse=True):
+                tok = starts[start]
+                if start <= f.start or tok.type != tokenize.OP or layout.offset(*tok.end) != cut:
+                    break
+                cut = start
+            self.edits.append(_Edit(f.start, cut, _lookup(self._value_name(f))))
             self._use(f.start)
             return
         self._mask(f)
