@@ -35,6 +35,18 @@ def _wait_text(page, selector: str, text: str, timeout_ms: int = 60000) -> None:
     )
 
 
+def _body_keeper(bodies: list[str]):
+    """A response handler that keeps every text body the page receives in ``bodies``."""
+
+    def keep_body(response) -> None:
+        try:
+            bodies.append(response.text())
+        except Exception:  # noqa: BLE001 - redirects and binary bodies have no text
+            pass
+
+    return keep_body
+
+
 def _screenshot(page, name: str, **kwargs) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / name), **kwargs)
@@ -52,12 +64,7 @@ def test_jupyterlab_extension_rewrites_a_raising_cell_notifies_and_manages_secre
     name = "frontend.ipynb"
     _put_empty_notebook(lab, name)
     bodies: list[str] = []
-
-    def keep_body(response) -> None:
-        try:
-            bodies.append(response.text())
-        except Exception:  # noqa: BLE001 - redirects and binary bodies have no text
-            pass
+    keep_body = _body_keeper(bodies)
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -225,12 +232,7 @@ def test_pasting_code_that_holds_a_key_offers_to_store_it_and_pastes_the_lookup(
     _put_empty_notebook(lab, name)
     snippet = f'"{key}"\nprint(len(token))'
     bodies: list[str] = []
-
-    def keep_body(response) -> None:
-        try:
-            bodies.append(response.text())
-        except Exception:  # noqa: BLE001 - redirects and binary bodies have no text
-            pass
+    keep_body = _body_keeper(bodies)
 
     paste = """([index, text]) => {
         const el = document.querySelectorAll('.jp-Notebook .jp-Cell')[index].querySelector('.cm-content');

@@ -424,24 +424,9 @@ class DotenvStore:
         Raises:
             StoreError: the lock file cannot be created, or the wait timed out.
         """
-        import filelock
-
         self._check_target()
-        lock = filelock.FileLock(
-            self._lock_path(), timeout=LOCK_TIMEOUT_SECONDS, mode=0o600, is_singleton=True
-        )
-        try:
-            lock.acquire()
-        except filelock.Timeout:
-            raise StoreError(
-                f"{self.path}: another process has held its lock for {LOCK_TIMEOUT_SECONDS:.0f} s; not written"
-            ) from None
-        except OSError as exc:
-            raise StoreError(f"{self.path}: cannot lock: {exc.strerror or type(exc).__name__}") from None
-        try:
+        with _held_file_lock(self._lock_path(), str(self.path)):
             yield
-        finally:
-            lock.release()
 
     def _check_target(self) -> None:
         """Refuse a ``.env`` that is a symbolic link, read-only, or owned by another user.
@@ -736,6 +721,29 @@ def _ensure_git_ignored(env_path: Path) -> None:
         raise StoreError(f"{gitignore}: cannot write: {exc.strerror or type(exc).__name__}") from None
 
 
+@contextlib.contextmanager
+def _held_file_lock(path: Path, who: str) -> Iterator[None]:
+    """Hold the OS file lock at ``path`` through ``filelock`` (re-entrant within a thread; other
+    threads and processes wait up to :data:`LOCK_TIMEOUT_SECONDS`).
+
+    Raises:
+        StoreError: the lock file cannot be created, or the wait timed out (``who`` names the store).
+    """
+    import filelock
+
+    lock = filelock.FileLock(path, timeout=LOCK_TIMEOUT_SECONDS, mode=0o600, is_singleton=True)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise StoreError(f"{who}: another process has held its lock for {LOCK_TIMEOUT_SECONDS:.0f} s; not written") from None
+    except OSError as exc:
+        raise StoreError(f"{who}: cannot lock: {exc.strerror or type(exc).__name__}") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 # -- keyring -----------------------------------------------------------------------------------
 _INDEX_ENTRY = "__ipykeyguard_index__"
 
@@ -774,23 +782,13 @@ class KeyringStore:
         write of the index and the clash check of :meth:`put`: the keyring has no transactions,
         so two processes (a kernel and ``clean``) adding names at once each wrote an index
         without the other's name, and a key no listing showed was as good as lost."""
-        import filelock
-
         path = self._lock_path()
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            lock = filelock.FileLock(path, timeout=LOCK_TIMEOUT_SECONDS, mode=0o600, is_singleton=True)
-            lock.acquire()
-        except filelock.Timeout:
-            raise StoreError(
-                f"{self.description}: another process has held its lock for {LOCK_TIMEOUT_SECONDS:.0f} s; not written"
-            ) from None
         except OSError as exc:
             raise StoreError(f"{self.description}: cannot lock {path}: {exc.strerror or type(exc).__name__}") from None
-        try:
+        with _held_file_lock(path, self.description):
             yield
-        finally:
-            lock.release()
 
     def _index(self) -> list[str]:
         import keyring
