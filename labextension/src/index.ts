@@ -408,13 +408,14 @@ async function offerSnippet(path: string, pasted: string): Promise<IPasteReply |
   try {
     return await pasteKeys(path, pasted, true);
   } catch (error) {
-    await showDialog({
-      title: 'Could not store the keys',
-      body: (error as Error).message,
-      buttons: [Dialog.okButton()]
-    });
-    return null;
+    return showStoreError('Could not store the keys', error);
   }
+}
+
+/** Tell the person a store failed (the server's message names no value); paste as is. */
+async function showStoreError(title: string, error: unknown): Promise<null> {
+  await showDialog({ title, body: (error as Error).message, buttons: [Dialog.okButton()] });
+  return null;
 }
 
 /**
@@ -454,12 +455,7 @@ async function askAndStore(path: string, suggested: string, value: string): Prom
       await putSecret(path, name, value);
       return name;
     } catch (error) {
-      await showDialog({
-        title: 'Could not store the secret',
-        body: (error as Error).message,
-        buttons: [Dialog.okButton()]
-      });
-      return null;
+      return showStoreError('Could not store the secret', error);
     }
   }
 }
